@@ -1,0 +1,44 @@
+"""Every example runs, so none can rot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+async def run_example(name: str, stdin: bytes = b"") -> str:
+    with trio.fail_after(300):
+        done = await trio.run_process(
+            [sys.executable, str(EXAMPLES / name)],
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    output = done.stdout.decode()
+    assert done.returncode == 0, output + done.stderr.decode()[-3000:]
+    return output
+
+
+@pytest.mark.llm
+async def test_companion_embedded() -> None:
+    output = await run_example("companion_embedded.py")
+    assert "[turn.completed]" in output
+    assert "[busy: turn t-" in output
+    assert "[cancel -> cancelled (turn.cancelled)" in output
+    assert "[worker is idle after 2 turns]" in output
+
+
+@pytest.mark.llm
+async def test_companion_chat_reads_lines_from_stdin() -> None:
+    output = await run_example("companion_chat.py", b"Hello!\nName a fruit.\n")
+    assert "you> Hello!" in output
+    assert "you> Name a fruit." in output
+    assert output.count("yoi> ") == 2
+    assert "Bye (2 turns)." in output

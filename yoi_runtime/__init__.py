@@ -1,0 +1,54 @@
+"""yoi-runtime: run LLM Workers as supervised Trio actors.
+
+Open a :class:`Runtime` with :func:`open_runtime`, create Workers, give them
+input, and follow their events. See ``README.md`` and ``docs/``.
+"""
+
+from ._engine import Engine as Engine
+from ._engine import EngineInfo as EngineInfo
+from ._engine import Message as Message
+from ._engine import TurnRequest as TurnRequest
+from ._engine import Usage as Usage
+from ._errors import EngineConfigError as EngineConfigError
+from ._errors import EngineConnectError as EngineConnectError
+from ._errors import EngineError as EngineError
+from ._errors import EngineProtocolError as EngineProtocolError
+from ._errors import EngineStatusError as EngineStatusError
+from ._errors import EngineTimeoutError as EngineTimeoutError
+from ._errors import InvalidInputError as InvalidInputError
+from ._errors import OperationUnsupportedError as OperationUnsupportedError
+from ._errors import RuntimeUnavailableError as RuntimeUnavailableError
+from ._errors import WorkerBusyError as WorkerBusyError
+from ._errors import WorkerError as WorkerError
+from ._errors import WorkerExistsError as WorkerExistsError
+from ._errors import WorkerNotFoundError as WorkerNotFoundError
+from ._errors import WorkerStoppedError as WorkerStoppedError
+from ._errors import YoiRuntimeError as YoiRuntimeError
+from ._events import Event as Event
+from ._events import EventType as EventType
+from ._events import Gap as Gap
+from ._events import Subscription as Subscription
+from ._openai_chat import OpenAIChatEngine as OpenAIChatEngine
+from ._replay import ReplayEngine as ReplayEngine
+from ._runtime import COMPANION as COMPANION
+from ._runtime import Profile as Profile
+from ._runtime import Runtime as Runtime
+from ._runtime import open_runtime as open_runtime
+from ._scripted import ScriptedEngine as ScriptedEngine
+from ._scripted import ScriptedReply as ScriptedReply
+from ._types import CancelOutcome as CancelOutcome
+from ._types import CancelResult as CancelResult
+from ._types import Capabilities as Capabilities
+from ._types import Diagnostic as Diagnostic
+from ._types import RuntimeSummary as RuntimeSummary
+from ._types import TranscriptEntry as TranscriptEntry
+from ._types import TranscriptPage as TranscriptPage
+from ._types import TurnError as TurnError
+from ._types import TurnStatus as TurnStatus
+from ._types import TurnSummary as TurnSummary
+from ._types import WorkerPage as WorkerPage
+from ._types import WorkerStatus as WorkerStatus
+from ._types import WorkerSummary as WorkerSummary
+from ._version import PROTOCOL_VERSION as PROTOCOL_VERSION
+from ._version import __version__ as __version__
+from ._worker import Limits as Limits

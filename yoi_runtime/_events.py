@@ -1,0 +1,237 @@
+"""Typed events, the bounded logs that retain them, and subscriptions.
+
+Every Worker has one log whose events are numbered 1, 2, 3, ... without gaps
+(``Event.seq``); the Runtime has one more log holding every event of every
+Worker, numbered by ``Event.cursor``. A :class:`Subscription` is a cursor into
+one log: it replays what the log retains after the cursor, then waits for new
+events. Writers never wait for subscribers, so a slow subscriber cannot block
+a Worker or another subscriber. A subscriber whose cursor falls behind what
+the log retains receives a :class:`Gap` naming the cursor it resumes from,
+never a silent jump.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from ._errors import InvalidInputError
+
+__all__ = ["Event", "EventType", "Gap", "Subscription"]
+
+#: The maximum number of items one :meth:`Subscription.receive_batch` returns.
+DEFAULT_BATCH = 256
+
+
+class EventType(enum.StrEnum):
+    """Every event type; ``docs/events.md`` shows an example of each."""
+
+    WORKER_CREATED = "worker.created"
+    WORKER_STATUS = "worker.status"
+    WORKER_STOPPED = "worker.stopped"
+    WORKER_FAILED = "worker.failed"
+    TURN_ACCEPTED = "turn.accepted"
+    TURN_STARTED = "turn.started"
+    TURN_TEXT_DELTA = "turn.text_delta"
+    TURN_COMPLETED = "turn.completed"
+    TURN_FAILED = "turn.failed"
+    TURN_CANCELLED = "turn.cancelled"
+
+
+@attrs.frozen
+class Event:
+    """One thing that happened to a Worker.
+
+    Attributes:
+        seq: Position in the Worker's own stream: 1, 2, 3, ... without gaps.
+        cursor: Position in the Runtime-wide stream, also gap-free.
+        type: What happened.
+        runtime_id: The Runtime the Worker lives in.
+        worker_id: The Worker it happened to.
+        at: When it happened (UTC).
+        data: Type-specific fields (JSON-ready: str, int, float, None, dict).
+    """
+
+    seq: int
+    cursor: int
+    type: EventType
+    runtime_id: str
+    worker_id: str
+    at: datetime.datetime
+    data: Mapping[str, Any]
+
+
+@attrs.frozen
+class Gap:
+    """Marks events a subscriber can no longer receive.
+
+    Events after ``after`` up to and including ``resume_after`` were dropped by
+    retention before the subscriber read them. The next item it receives is
+    the one after ``resume_after``; a client that needs them must rebuild its
+    state (for example from the transcript).
+
+    Attributes:
+        after: The cursor (or ``seq``) the subscriber had reached.
+        resume_after: The cursor (or ``seq``) it continues after.
+        reason: ``"expired"``: the events fell out of the retained history.
+    """
+
+    after: int
+    resume_after: int
+    reason: Literal["expired"] = "expired"
+
+    @property
+    def missed(self) -> int:
+        """How many events were skipped."""
+        return self.resume_after - self.after
+
+
+class EventLog:
+    """A bounded, append-only list of events numbered from 1 without gaps.
+
+    It retains at least ``retention`` of the newest events and trims in bulk
+    when it holds a quarter more, so appending stays O(1) amortised.
+    """
+
+    __slots__ = ("_closed", "_events", "_first", "_lot", "_retention")
+
+    def __init__(self, retention: int, *, first: int = 1) -> None:
+        self._events: list[Event] = []
+        self._first = first
+        self._retention = retention
+        self._lot: trio.lowlevel.ParkingLot | None = None
+        self._closed = False
+
+    @property
+    def last(self) -> int:
+        """The position of the newest event (0 when none was ever appended)."""
+        return self._first + len(self._events) - 1
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def append(self, event: Event) -> None:
+        events = self._events
+        events.append(event)
+        if len(events) > self._retention + (self._retention >> 2):
+            drop = len(events) - self._retention
+            del events[:drop]
+            self._first += drop
+        if self._lot is not None:
+            self._lot.unpark_all()
+
+    def close(self) -> None:
+        """Mark the log finished: subscribers drain it, then end."""
+        self._closed = True
+        if self._lot is not None:
+            self._lot.unpark_all()
+
+    def check_cursor(self, after: int | None) -> int:
+        """Validate a subscriber's cursor and return it (None means now).
+
+        Raises:
+            InvalidInputError: ``after`` is negative or ahead of the log.
+        """
+        if after is None:
+            return self.last
+        if after < 0 or after > self.last:
+            raise InvalidInputError(
+                f"cursor {after} is outside this stream (0..{self.last})",
+                path="after",
+            )
+        return after
+
+    def read(self, after: int, limit: int) -> tuple[Gap | None, list[Event]]:
+        """Return up to ``limit`` events after position ``after``.
+
+        Returns:
+            ``(gap, events)``: a :class:`Gap` when events after ``after`` were
+            trimmed already, then the retained events that follow.
+        """
+        gap = None
+        if after < self._first - 1:
+            gap = Gap(after=after, resume_after=self._first - 1)
+            after = self._first - 1
+        start = after - self._first + 1
+        return gap, self._events[start : start + limit]
+
+    async def wait_beyond(self, after: int) -> None:
+        """Block until the log has an event after ``after`` or is closed."""
+        if self.last > after or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        await self._lot.park()
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """A cursor into one event stream: replay, then live, then the end.
+
+    Iterate it (``async for item in subscription``) or call
+    :meth:`receive_batch`. Items are :class:`Event` or :class:`Gap`. A Worker's
+    stream ends after ``worker.stopped`` or ``worker.failed``; the Runtime-wide
+    stream ends when the Runtime closes.
+
+    Attributes:
+        position: The cursor of the last item received (an :class:`Event`'s
+            ``seq`` on a Worker stream, its ``cursor`` on the Runtime stream).
+            Pass it as ``after`` to resume without gap or duplicate.
+    """
+
+    _log: EventLog
+    position: int
+
+    async def receive_batch(self, max_items: int = DEFAULT_BATCH) -> list[Event | Gap]:
+        """Wait for at least one item and return every ready one, up to a limit.
+
+        Args:
+            max_items: The most items to return (at least 1).
+
+        Returns:
+            A non-empty list of items in stream order; :attr:`position` is then
+            the cursor of the last one.
+
+        Raises:
+            trio.EndOfChannel: The stream ended and everything was received.
+        """
+        while True:
+            gap, events = self._log.read(self.position, max_items)
+            batch: list[Event | Gap]
+            if gap is not None:
+                batch = [gap, *events[: max_items - 1]]
+                self.position = gap.resume_after + len(batch) - 1
+            else:
+                batch = list(events)
+                self.position += len(batch)
+            if batch:
+                await trio.lowlevel.checkpoint()
+                return batch
+            if self._log.closed:
+                await trio.lowlevel.checkpoint()
+                raise trio.EndOfChannel
+            await self._log.wait_beyond(self.position)
+
+    async def receive(self) -> Event | Gap:
+        """Wait for and return the next item.
+
+        Raises:
+            trio.EndOfChannel: The stream ended and everything was received.
+        """
+        return (await self.receive_batch(1))[0]
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event | Gap:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None

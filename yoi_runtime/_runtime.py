@@ -1,0 +1,514 @@
+"""The Runtime: the environment that runs Workers, embedded in a Trio program."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from ._engine import Engine, EngineInfo, Usage
+from ._errors import (
+    InvalidInputError,
+    RuntimeUnavailableError,
+    WorkerExistsError,
+    WorkerNotFoundError,
+)
+from ._events import EventLog, Subscription
+from ._types import (
+    CancelOutcome,
+    CancelResult,
+    Capabilities,
+    Diagnostic,
+    RuntimeSummary,
+    TranscriptPage,
+    TurnStatus,
+    TurnSummary,
+    WorkerPage,
+    WorkerStatus,
+    WorkerSummary,
+)
+from ._util import single_error
+from ._version import PROTOCOL_VERSION, __version__
+from ._worker import Hub, Limits, Worker
+
+__all__ = ["COMPANION", "Profile", "Runtime", "open_runtime"]
+
+#: Ids a caller may supply: 1-128 characters, starting alphanumeric.
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+#: The bounds a Runtime keeps unless told otherwise.
+DEFAULT_LIMITS = Limits()
+
+#: Page size of Worker listings when the caller gives none, and the largest.
+_DEFAULT_LIMIT = 50
+_MAX_LIMIT = 500
+
+
+@attrs.frozen
+class Profile:
+    """What kind of Worker to create.
+
+    Attributes:
+        name: The name callers pick the profile by.
+        system_prompt: The default system prompt, or None.
+        tools: Tool grants; always explicit, empty for a Companion.
+    """
+
+    name: str
+    system_prompt: str | None = None
+    tools: tuple[str, ...] = ()
+
+
+#: A Worker with no tools that converses.
+COMPANION = Profile(
+    name="companion",
+    system_prompt="You are a helpful, friendly companion. Answer briefly.",
+)
+
+
+def _check_id(value: str, path: str) -> None:
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
+        raise InvalidInputError(
+            f"{path} must be 1-128 characters of A-Z a-z 0-9 . _ : -, "
+            "starting with a letter or digit",
+            path=path,
+        )
+
+
+def _check_limit(limit: int | None) -> int:
+    if limit is None:
+        return _DEFAULT_LIMIT
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidInputError("limit must be an integer", path="limit")
+    if not 1 <= limit <= _MAX_LIMIT:
+        raise InvalidInputError(
+            f"limit must be between 1 and {_MAX_LIMIT}", path="limit"
+        )
+    return limit
+
+
+@attrs.define(eq=False)
+class Runtime:
+    """Runs Workers as supervised actors in one Trio nursery.
+
+    Create one with :func:`open_runtime`. Every operation is a method taking
+    ``worker_id``; together with :attr:`runtime_id` it is a Worker's identity.
+
+    Errors (see :mod:`yoi_runtime._errors` for the tree): every method may
+    raise :class:`RuntimeUnavailableError` once the Runtime is closing, and
+    the ones taking a ``worker_id`` raise :class:`WorkerNotFoundError` for an
+    unknown one.
+    """
+
+    _hub: Hub
+    _nursery: trio.Nursery
+    _engines: Mapping[str, Engine]
+    _default_engine: str
+    _profiles: Mapping[str, Profile]
+    _placement: str
+    started_at: datetime.datetime = attrs.field(
+        factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+    _workers: dict[str, Worker] = attrs.field(factory=dict)
+    _ordered: list[Worker] = attrs.field(factory=list)
+    _status: str = "serving"
+
+    @property
+    def runtime_id(self) -> str:
+        """The Runtime's id, given to :func:`open_runtime` or generated."""
+        return self._hub.runtime_id
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _check_serving(self) -> None:
+        if self._status != "serving":
+            raise RuntimeUnavailableError(
+                f"runtime {self.runtime_id} is {self._status}"
+            )
+
+    def _worker(self, worker_id: str) -> Worker:
+        try:
+            return self._workers[worker_id]
+        except (KeyError, TypeError):
+            raise WorkerNotFoundError(
+                f"no worker {worker_id!r} in runtime {self.runtime_id}",
+                worker_id=str(worker_id),
+            ) from None
+
+    # -- commands -----------------------------------------------------------------
+
+    async def create_worker(
+        self,
+        profile: str = "companion",
+        *,
+        display_name: str | None = None,
+        engine: str | None = None,
+        system_prompt: str | None = None,
+        worker_id: str | None = None,
+    ) -> WorkerSummary:
+        """Create a Worker and start its actor.
+
+        Args:
+            profile: A profile name from :attr:`Capabilities.profiles`.
+            display_name: A label for people; never used as identity.
+            engine: An engine name from :attr:`Capabilities.engines`; None
+                picks the Runtime's default engine.
+            system_prompt: Replaces the profile's system prompt.
+            worker_id: Your own id, for idempotent create: creating again with
+                the same id and settings returns the existing Worker.
+
+        Returns:
+            The new (or existing) Worker, ``idle``.
+
+        Raises:
+            InvalidInputError: Unknown profile or engine, or a malformed id.
+            WorkerExistsError: ``worker_id`` exists with other settings.
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_serving()
+        if profile not in self._profiles:
+            raise InvalidInputError(f"unknown profile {profile!r}", path="profile")
+        engine = self._default_engine if engine is None else engine
+        if engine not in self._engines:
+            raise InvalidInputError(f"unknown engine {engine!r}", path="engine")
+        chosen = self._profiles[profile]
+        prompt = chosen.system_prompt if system_prompt is None else system_prompt
+        if worker_id is None:
+            worker_id = "w-" + secrets.token_hex(8)
+        else:
+            _check_id(worker_id, "worker_id")
+            existing = self._workers.get(worker_id)
+            if existing is not None:
+                same = (
+                    existing.profile,
+                    existing.display_name,
+                    existing.engine_name,
+                    existing.system_prompt,
+                ) == (profile, display_name, engine, prompt)
+                if not same:
+                    raise WorkerExistsError(
+                        f"worker {worker_id} exists with other settings",
+                        worker_id=worker_id,
+                    )
+                return existing.summary()
+        worker = Worker(
+            self._hub,
+            worker_id,
+            len(self._ordered),
+            profile,
+            prompt,
+            display_name,
+            engine,
+            self._engines[engine],
+            chosen.tools,
+        )
+        self._workers[worker_id] = worker
+        self._ordered.append(worker)
+        self._nursery.start_soon(worker.run, name=f"yoi-worker-{worker_id}")
+        return worker.summary()
+
+    async def send_input(
+        self, worker_id: str, text: str, *, input_id: str | None = None
+    ) -> TurnSummary:
+        """Give a Worker input; it starts a turn, or is refused at once.
+
+        Returns as soon as the turn is accepted; follow the Worker's events
+        (:meth:`subscribe`) for the answer.
+
+        Args:
+            worker_id: The Worker.
+            text: The user input (at most ``Limits.max_input_chars`` chars).
+            input_id: Your idempotency key for the input, recorded on the turn.
+
+        Returns:
+            The accepted turn.
+
+        Raises:
+            WorkerBusyError: A turn is already accepted or running; nothing
+                was queued.
+            WorkerStoppedError: The Worker is stopped or failed.
+            InvalidInputError: ``text`` is not a string, empty or too long.
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_serving()
+        worker = self._worker(worker_id)
+        if not isinstance(text, str) or not text:
+            raise InvalidInputError("input must be a non-empty string", path="text")
+        if len(text) > self._hub.limits.max_input_chars:
+            raise InvalidInputError(
+                f"input is longer than {self._hub.limits.max_input_chars} characters",
+                path="text",
+            )
+        if input_id is not None:
+            _check_id(input_id, "input_id")
+        return worker.accept_input(text, input_id)
+
+    async def cancel(
+        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
+    ) -> CancelResult:
+        """End a Worker's current turn and wait until it has ended.
+
+        The engine's work is cancelled (an HTTP stream is closed); the turn
+        becomes ``cancelled`` and the Worker ``idle``. Not an error on an idle
+        Worker.
+
+        Args:
+            worker_id: The Worker.
+            turn_id: The turn you mean to cancel. If it has already ended the
+                outcome says so; None means whatever turn is active.
+            reason: Recorded in the ``turn.cancelled`` event.
+
+        Returns:
+            ``cancelled``; ``no_active_turn``; or ``already_completed`` when
+            the turn ended (completed or failed) before the cancel took hold.
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_serving()
+        worker = self._worker(worker_id)
+        turn = worker.find_turn(turn_id)
+        if turn is None:
+            return CancelResult(CancelOutcome.NO_ACTIVE_TURN, worker_id)
+        worker.cancel(turn, reason)
+        await turn.done.wait()
+        outcome = (
+            CancelOutcome.CANCELLED
+            if turn.status is TurnStatus.CANCELLED
+            else CancelOutcome.ALREADY_COMPLETED
+        )
+        return CancelResult(outcome, worker_id, turn.turn_id)
+
+    async def stop(self, worker_id: str, *, reason: str | None = None) -> WorkerSummary:
+        """Stop a Worker: cancel its turn, end its actor, refuse later input.
+
+        Idempotent: stopping a stopped (or failed) Worker returns its summary.
+        Waits until the actor has ended.
+
+        Args:
+            worker_id: The Worker.
+            reason: Recorded in the ``turn.cancelled`` and ``worker.stopped``
+                events.
+
+        Returns:
+            The Worker, ``stopped`` (or ``failed`` if it had crashed).
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_serving()
+        worker = self._worker(worker_id)
+        worker.stop(reason)
+        await worker.wait_ended()
+        return worker.summary()
+
+    # -- observation ------------------------------------------------------------
+
+    async def get_worker(self, worker_id: str) -> WorkerSummary:
+        """Return one Worker's detail (never waits behind a running turn)."""
+        await trio.lowlevel.checkpoint()
+        return self._worker(worker_id).summary()
+
+    async def list_workers(
+        self,
+        *,
+        status: WorkerStatus | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> WorkerPage:
+        """List Workers, oldest first, one page at a time.
+
+        Args:
+            status: Only Workers with this status.
+            limit: Page size, 1 to 500; None means 50.
+            cursor: ``next_cursor`` of the previous page; None starts over.
+
+        Raises:
+            InvalidInputError: Unknown status, bad limit or malformed cursor.
+        """
+        await trio.lowlevel.checkpoint()
+        limit = _check_limit(limit)
+        wanted = None
+        if status is not None:
+            try:
+                wanted = WorkerStatus(status)
+            except ValueError:
+                raise InvalidInputError(
+                    f"unknown status {status!r}", path="status"
+                ) from None
+        start = 0
+        if cursor is not None:
+            if not isinstance(cursor, str) or not cursor.isdigit() or len(cursor) > 18:
+                raise InvalidInputError("malformed cursor", path="cursor")
+            start = int(cursor) + 1
+        page: list[WorkerSummary] = []
+        ordered = self._ordered
+        index = start
+        while index < len(ordered) and len(page) < limit:
+            worker = ordered[index]
+            if wanted is None or worker.status is wanted:
+                page.append(worker.summary())
+            index += 1
+        more = (
+            any(wanted is None or w.status is wanted for w in ordered[index:])
+            if index < len(ordered)
+            else False
+        )
+        return WorkerPage(tuple(page), str(index - 1) if more else None)
+
+    async def transcript(
+        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> TranscriptPage:
+        """Return a page of a Worker's transcript (input, answers, errors).
+
+        Args:
+            worker_id: The Worker.
+            limit: Entries per page, 1 to 500; None means 50.
+            cursor: ``next_cursor`` of the previous page; None starts at the
+                oldest retained entry.
+        """
+        await trio.lowlevel.checkpoint()
+        return self._worker(worker_id).transcript.page(limit=limit, cursor=cursor)
+
+    def subscribe(
+        self, worker_id: str | None = None, *, after: int | None = None
+    ) -> Subscription:
+        """Follow one Worker's events, or every Worker's.
+
+        Args:
+            worker_id: The Worker; None for the Runtime-wide stream.
+            after: Resume after this cursor (an event's ``seq`` on a Worker
+                stream, its ``cursor`` on the Runtime stream); 0 replays all
+                that is retained; None starts with the next new event.
+
+        Returns:
+            A :class:`Subscription` (replay, then live, without gap or
+            duplicate; a :class:`Gap` where retention dropped events).
+
+        Raises:
+            WorkerNotFoundError: Unknown ``worker_id``.
+            InvalidInputError: ``after`` is negative or ahead of the stream.
+        """
+        log = self._hub.log if worker_id is None else self._worker(worker_id).log
+        return Subscription(log, log.check_cursor(after))
+
+    async def summary(self) -> RuntimeSummary:
+        """Return the Runtime's status, Worker counts, usage and capabilities."""
+        await trio.lowlevel.checkpoint()
+        counts = dict.fromkeys((s.value for s in WorkerStatus), 0)
+        for worker in self._ordered:
+            counts[worker.status.value] += 1
+        return RuntimeSummary(
+            runtime_id=self.runtime_id,
+            version=__version__,
+            protocol_version=PROTOCOL_VERSION,
+            status=self._status,
+            started_at=self.started_at,
+            workers=counts,
+            usage=self._hub.usage,
+            capabilities=self.capabilities(),
+            last_cursor=self._hub.log.last,
+        )
+
+    def capabilities(self) -> Capabilities:
+        """Return what this Runtime can do (fixed for its lifetime)."""
+        tools = sorted({tool for p in self._profiles.values() for tool in p.tools})
+        return Capabilities(
+            placement=self._placement,
+            can_start_processes=False,
+            filesystem=False,
+            shell=False,
+            git=False,
+            worktree=False,
+            engines=tuple(
+                EngineInfo(name, engine.kind, engine.model)
+                for name, engine in self._engines.items()
+            ),
+            profiles=tuple(self._profiles),
+            tools=tuple(tools),
+        )
+
+    async def diagnostics(self) -> tuple[Diagnostic, ...]:
+        """Return what the Runtime noticed (crashed actors, ...), oldest first."""
+        await trio.lowlevel.checkpoint()
+        return tuple(self._hub.diagnostics)
+
+    async def usage(self) -> Usage:
+        """Return the tokens used by every turn of every Worker so far."""
+        await trio.lowlevel.checkpoint()
+        return self._hub.usage
+
+    # -- closing ------------------------------------------------------------------
+
+    def _begin_close(self) -> None:
+        self._status = "closing"
+        for worker in self._ordered:
+            worker.stop("shutdown")
+
+
+@asynccontextmanager
+async def open_runtime(
+    engines: Mapping[str, Engine],
+    *,
+    default_engine: str | None = None,
+    runtime_id: str | None = None,
+    profiles: Mapping[str, Profile] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    placement: str = "embedded",
+    close_timeout: float = 10.0,
+) -> AsyncIterator[Runtime]:
+    """Open a Runtime in the caller's Trio program.
+
+    On exit every running turn is cancelled with reason ``shutdown``, every
+    Worker is stopped, the event streams end, and the engines are closed.
+
+    Args:
+        engines: Engines by name (``{"local": OpenAIChatEngine(...)}``). The
+            Runtime owns them from now on and closes them on exit.
+        default_engine: The engine for Workers created without one; None means
+            the first of ``engines``.
+        runtime_id: The Runtime's id; None generates ``rt-<16 hex digits>``.
+        profiles: Profiles by name; None means ``{"companion": COMPANION}``.
+        limits: Retention and size bounds.
+        placement: ``"embedded"``, or ``"process"`` for a standalone process.
+        close_timeout: Seconds allowed for closing engines on exit.
+
+    Raises:
+        InvalidInputError: No engines, an unknown default, or a malformed id.
+    """
+    if not engines:
+        raise InvalidInputError("a Runtime needs at least one engine", path="engines")
+    default_engine = next(iter(engines)) if default_engine is None else default_engine
+    if default_engine not in engines:
+        raise InvalidInputError(
+            f"unknown default engine {default_engine!r}", path="default_engine"
+        )
+    if runtime_id is None:
+        runtime_id = "rt-" + secrets.token_hex(8)
+    _check_id(runtime_id, "runtime_id")
+    hub = Hub(runtime_id, limits, EventLog(limits.runtime_event_retention))
+    runtime: Runtime | None = None
+    try:
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                runtime = Runtime(
+                    hub,
+                    nursery,
+                    dict(engines),
+                    default_engine,
+                    {COMPANION.name: COMPANION} if profiles is None else dict(profiles),
+                    placement,
+                )
+                try:
+                    yield runtime
+                finally:
+                    # The actors never raise: a nursery error is the body's.
+                    runtime._begin_close()
+    finally:
+        hub.log.close()
+        if runtime is not None:
+            runtime._status = "closed"
+        with trio.move_on_after(close_timeout, shield=True):
+            for engine in engines.values():
+                await engine.aclose()

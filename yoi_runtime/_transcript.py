@@ -1,0 +1,113 @@
+"""The transcript: a bounded projection of a Worker's events for people.
+
+The Worker feeds it as events happen (input accepted, text streamed, turn
+ended); readers page through it by entry index.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from ._errors import InvalidInputError
+from ._types import TranscriptEntry, TranscriptPage, TurnStatus
+
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Transcript"]
+
+#: Transcript page size when the caller gives none, and the largest allowed.
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+class _Entry:
+    """A mutable transcript entry; an assistant entry grows while streaming."""
+
+    __slots__ = ("at", "index", "kind", "parts", "status", "turn_id")
+
+    def __init__(
+        self,
+        index: int,
+        kind: str,
+        turn_id: str,
+        text: str,
+        status: TurnStatus,
+        at: datetime.datetime,
+    ) -> None:
+        self.index = index
+        self.kind = kind
+        self.turn_id = turn_id
+        self.parts = [text]
+        self.status = status
+        self.at = at
+
+    def snapshot(self) -> TranscriptEntry:
+        if len(self.parts) > 1:
+            self.parts = ["".join(self.parts)]
+        return TranscriptEntry(
+            index=self.index,
+            kind=self.kind,
+            turn_id=self.turn_id,
+            text=self.parts[0],
+            status=self.status,
+            at=self.at,
+        )
+
+
+class Transcript:
+    """Entries numbered 1, 2, 3, ...; keeps at least ``retention`` newest."""
+
+    __slots__ = ("_entries", "_first", "_retention")
+
+    def __init__(self, retention: int) -> None:
+        self._entries: list[_Entry] = []
+        self._first = 1
+        self._retention = retention
+
+    def add(
+        self,
+        kind: str,
+        turn_id: str,
+        text: str,
+        status: TurnStatus,
+        at: datetime.datetime,
+    ) -> _Entry:
+        entries = self._entries
+        entry = _Entry(self._first + len(entries), kind, turn_id, text, status, at)
+        entries.append(entry)
+        if len(entries) > self._retention + (self._retention >> 2):
+            drop = len(entries) - self._retention
+            del entries[:drop]
+            self._first += drop
+        return entry
+
+    def page(self, *, limit: int | None, cursor: str | None) -> TranscriptPage:
+        """Return entries after ``cursor``, oldest first.
+
+        Args:
+            limit: Entries per page, 1 to 500; None means 50.
+            cursor: A ``next_cursor`` from an earlier page, or None to start
+                at the oldest retained entry.
+
+        Raises:
+            InvalidInputError: ``limit`` out of range or a malformed cursor.
+        """
+        limit = DEFAULT_PAGE if limit is None else limit
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInputError(
+                f"limit must be between 1 and {MAX_PAGE}", path="limit"
+            )
+        after = 0
+        if cursor is not None:
+            if not cursor.isdigit() or len(cursor) > 18:
+                raise InvalidInputError("malformed transcript cursor", path="cursor")
+            after = int(cursor)
+        start = max(after - self._first + 1, 0)
+        chunk = self._entries[start : start + limit]
+        last = self._first + len(self._entries) - 1
+        next_cursor = None
+        if chunk and chunk[-1].index < last:
+            next_cursor = str(chunk[-1].index)
+        return TranscriptPage(
+            entries=tuple(entry.snapshot() for entry in chunk),
+            next_cursor=next_cursor,
+            truncated=self._first > 1,
+        )

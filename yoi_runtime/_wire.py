@@ -46,9 +46,7 @@ def item_to_json(item: Event | Gap) -> dict[str, Any]:
 def item_from_json(value: dict[str, Any]) -> Event | Gap:
     """Rebuild a stream item from :func:`item_to_json`'s shape."""
     if value.get("type") == "stream.gap":
-        return converter.structure(
-            {k: v for k, v in value.items() if k != "type"}, Gap
-        )
+        return converter.structure({k: v for k, v in value.items() if k != "type"}, Gap)
     return Event(
         seq=value["seq"],
         cursor=value["cursor"],

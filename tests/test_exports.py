@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import yoi_runtime
 
 PUBLIC = """
 CancelOutcome CancelResult Capabilities COMPANION Diagnostic Engine EngineConfigError
 EngineConnectError EngineError EngineInfo EngineProtocolError EngineStatusError
-EngineTimeoutError Event EventType Gap InvalidInputError Limits Message
+EngineTimeoutError Event EventType Gap InternalError InvalidInputError Limits Message
+UnauthorizedError
 OpenAIChatEngine OperationUnsupportedError Profile PROTOCOL_VERSION ReplayEngine
 Runtime RuntimeSummary RuntimeUnavailableError ScriptedEngine ScriptedReply
 Subscription TranscriptEntry TranscriptPage TurnError TurnRequest TurnStatus
@@ -23,7 +25,11 @@ open_runtime __version__
 def test_public_names_exist() -> None:
     missing = [name for name in PUBLIC if not hasattr(yoi_runtime, name)]
     assert missing == []
-    exported = {n for n in vars(yoi_runtime) if not n.startswith("_")}
+    exported = {
+        name
+        for name, value in vars(yoi_runtime).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
     assert exported - set(PUBLIC) == set()
 
 

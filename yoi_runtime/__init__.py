@@ -15,9 +15,11 @@ from ._errors import EngineError as EngineError
 from ._errors import EngineProtocolError as EngineProtocolError
 from ._errors import EngineStatusError as EngineStatusError
 from ._errors import EngineTimeoutError as EngineTimeoutError
+from ._errors import InternalError as InternalError
 from ._errors import InvalidInputError as InvalidInputError
 from ._errors import OperationUnsupportedError as OperationUnsupportedError
 from ._errors import RuntimeUnavailableError as RuntimeUnavailableError
+from ._errors import UnauthorizedError as UnauthorizedError
 from ._errors import WorkerBusyError as WorkerBusyError
 from ._errors import WorkerError as WorkerError
 from ._errors import WorkerExistsError as WorkerExistsError

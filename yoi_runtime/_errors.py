@@ -7,7 +7,9 @@ its JSON error envelope::
     YoiRuntimeError
     ├── InvalidInputError            invalid_input          (caller's fault)
     ├── OperationUnsupportedError    operation_unsupported  (caller's fault)
-    ├── RuntimeUnavailableError      runtime_unavailable    (closing / closed)
+    ├── RuntimeUnavailableError      runtime_unavailable    (closing, unreachable)
+    ├── UnauthorizedError            unauthorized           (missing or wrong token)
+    ├── InternalError                internal_error         (a bug on the other side)
     ├── WorkerError                  (carries worker_id)
     │   ├── WorkerNotFoundError      worker_not_found
     │   ├── WorkerBusyError          worker_busy            (a turn is active)
@@ -37,9 +39,11 @@ __all__ = [
     "EngineProtocolError",
     "EngineStatusError",
     "EngineTimeoutError",
+    "InternalError",
     "InvalidInputError",
     "OperationUnsupportedError",
     "RuntimeUnavailableError",
+    "UnauthorizedError",
     "WorkerBusyError",
     "WorkerError",
     "WorkerExistsError",
@@ -99,6 +103,18 @@ class RuntimeUnavailableError(YoiRuntimeError):
     """The Runtime is shutting down or closed and takes no more commands."""
 
     code = "runtime_unavailable"
+
+
+class UnauthorizedError(YoiRuntimeError):
+    """A Runtime process refused the request's token (or it had none)."""
+
+    code = "unauthorized"
+
+
+class InternalError(YoiRuntimeError):
+    """A Runtime process failed with an unexpected error (a bug there)."""
+
+    code = "internal_error"
 
 
 class WorkerError(YoiRuntimeError):

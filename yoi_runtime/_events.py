@@ -175,10 +175,12 @@ class EventLog:
 class Subscription:
     """A cursor into one event stream: replay, then live, then the end.
 
-    Iterate it (``async for item in subscription``) or call
-    :meth:`receive_batch`. Items are :class:`Event` or :class:`Gap`. A Worker's
-    stream ends after ``worker.stopped`` or ``worker.failed``; the Runtime-wide
-    stream ends when the Runtime closes.
+    Use it as ``async with runtime.subscribe(...) as events:`` (the same shape
+    as the network client's subscriptions, which hold a connection), then
+    iterate it (``async for item in events``) or call :meth:`receive_batch`.
+    Items are :class:`Event` or :class:`Gap`. A Worker's stream ends after
+    ``worker.stopped`` or ``worker.failed``; the Runtime-wide stream ends when
+    the Runtime closes.
 
     Attributes:
         position: The cursor of the last item received (an :class:`Event`'s
@@ -188,6 +190,7 @@ class Subscription:
 
     _log: EventLog
     position: int
+    _closed: bool = False
 
     async def receive_batch(self, max_items: int = DEFAULT_BATCH) -> list[Event | Gap]:
         """Wait for at least one item and return every ready one, up to a limit.
@@ -203,6 +206,8 @@ class Subscription:
             trio.EndOfChannel: The stream ended and everything was received.
         """
         while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the subscription is closed")
             gap, events = self._log.read(self.position, max_items)
             batch: list[Event | Gap]
             if gap is not None:
@@ -229,6 +234,18 @@ class Subscription:
 
     def __aiter__(self) -> Subscription:
         return self
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop following the stream; later receives raise
+        :class:`trio.ClosedResourceError`. Idempotent."""
+        self._closed = True
+        await trio.lowlevel.checkpoint()
 
     async def __anext__(self) -> Event | Gap:
         try:

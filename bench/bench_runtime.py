@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_runtime.py            # full run, ~1-2 minutes
-    .venv/bin/python bench/bench_runtime.py --quick    # smoke run, ~15 seconds
+    .venv/bin/python bench/bench_runtime.py            # full run, about a minute
+    .venv/bin/python bench/bench_runtime.py --quick    # smoke run, about 10 seconds
     .venv/bin/python bench/bench_runtime.py --json results.json
     .venv/bin/python bench/bench_runtime.py --profile  # cProfile the yoi round trip
 
@@ -13,13 +13,18 @@ What it measures (``bench/README.md`` has the details):
 2. ``yoi``: one Worker's turn round trip with the scripted engine, from
    ``Runtime.send_input`` until the subscriber has read ``turn.completed``.
 3. ``autogen``: ``SingleThreadedAgentRuntime.send_message`` to a trivial
-   ``RoutedAgent`` that replies (asyncio, same process, run afterwards).
-4. Idle Workers: wall time and RSS to create 10,000 and 100,000 Workers (and,
-   for reference, bare parked Trio tasks), each in a fresh subprocess, with
-   the default GC and with the GC disabled around the creation loop.
+   ``RoutedAgent`` that replies (asyncio, same process, never concurrently
+   with Trio).
+4. Idle populations: wall time and RSS to create 10,000 and 100,000 Workers
+   (and, for reference, bare parked Trio tasks), each in a fresh subprocess,
+   with the default GC and with the GC disabled around the creation loop.
 
-Latencies are per round trip (``time.perf_counter_ns``); a rate is the number
-of measured round trips divided by the wall time of the measured loop.
+The three round trips run in interleaved rounds (trio, yoi, autogen, trio,
+yoi, ...), each round a fresh event loop with its own warm-up, so a change in
+background load hits all three alike; ratios are the median of the per-round
+ratios. Latencies are per round trip (``time.perf_counter_ns``), pooled over
+the rounds; a rate is measured round trips divided by the measured loop's
+wall time.
 """
 
 import argparse
@@ -33,6 +38,7 @@ import math
 import os
 import platform
 import pstats
+import statistics
 import subprocess
 import sys
 import time
@@ -40,33 +46,61 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 from typing import Any
 
+import attrs
 import trio
 import trio.testing
 
 import yoi_runtime
 
-#: Round-trip iterations: (warm-up, measured) for a full and a --quick run.
-FULL_ITERATIONS = (1_000, 20_000)
-QUICK_ITERATIONS = (200, 3_000)
 
-#: Idle populations: (kind, count, gc mode) measured in a full and a --quick run.
-FULL_IDLE = [
-    (kind, count, mode)
-    for count in (10_000, 100_000)
-    for kind in ("worker", "task")
-    for mode in ("default", "disabled")
-]
-QUICK_IDLE = [
-    (kind, 10_000, mode)
-    for kind in ("worker", "task")
-    for mode in ("default", "disabled")
-]
+@attrs.frozen
+class Plan:
+    """How much one run measures.
 
-#: Seconds a child measuring idle Workers may take before it is abandoned.
-CHILD_TIMEOUT = 120.0
+    Attributes:
+        rounds: Interleaved rounds of the three round-trip benchmarks.
+        warmup: Unmeasured round trips at the start of every round.
+        iterations: Measured round trips per benchmark, over all rounds.
+        idle: ``(kind, count, gc mode, repeats)`` idle populations, each
+            repeat measured in a fresh subprocess.
+    """
+
+    rounds: int
+    warmup: int
+    iterations: int
+    idle: Sequence[tuple[str, int, str, int]]
 
 
-# -- statistics -----------------------------------------------------------------
+FULL = Plan(
+    rounds=5,
+    warmup=1_000,
+    iterations=20_000,
+    idle=[
+        (kind, count, mode, 3 if count == 10_000 else 1)
+        for count in (10_000, 100_000)
+        for kind in ("worker", "task")
+        for mode in ("default", "disabled")
+    ],
+)
+QUICK = Plan(
+    rounds=3,
+    warmup=200,
+    iterations=3_000,
+    idle=[
+        (kind, 10_000, mode, 1)
+        for kind in ("worker", "task")
+        for mode in ("default", "disabled")
+    ],
+)
+
+#: Seconds one idle-population subprocess may take before it is abandoned.
+CHILD_TIMEOUT = 180.0
+
+#: A round trip benchmark: (warm-up, iterations) -> (latencies ns, wall ns).
+Samples = tuple[list[int], int]
+
+
+# -- helpers --------------------------------------------------------------------
 
 
 def _percentile(ordered: Sequence[int], q: float) -> int:
@@ -75,32 +109,28 @@ def _percentile(ordered: Sequence[int], q: float) -> int:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def _summarize(name: str, samples_ns: list[int], wall_ns: int) -> dict[str, Any]:
-    """Rate (per second of wall time) and latency percentiles in microseconds."""
-    ordered = sorted(samples_ns)
-    return {
-        "name": name,
-        "iterations": len(samples_ns),
-        "wall_s": wall_ns / 1e9,
-        "per_s": len(samples_ns) / (wall_ns / 1e9),
-        "mean_us": sum(samples_ns) / len(samples_ns) / 1e3,
-        "p50_us": _percentile(ordered, 0.50) / 1e3,
-        "p99_us": _percentile(ordered, 0.99) / 1e3,
-        "max_us": ordered[-1] / 1e3,
-    }
-
-
 def _rss_bytes() -> int:
-    """The process's resident set size, from ``/proc/self/statm``."""
+    """The process's resident set size in bytes, from ``/proc/self/statm``."""
     with open("/proc/self/statm") as statm:
         resident_pages = int(statm.read().split()[1])
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 # -- 1. bare Trio request/reply ------------------------------------------------
 
 
-async def _trio_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
+async def _trio_roundtrip(warmup: int, iterations: int) -> Samples:
     request_send, request_receive = trio.open_memory_channel[int](0)
     reply_send, reply_receive = trio.open_memory_channel[int](0)
 
@@ -109,8 +139,8 @@ async def _trio_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
             async for request in request_receive:
                 await reply_send.send(request)
 
-    samples: list[int] = []
     clock = time.perf_counter_ns
+    samples: list[int] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve_echo)
         async with request_send:
@@ -124,13 +154,13 @@ async def _trio_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
                 await reply_receive.receive()
                 samples.append(clock() - t0)
             wall = clock() - started
-    return _summarize("trio request/reply (memory channels)", samples, wall)
+    return samples, wall
 
 
 # -- 2. yoi-runtime turn round trip -------------------------------------------
 
 
-async def _yoi_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
+async def _yoi_roundtrip(warmup: int, iterations: int) -> Samples:
     completed = yoi_runtime.EventType.TURN_COMPLETED
     clock = time.perf_counter_ns
     samples: list[int] = []
@@ -141,8 +171,7 @@ async def _yoi_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
         subscription = runtime.subscribe(worker_id)
 
         async def one_turn() -> None:
-            turn = await runtime.send_input(worker_id, "ping")
-            turn_id = turn.turn_id
+            turn_id = (await runtime.send_input(worker_id, "ping")).turn_id
             while True:
                 for item in await subscription.receive_batch():
                     if (
@@ -160,14 +189,14 @@ async def _yoi_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
             await one_turn()
             samples.append(clock() - t0)
         wall = clock() - started
-    return _summarize("yoi turn (scripted engine)", samples, wall)
+    return samples, wall
 
 
 # -- 3. autogen-core ----------------------------------------------------------
 
 
-def _autogen_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
-    """send_message round trips to a trivial agent (asyncio.run, same process)."""
+def _autogen_roundtrip(warmup: int, iterations: int) -> Samples:
+    """send_message round trips to a trivial agent, in its own asyncio.run."""
     # Imported here: autogen-core is optional (the ``bench`` extra).
     from dataclasses import dataclass
 
@@ -189,15 +218,16 @@ def _autogen_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
 
     class EchoAgent(RoutedAgent):
         def __init__(self) -> None:
-            super().__init__("echoes a Ping as a Pong")
+            super().__init__("answers a Ping with a Pong")
 
-        # autogen reads these annotations at decoration time (get_type_hints),
-        # which is why this module does not use ``from __future__ import annotations``.
+        # autogen reads these annotations when decorating (get_type_hints on
+        # local classes), which is why this module does not use
+        # ``from __future__ import annotations``.
         @message_handler
         async def on_ping(self, message: Ping, ctx: MessageContext) -> Pong:
             return Pong("echo: " + message.text)
 
-    async def main() -> dict[str, Any]:
+    async def main() -> Samples:
         runtime = SingleThreadedAgentRuntime()
         await EchoAgent.register(runtime, "echo", EchoAgent)
         agent = AgentId("echo", "default")
@@ -213,16 +243,83 @@ def _autogen_roundtrip(warmup: int, iterations: int) -> dict[str, Any]:
                 reply = await runtime.send_message(Ping("ping"), agent)
                 samples.append(clock() - t0)
             wall = clock() - started
-            assert isinstance(reply, Pong), reply
         finally:
             await runtime.stop_when_idle()
             await runtime.close()
-        return _summarize("autogen-core send_message", samples, wall)
+        if not isinstance(reply, Pong):
+            raise RuntimeError(f"autogen agent answered {reply!r}")
+        return samples, wall
 
     return asyncio.run(main())
 
 
-# -- 4. idle Workers (one fresh subprocess per measurement) -------------------
+def _autogen_unavailable() -> str | None:
+    try:
+        import autogen_core  # noqa: F401
+    except ImportError as exc:
+        return f"autogen-core is not importable ({exc}); pip install -e '.[bench]'"
+    return None
+
+
+def _roundtrips(
+    plan: Plan, progress: Callable[[str], None]
+) -> tuple[dict[str, Any], str | None]:
+    """Run the round-trip benchmarks in interleaved rounds; summarize each."""
+    benches: dict[str, tuple[str, Callable[[int, int], Samples]]] = {
+        "trio": (
+            "trio request/reply (memory channels)",
+            lambda w, n: trio.run(_trio_roundtrip, w, n),
+        ),
+        "yoi": (
+            "yoi turn (scripted engine)",
+            lambda w, n: trio.run(_yoi_roundtrip, w, n),
+        ),
+        "autogen": ("autogen-core send_message", _autogen_roundtrip),
+    }
+    skipped = _autogen_unavailable()
+    if skipped is not None:
+        del benches["autogen"]
+    per_round = plan.iterations // plan.rounds
+    samples: dict[str, list[int]] = {key: [] for key in benches}
+    walls: dict[str, list[int]] = {key: [] for key in benches}
+    for index in range(plan.rounds):
+        progress(f"round trips, round {index + 1}/{plan.rounds}")
+        for key, (_, run) in benches.items():
+            latencies, wall = run(plan.warmup, per_round)
+            samples[key] += latencies
+            walls[key].append(wall)
+    results: dict[str, Any] = {}
+    for key, (name, _) in benches.items():
+        ordered = sorted(samples[key])
+        rates = [per_round / (wall / 1e9) for wall in walls[key]]
+        results[key] = {
+            "name": name,
+            "iterations": len(ordered),
+            "rounds": plan.rounds,
+            "warmup_per_round": plan.warmup,
+            "per_s": len(ordered) / (sum(walls[key]) / 1e9),
+            "round_per_s": rates,
+            "mean_us": sum(ordered) / len(ordered) / 1e3,
+            "p50_us": _percentile(ordered, 0.50) / 1e3,
+            "p99_us": _percentile(ordered, 0.99) / 1e3,
+            "max_us": ordered[-1] / 1e3,
+        }
+    for key in results:
+        if key != "yoi":
+            ratios = [
+                yoi / other
+                for yoi, other in zip(
+                    results["yoi"]["round_per_s"],
+                    results[key]["round_per_s"],
+                    strict=True,
+                )
+            ]
+            results["yoi"][f"vs_{key}_rounds"] = ratios
+            results["yoi"][f"vs_{key}"] = statistics.median(ratios)
+    return results, skipped
+
+
+# -- 4. idle populations (one fresh subprocess per measurement) ----------------
 
 
 async def _measure_population(
@@ -238,18 +335,20 @@ async def _measure_population(
     started = clock()
     await create()
     loop_done = clock()
-    # Until every task has run up to its first blocking point (a Worker's
+    # Until every new task has run up to its first blocking point (a Worker's
     # actor: parked on its mailbox).
     await trio.testing.wait_all_tasks_blocked()
     parked = clock()
     gc.enable()
     gc.collect()
+    collected = clock()
     rss_after = _rss_bytes()
     return {
         "count": count,
         "gc": gc_mode,
         "loop_s": loop_done - started,
         "create_s": parked - started,
+        "gc_collect_s": collected - parked,
         "rss_delta_bytes": rss_after - rss_before,
         "rss_per_item_bytes": (rss_after - rss_before) / count,
     }
@@ -269,7 +368,8 @@ async def _idle_population(kind: str, count: int, gc_mode: str) -> dict[str, Any
 
             result = await _measure_population(create_workers, count, gc_mode)
             summary = await runtime.summary()
-            assert summary.workers["idle"] == count, summary.workers
+            if summary.workers["idle"] != count:
+                raise RuntimeError(f"expected {count} idle Workers: {summary.workers}")
             closing = clock()
         # Leaving open_runtime stops every Worker and waits for its actor.
     elif kind == "task":
@@ -292,7 +392,12 @@ async def _idle_population(kind: str, count: int, gc_mode: str) -> dict[str, Any
 def _run_idle_child(kind: str, count: int, gc_mode: str) -> dict[str, Any]:
     """Measure one idle population in a fresh interpreter (clean RSS)."""
     completed = subprocess.run(
-        [sys.executable, __file__, "--child-idle", f"{kind}:{count}:{gc_mode}"],
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child-idle",
+            f"{kind}:{count}:{gc_mode}",
+        ],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT,
@@ -306,100 +411,110 @@ def _run_idle_child(kind: str, count: int, gc_mode: str) -> dict[str, Any]:
     return result
 
 
+def _idle(plan: Plan, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Measure every idle population of the plan; medians over the repeats."""
+    results = []
+    for kind, count, mode, repeats in plan.idle:
+        runs = []
+        for index in range(repeats):
+            progress(f"idle {kind} x {count:,} (gc {mode}) {index + 1}/{repeats}")
+            runs.append(_run_idle_child(kind, count, mode))
+        entry: dict[str, Any] = {"kind": kind, "count": count, "gc": mode}
+        for field in runs[0]:
+            if field not in entry:
+                entry[field] = statistics.median(run[field] for run in runs)
+        entry["create_s_runs"] = [run["create_s"] for run in runs]
+        results.append(entry)
+    return results
+
+
 # -- profiling ----------------------------------------------------------------
 
 
-def _profile_yoi(iterations: int, top: int, dump: str | None) -> None:
+def _profile_yoi(turns: int, top: int, dump: str | None) -> None:
     """Run the yoi round trip under cProfile and print the hotspots."""
     trio.run(_yoi_roundtrip, 200, 200)  # warm caches outside the profile
     profiler = cProfile.Profile()
     profiler.enable()
-    trio.run(_yoi_roundtrip, 0, iterations)
+    trio.run(_yoi_roundtrip, 0, turns)
     profiler.disable()
     if dump is not None:
         profiler.dump_stats(dump)
-    for title, restriction in (
-        ("all functions, by own time", ()),
-        ("functions in yoi_runtime, by own time", (r"yoi_runtime[/\\]",)),
-        ("functions in yoi_runtime, by cumulative time", (r"yoi_runtime[/\\]",)),
+    inside = r"yoi_runtime[/\\]"
+    for title, sort, restriction in (
+        ("all functions, by own time", "tottime", ()),
+        ("functions in yoi_runtime, by own time", "tottime", (inside,)),
+        ("functions in yoi_runtime, by cumulative time", "cumulative", (inside,)),
     ):
         out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out)
-        stats.sort_stats("cumulative" if "cumulative" in title else "tottime")
+        stats = pstats.Stats(profiler, stream=out).sort_stats(sort)
         stats.print_stats(*restriction, top)
-        print(f"== {title} ({iterations:,} turns under cProfile) ==")
-        # Drop pstats' preamble (totals and the restriction lines).
         body = out.getvalue()
+        print(f"== {title} ({turns:,} turns under cProfile) ==")
+        # Drop pstats' preamble (totals and restriction notes).
         print(body[body.index("   ncalls") :].rstrip())
         print()
 
 
-# -- report -------------------------------------------------------------------
+# -- targets and report -------------------------------------------------------
 
 
-def _check(
-    name: str, measured: str, target: str, passed: bool | None
-) -> dict[str, Any]:
+def _check(name: str, measured: str, goal: str, passed: bool | None) -> dict[str, Any]:
     verdict = "SKIP" if passed is None else ("PASS" if passed else "MISS")
-    return {"target": name, "measured": measured, "goal": target, "verdict": verdict}
+    return {"target": name, "measured": measured, "goal": goal, "verdict": verdict}
 
 
 def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    trio_rt, yoi_rt = results["trio"], results["yoi"]
-    autogen_rt = results.get("autogen")
+    """The issue's targets next to what was measured."""
+    yoi = results["roundtrip"]["yoi"]
+    vs_autogen = yoi.get("vs_autogen")
     idle = {(r["kind"], r["count"], r["gc"]): r for r in results["idle"]}
     checks = [
         _check(
             "yoi turn rate / bare Trio rate",
-            f"{yoi_rt['per_s'] / trio_rt['per_s']:.3f}x",
+            f"{yoi['vs_trio']:.3f}x",
             ">= 0.25x",
-            yoi_rt["per_s"] >= 0.25 * trio_rt["per_s"],
+            yoi["vs_trio"] >= 0.25,
         ),
         _check(
             "yoi turn rate / autogen-core rate",
-            "n/a"
-            if autogen_rt is None
-            else f"{yoi_rt['per_s'] / autogen_rt['per_s']:.2f}x",
+            "n/a" if vs_autogen is None else f"{vs_autogen:.2f}x",
             ">= 3x",
-            None if autogen_rt is None else yoi_rt["per_s"] >= 3 * autogen_rt["per_s"],
+            None if vs_autogen is None else vs_autogen >= 3,
         ),
         _check(
             "yoi turn p50 latency",
-            f"{yoi_rt['p50_us']:.1f} us",
+            f"{yoi['p50_us']:.1f} us",
             "< 100 us",
-            yoi_rt["p50_us"] < 100,
+            yoi["p50_us"] < 100,
         ),
     ]
     for mode in ("default", "disabled"):
         small = idle.get(("worker", 10_000, mode))
         large = idle.get(("worker", 100_000, mode))
         label = f"(gc {mode})"
-        checks.append(
+        checks += [
             _check(
-                f"10,000 Workers create time {label}",
+                f"10,000 Workers: create time {label}",
                 "n/a" if small is None else f"{small['create_s']:.3f} s",
                 "< 0.5 s",
                 None if small is None else small["create_s"] < 0.5,
-            )
-        )
-        checks.append(
+            ),
             _check(
-                f"10,000 Workers RSS per Worker {label}",
+                f"10,000 Workers: RSS per Worker {label}",
                 "n/a"
                 if small is None
                 else f"{small['rss_per_item_bytes'] / 1024:.2f} KiB",
                 "<= 6 KiB",
                 None if small is None else small["rss_per_item_bytes"] <= 6 * 1024,
-            )
-        )
-        checks.append(
+            ),
             _check(
-                f"100,000 Workers create time {label}",
-                "n/a (--quick)" if large is None else f"{large['create_s']:.2f} s",
+                f"100,000 Workers: create time {label}",
+                "not run" if large is None else f"{large['create_s']:.2f} s",
                 "< 6 s",
                 None if large is None else large["create_s"] < 6,
-            )
-        )
+            ),
+        ]
     return checks
 
 
@@ -408,8 +523,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join(
@@ -417,18 +532,22 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def _print_report(results: dict[str, Any]) -> None:
+def _report(results: dict[str, Any]) -> str:
     meta = results["meta"]
-    print(
-        f"yoi-runtime {meta['yoi_runtime']} | Python {meta['python']} | "
-        f"trio {meta['trio']} | autogen-core {meta['autogen_core']} | "
-        f"{meta['cpus']} CPUs | load avg at start {meta['loadavg_start']}"
-    )
-    print()
-    trio_rate = results["trio"]["per_s"]
+    lines = [
+        f"yoi-runtime {meta['yoi_runtime']} | {meta['implementation']} "
+        f"{meta['python']} | trio {meta['trio']} | autogen-core "
+        f"{meta['autogen_core']} | {meta['cpus']} CPUs | {meta['date']}",
+        f"load average at start {meta['loadavg_start']}, at end {meta['loadavg_end']}",
+    ]
+    if float(meta["loadavg_start"].split()[0]) > 0.25:
+        lines.append(
+            "WARNING: the machine was busy when this run started; expect noisy numbers."
+        )
+    roundtrip = results["roundtrip"]
     rows = []
     for key in ("trio", "yoi", "autogen"):
-        r = results.get(key)
+        r = roundtrip.get(key)
         if r is None:
             continue
         rows.append(
@@ -436,70 +555,73 @@ def _print_report(results: dict[str, Any]) -> None:
                 r["name"],
                 f"{r['iterations']:,}",
                 f"{r['per_s']:,.0f}",
+                f"{min(r['round_per_s']):,.0f}-{max(r['round_per_s']):,.0f}",
                 f"{r['p50_us']:.1f}",
                 f"{r['p99_us']:.1f}",
-                f"{r['per_s'] / trio_rate:.3f}x",
             ]
         )
-    print("Round trips")
-    print(_table(["benchmark", "n", "per s", "p50 us", "p99 us", "vs trio"], rows))
-    if results.get("autogen") is not None:
-        ratio = results["yoi"]["per_s"] / results["autogen"]["per_s"]
-        print(f"yoi / autogen-core rate: {ratio:.2f}x")
+    yoi = roundtrip["yoi"]
+    lines += [
+        "",
+        f"Round trips ({yoi['rounds']} interleaved rounds, "
+        f"{yoi['warmup_per_round']:,} warm-up each)",
+        _table(["benchmark", "n", "per s", "rounds per s", "p50 us", "p99 us"], rows),
+        f"yoi / trio rate: {yoi['vs_trio']:.3f}x (median of per-round ratios)",
+    ]
+    if "vs_autogen" in yoi:
+        lines.append(
+            f"yoi / autogen-core rate: {yoi['vs_autogen']:.2f}x "
+            "(median of per-round ratios)"
+        )
     else:
-        print(f"autogen-core: skipped ({results.get('autogen_skipped')})")
-    print()
+        lines.append(f"autogen-core: skipped, {results['autogen_skipped']}")
     rows = [
         [
             f"{'Workers' if r['kind'] == 'worker' else 'bare tasks'} x {r['count']:,}",
             r["gc"],
-            f"{r['loop_s']:.3f}",
+            str(len(r["create_s_runs"])),
             f"{r['create_s']:.3f}",
             f"{r['count'] / r['create_s']:,.0f}",
+            f"{r['gc_collect_s']:.3f}",
             f"{r['rss_per_item_bytes']:,.0f}",
             f"{r['rss_per_item_bytes'] / 1024:.2f}",
             f"{r['close_s']:.3f}",
         ]
         for r in results["idle"]
     ]
-    print("Idle populations (fresh subprocess each)")
-    print(
+    lines += [
+        "",
+        "Idle populations (fresh subprocess each; medians over runs)",
         _table(
             [
                 "population",
                 "gc",
-                "loop s",
+                "runs",
                 "create s",
                 "per s",
+                "then gc.collect s",
                 "RSS B/each",
                 "KiB/each",
                 "close s",
             ],
             rows,
-        )
-    )
-    print()
-    print("Targets (from the issue, 2-core machine)")
-    print(
+        ),
+        "",
+        "Targets (from the issue; 2-core machine)",
         _table(
             ["target", "measured", "goal", "verdict"],
             [
                 [c["target"], c["measured"], c["goal"], c["verdict"]]
                 for c in results["targets"]
             ],
-        )
-    )
+        ),
+    ]
+    return "\n".join(lines)
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _run_all(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    warmup, iterations = QUICK_ITERATIONS if quick else FULL_ITERATIONS
+def _run_all(
+    plan: Plan, quick: bool, progress: Callable[[str], None]
+) -> dict[str, Any]:
     results: dict[str, Any] = {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -511,46 +633,40 @@ def _run_all(quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
             "autogen_core": _version("autogen-core"),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-            "warmup": warmup,
-            "iterations": iterations,
+            "loadavg_start": _loadavg(),
         }
     }
-    progress("trio request/reply")
-    results["trio"] = trio.run(_trio_roundtrip, warmup, iterations)
-    progress("yoi turn round trip")
-    results["yoi"] = trio.run(_yoi_roundtrip, warmup, iterations)
-    progress("autogen-core send_message")
-    try:
-        results["autogen"] = _autogen_roundtrip(warmup, iterations)
-    except ImportError as exc:
-        results["autogen"] = None
-        results["autogen_skipped"] = f"autogen-core not importable: {exc}"
-    results["idle"] = []
-    for kind, count, mode in QUICK_IDLE if quick else FULL_IDLE:
-        progress(f"idle {kind} x {count:,} (gc {mode})")
-        results["idle"].append(_run_idle_child(kind, count, mode))
-    results["meta"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results["roundtrip"], skipped = _roundtrips(plan, progress)
+    if skipped is not None:
+        results["autogen_skipped"] = skipped
+    results["idle"] = _idle(plan, progress)
+    results["meta"]["loadavg_end"] = _loadavg()
     results["targets"] = _targets(results)
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer iterations, no 100,000 Workers"
+    parser = argparse.ArgumentParser(
+        description="Benchmark yoi-runtime turn round trips and idle Workers."
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the results here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer round trips; only 10,000 idle Workers, measured once",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write results as JSON")
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="only cProfile the yoi round trip and print the hotspots",
+        help="only run the yoi round trip under cProfile and print the hotspots",
     )
     parser.add_argument(
         "--profile-turns", type=int, default=20_000, help="turns to profile"
     )
-    parser.add_argument("--profile-top", type=int, default=25, help="rows to print")
-    parser.add_argument("--profile-dump", metavar="PATH", help="write pstats data here")
+    parser.add_argument(
+        "--profile-top", type=int, default=25, help="rows per profile table"
+    )
+    parser.add_argument("--profile-dump", metavar="PATH", help="write pstats here")
     parser.add_argument("--child-idle", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -564,11 +680,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     results = _run_all(
-        args.quick, lambda step: print(f"... {step}", file=sys.stderr, flush=True)
+        QUICK if args.quick else FULL,
+        args.quick,
+        lambda step: print(f"... {step}", file=sys.stderr, flush=True),
     )
     results["meta"]["total_s"] = round(time.perf_counter() - started, 1)
-    print(file=sys.stderr)
-    _print_report(results)
+    print(_report(results))
     print(f"\n(total {results['meta']['total_s']} s)")
     if args.json:
         with open(args.json, "w") as out:

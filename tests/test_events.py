@@ -189,3 +189,21 @@ async def test_transcript_pages_and_truncation() -> None:
         indexes = [e.index for e in trimmed.entries]
         assert indexes == list(range(indexes[0], 11))
         assert trimmed.entries[-1].text == "echo: q4"
+
+
+async def test_a_cancelled_receive_loses_nothing() -> None:
+    async with open_runtime({"s": ScriptedEngine()}) as runtime:
+        worker_id = (await runtime.create_worker()).worker_id
+        sub = runtime.subscribe(worker_id, after=0)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await sub.receive_batch()
+        assert scope.cancelled_caught
+        assert sub.position == 0
+        with pytest.raises(trio.WouldBlock):
+            runtime.subscribe(worker_id).receive_batch_nowait()
+        first = sub.receive_batch_nowait()
+        assert [e.seq for e in first] == [1]  # type: ignore[union-attr]
+        await sub.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await sub.receive()

@@ -405,3 +405,24 @@ async def test_unknown_worker_everywhere() -> None:
             assert info.value.code == "worker_not_found"
         with pytest.raises(WorkerNotFoundError):
             runtime.subscribe("w-nope")
+
+
+async def test_drain_stops_workers_and_keeps_streams_readable(
+    autojump_clock: object,
+) -> None:
+    engine = ScriptedEngine([ScriptedReply(deltas=("x",), hang=True)])
+    async with open_runtime({"s": engine}) as runtime:
+        worker_id = (await runtime.create_worker()).worker_id
+        sub = runtime.subscribe(worker_id)
+        await runtime.send_input(worker_id, "forever")
+        await runtime.drain()
+        rest = [item async for item in sub]
+        assert [e.type.value for e in rest][-2:] == [  # type: ignore[union-attr]
+            "turn.cancelled",
+            "worker.stopped",
+        ]
+        assert rest[-1].data == {"reason": "shutdown"}  # type: ignore[union-attr]
+        assert (await runtime.summary()).status == "closing"
+        with pytest.raises(RuntimeUnavailableError):
+            await runtime.send_input(worker_id, "late")
+        await runtime.drain()  # idempotent

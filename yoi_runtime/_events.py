@@ -192,6 +192,29 @@ class Subscription:
     position: int
     _closed: bool = False
 
+    def receive_batch_nowait(self, max_items: int = DEFAULT_BATCH) -> list[Event | Gap]:
+        """Return every ready item, up to ``max_items``, without waiting.
+
+        Raises:
+            trio.WouldBlock: Nothing is ready yet.
+            trio.EndOfChannel: The stream ended and everything was received.
+            trio.ClosedResourceError: :meth:`aclose` was called.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the subscription is closed")
+        gap, events = self._log.read(self.position, max_items)
+        batch: list[Event | Gap]
+        if gap is not None:
+            batch = [gap, *events[: max_items - 1]]
+            self.position = gap.resume_after + len(batch) - 1
+            return batch
+        if events:
+            self.position += len(events)
+            return list(events)
+        if self._log.closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
     async def receive_batch(self, max_items: int = DEFAULT_BATCH) -> list[Event | Gap]:
         """Wait for at least one item and return every ready one, up to a limit.
 
@@ -204,25 +227,24 @@ class Subscription:
 
         Raises:
             trio.EndOfChannel: The stream ended and everything was received.
+            trio.ClosedResourceError: :meth:`aclose` was called.
+
+        Cancellation:
+            Nothing is consumed by a cancelled call: it is cancelled before it
+            takes items, never after.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            if self._closed:
-                raise trio.ClosedResourceError("the subscription is closed")
-            gap, events = self._log.read(self.position, max_items)
-            batch: list[Event | Gap]
-            if gap is not None:
-                batch = [gap, *events[: max_items - 1]]
-                self.position = gap.resume_after + len(batch) - 1
-            else:
-                batch = list(events)
-                self.position += len(batch)
-            if batch:
-                await trio.lowlevel.checkpoint()
-                return batch
-            if self._log.closed:
-                await trio.lowlevel.checkpoint()
-                raise trio.EndOfChannel
-            await self._log.wait_beyond(self.position)
+            try:
+                batch = self.receive_batch_nowait(max_items)
+            except trio.WouldBlock:
+                await self._log.wait_beyond(self.position)
+                continue
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return batch
 
     async def receive(self) -> Event | Gap:
         """Wait for and return the next item.

@@ -441,10 +441,26 @@ class Runtime:
 
     # -- closing ------------------------------------------------------------------
 
-    def _begin_close(self) -> None:
-        self._status = "closing"
+    async def drain(self, reason: str = "shutdown") -> None:
+        """Stop taking commands and stop every Worker; wait until all ended.
+
+        Running turns end ``cancelled`` with ``reason``; every Worker ends
+        ``stopped`` (``worker.stopped`` with ``reason``). Observation keeps
+        working: subscribers can still read every event, and the streams end
+        when the Runtime closes. Leaving :func:`open_runtime` drains
+        implicitly. Idempotent.
+
+        Afterwards every command raises :class:`RuntimeUnavailableError`.
+        """
+        self._begin_close(reason)
         for worker in self._ordered:
-            worker.stop("shutdown")
+            await worker.wait_ended()
+
+    def _begin_close(self, reason: str = "shutdown") -> None:
+        if self._status == "serving":
+            self._status = "closing"
+        for worker in self._ordered:
+            worker.stop(reason)
 
 
 @asynccontextmanager

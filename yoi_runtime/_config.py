@@ -1,0 +1,236 @@
+"""The runtime process's settings: a TOML config file, flags, environment.
+
+Config file (every key optional)::
+
+    runtime_id = "rt-office"
+    default_engine = "local"
+    enable_test_engines = false     # scripted engines are refused without it
+    max_body_bytes = 1048576        # request bodies, in bytes
+    heartbeat_interval = 15.0       # seconds without traffic before a heartbeat
+    send_timeout = 30.0             # seconds one WebSocket send may block
+    shutdown_timeout = 10.0         # seconds allowed for graceful shutdown
+
+    [engines.local]
+    kind = "openai-chat"
+    base_url = "http://127.0.0.1:8080/v1"
+    model = "smollm2"
+    api_key_env = "OPENAI_API_KEY"  # or api_key_file = "key.txt"
+    temperature = 0.7               # optional, like max_tokens,
+                                    # connect_timeout and read_timeout
+
+    [engines.demo]
+    kind = "replay"
+    recordings_dir = "recordings"   # relative to the config file
+    recording = "openai-long_text"
+    speed = 1.0
+
+    [engines.echo]
+    kind = "scripted"               # test engines only
+    deltas = ["a ", "b "]           # none: echo the input
+    delay = 0.05                    # seconds before each delta
+    hang = false                    # wait for cancel after the deltas
+    error_status = 503              # fail with this HTTP status
+
+Without a config file the process has one engine, ``local``, an
+``openai-chat`` engine at ``--model-url`` / ``YOI_MODEL_URL`` (default
+``http://127.0.0.1:8080/v1``) asking for ``--model`` / ``YOI_MODEL`` (default
+``smollm2``). Flags win over the file, the file over the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import cattrs
+
+from ._engine import Engine
+from ._errors import EngineStatusError
+from ._openai_chat import OpenAIChatEngine
+from ._replay import ReplayEngine
+from ._scripted import ScriptedEngine, ScriptedReply
+
+__all__ = ["ConfigError", "FileConfig", "load_config", "make_engines"]
+
+DEFAULT_MODEL_URL = "http://127.0.0.1:8080/v1"
+DEFAULT_MODEL = "smollm2"
+
+
+class ConfigError(Exception):
+    """The config file is unreadable or invalid; the message says where."""
+
+
+@attrs.frozen
+class OpenAIChatConfig:
+    base_url: str
+    model: str
+    kind: Literal["openai-chat"] = "openai-chat"
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
+@attrs.frozen
+class ReplayConfig:
+    recordings_dir: str
+    recording: str
+    kind: Literal["replay"] = "replay"
+    speed: float = 1.0
+
+
+@attrs.frozen
+class ScriptedConfig:
+    kind: Literal["scripted"] = "scripted"
+    deltas: tuple[str, ...] | None = None
+    delay: float = 0.0
+    hang: bool = False
+    error_status: int | None = None
+
+
+EngineConfig = OpenAIChatConfig | ReplayConfig | ScriptedConfig
+
+
+@attrs.frozen
+class FileConfig:
+    """The config file's contents (see the module docstring)."""
+
+    runtime_id: str | None = None
+    default_engine: str | None = None
+    enable_test_engines: bool = False
+    max_body_bytes: int = 1024 * 1024
+    heartbeat_interval: float = 15.0
+    send_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+    engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
+
+
+def _strict(kind: type) -> Any:
+    def structure(value: object, _: object) -> object:
+        if type(value) is not kind and not (kind is float and type(value) is int):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+_converter = cattrs.Converter(forbid_extra_keys=True)
+for _kind in (str, int, float, bool):
+    _converter.register_structure_hook(_kind, _strict(_kind))
+
+
+def _structure_engine(value: object, _: object) -> EngineConfig:
+    if not isinstance(value, dict):
+        raise TypeError("an engine must be a table")
+    classes: dict[str, type[EngineConfig]] = {
+        "openai-chat": OpenAIChatConfig,
+        "replay": ReplayConfig,
+        "scripted": ScriptedConfig,
+    }
+    kind = value.get("kind")
+    if kind not in classes:
+        raise ValueError(f"kind must be one of {sorted(classes)}, got {kind!r}")
+    return _converter.structure(value, classes[kind])
+
+
+_converter.register_structure_hook(EngineConfig, _structure_engine)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> tuple[FileConfig, Path]:
+    """Read and validate a config file.
+
+    Args:
+        path: The TOML file, or None for the built-in defaults.
+
+    Returns:
+        The config and the directory relative paths in it are resolved from.
+
+    Raises:
+        ConfigError: Unreadable file, bad TOML, or wrong keys or types (the
+            message names each bad key's path).
+    """
+    if path is None:
+        return FileConfig(), Path.cwd()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    try:
+        config = _converter.structure(data, FileConfig)
+    except Exception as exc:
+        problems = "; ".join(cattrs.transform_error(exc, path="config"))
+        raise ConfigError(f"invalid config file {file}: {problems}") from None
+    return config, file.resolve().parent
+
+
+def make_engines(
+    config: FileConfig,
+    base_dir: Path,
+    *,
+    model_url: str | None = None,
+    model: str | None = None,
+) -> dict[str, Engine]:
+    """Build the engines a config names (or the default ``local`` one).
+
+    Args:
+        config: From :func:`load_config`.
+        base_dir: Where relative ``recordings_dir`` paths start.
+        model_url: Overrides ``base_url`` of the default engine (flag).
+        model: Overrides ``model`` of the default engine (flag).
+
+    Raises:
+        ConfigError: A scripted engine without ``enable_test_engines``, or an
+            engine its class refuses (bad URL, missing recording, ...).
+    """
+    specs = dict(config.engines)
+    if not specs:
+        specs["local"] = OpenAIChatConfig(
+            base_url=model_url or os.environ.get("YOI_MODEL_URL") or DEFAULT_MODEL_URL,
+            model=model or os.environ.get("YOI_MODEL") or DEFAULT_MODEL,
+        )
+    engines: dict[str, Engine] = {}
+    for name, spec in specs.items():
+        try:
+            engines[name] = _make_engine(spec, base_dir, config.enable_test_engines)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"engine {name!r}: {exc}") from None
+    return engines
+
+
+def _make_engine(spec: EngineConfig, base_dir: Path, test_engines: bool) -> Engine:
+    if isinstance(spec, OpenAIChatConfig):
+        return OpenAIChatEngine(
+            base_url=spec.base_url,
+            model=spec.model,
+            api_key_env=spec.api_key_env,
+            api_key_file=spec.api_key_file,
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            connect_timeout=spec.connect_timeout,
+            read_timeout=spec.read_timeout,
+        )
+    if isinstance(spec, ReplayConfig):
+        return ReplayEngine(base_dir / spec.recordings_dir, spec.recording, spec.speed)
+    if not test_engines:
+        raise ValueError("scripted engines need enable_test_engines = true")
+    if spec.deltas is None and spec.error_status is None and not spec.hang:
+        return ScriptedEngine()
+    error = None
+    if spec.error_status is not None:
+        error = EngineStatusError(
+            f"the model server answered HTTP {spec.error_status}",
+            status_code=spec.error_status,
+        )
+    reply = ScriptedReply(
+        deltas=spec.deltas or (), delay=spec.delay, hang=spec.hang, error=error
+    )
+    return ScriptedEngine([reply])

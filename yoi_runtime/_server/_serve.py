@@ -1,0 +1,237 @@
+"""Running the runtime process: settings, Hypercorn, signals, shutdown.
+
+``yoi-runtime --bind HOST:PORT`` prints ``yoi-runtime listening on
+http://HOST:PORT`` (the real port, also for port 0) once it accepts
+connections. SIGINT or SIGTERM drains it: commands are refused, running turns
+end ``cancelled`` with reason ``shutdown``, WebSockets get what was already
+streamed and close with 1001, and it exits 0, all within
+``shutdown_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+
+import attrs
+import hypercorn
+import hypercorn.trio
+import trio
+
+from .._config import ConfigError, load_config, make_engines
+from .._engine import Engine
+from .._runtime import open_runtime
+from ._app import ServerState, create_app
+from ._streams import StreamSettings
+
+__all__ = ["ProcessSettings", "main", "serve_runtime"]
+
+
+@attrs.frozen
+class ProcessSettings:
+    """Everything the process needs, resolved from flags, file and env.
+
+    Attributes:
+        host: Address to listen on.
+        port: TCP port; 0 picks a free one.
+        runtime_id: The Runtime's id.
+        token: The bearer token, or None (then only loopback is allowed).
+        engines: Engines by name.
+        default_engine: The engine for Workers created without one.
+        max_body_bytes: Largest request body, in bytes.
+        streams: WebSocket timing.
+        shutdown_timeout: Seconds allowed for a graceful shutdown.
+    """
+
+    host: str
+    port: int
+    runtime_id: str
+    token: str | None = attrs.field(repr=False)
+    engines: Mapping[str, Engine]
+    default_engine: str | None = None
+    max_body_bytes: int = 1024 * 1024
+    streams: StreamSettings = StreamSettings()
+    shutdown_timeout: float = 10.0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve_runtime(
+    settings: ProcessSettings,
+    *,
+    shutdown_trigger: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve one Runtime over HTTP and WebSocket until ``shutdown_trigger``.
+
+    Args:
+        settings: What to serve and how.
+        shutdown_trigger: Set it to drain and stop.
+        task_status: Receives the bound URLs (``["http://127.0.0.1:8321"]``)
+            once the socket listens.
+    """
+    async with open_runtime(
+        settings.engines,
+        default_engine=settings.default_engine,
+        runtime_id=settings.runtime_id,
+        placement="process",
+    ) as runtime:
+        state = ServerState(
+            runtime,
+            settings.token,
+            settings.streams,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        config = hypercorn.Config()
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        config.bind = [f"{host}:{settings.port}"]
+        config.graceful_timeout = settings.shutdown_timeout
+        config.errorlog = None
+        stop_serving = trio.Event()
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(
+                partial(
+                    hypercorn.trio.serve,
+                    create_app(state),
+                    config,
+                    shutdown_trigger=stop_serving.wait,
+                )
+            )
+            task_status.started(binds)
+            await shutdown_trigger.wait()
+            # Graceful shutdown: a trigger plus a deadline on the nursery.
+            nursery.cancel_scope.deadline = (
+                trio.current_time() + settings.shutdown_timeout
+            )
+            state.begin_drain()
+            await runtime.drain("shutdown")
+            state.close_streams()
+            stop_serving.set()
+
+
+def _parse_bind(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise argparse.ArgumentTypeError("expected HOST:PORT, e.g. 127.0.0.1:8321")
+    return host.strip("[]"), int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yoi-runtime",
+        description="Serve a yoi Runtime over HTTP (commands) and WebSocket "
+        "(events). Browsers never talk to it directly.",
+    )
+    parser.add_argument("--bind", type=_parse_bind, required=True, metavar="HOST:PORT")
+    parser.add_argument("--runtime-id", help="default: the config's, else stable")
+    parser.add_argument("--store", default="memory", help="memory (default)")
+    parser.add_argument("--config", type=Path, help="TOML config file")
+    parser.add_argument("--token-file", type=Path, help="bearer token file")
+    parser.add_argument("--model-url", help="base URL of the default engine")
+    parser.add_argument("--model", help="model of the default engine")
+    parser.add_argument("--default-engine", help="engine for Workers without one")
+    return parser
+
+
+def _stable_runtime_id(host: str, port: int) -> str:
+    """An id that stays the same for the same host and bind address."""
+    seed = f"{socket.gethostname()}|{host}:{port}".encode()
+    return "rt-" + hashlib.sha256(seed).hexdigest()[:16]
+
+
+def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
+    """Resolve flags, the config file and the environment.
+
+    Raises:
+        SystemExit: Bad flags (argparse's usage error).
+        ConfigError: Bad config, unreadable token, or a non-loopback bind
+            without a token.
+    """
+    args = _parser().parse_args(argv)
+    host, port = args.bind
+    if args.store != "memory":
+        raise ConfigError(f"unsupported store {args.store!r}: only 'memory' for now")
+    config, base_dir = load_config(args.config)
+    token = None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"cannot read the token file ({type(exc).__name__})"
+            ) from None
+    elif os.environ.get("YOI_RUNTIME_TOKEN"):
+        token = os.environ["YOI_RUNTIME_TOKEN"].strip()
+    if token == "":
+        raise ConfigError("the token is empty")
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} without a token: give --token-file or "
+            "YOI_RUNTIME_TOKEN, or bind a loopback address"
+        )
+    engines = make_engines(config, base_dir, model_url=args.model_url, model=args.model)
+    default = args.default_engine or config.default_engine
+    if default is not None and default not in engines:
+        raise ConfigError(f"default engine {default!r} is not configured")
+    return ProcessSettings(
+        host=host,
+        port=port,
+        runtime_id=args.runtime_id
+        or config.runtime_id
+        or _stable_runtime_id(host, port),
+        token=token,
+        engines=engines,
+        default_engine=default,
+        max_body_bytes=config.max_body_bytes,
+        streams=StreamSettings(config.heartbeat_interval, config.send_timeout),
+        shutdown_timeout=config.shutdown_timeout,
+    )
+
+
+async def _run(settings: ProcessSettings) -> None:
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def watch_signals() -> None:
+            async for _ in signals:
+                shutdown.set()
+                return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals)
+            binds = await nursery.start(
+                partial(serve_runtime, settings, shutdown_trigger=shutdown)
+            )
+            if settings.token is None:
+                print(
+                    "yoi-runtime: no token configured; serving on loopback only",
+                    file=sys.stderr,
+                )
+            print(f"yoi-runtime listening on {binds[0]}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``yoi-runtime`` command. Returns the exit status."""
+    try:
+        settings = settings_from_args(argv)
+    except ConfigError as exc:
+        print(f"yoi-runtime: {exc}", file=sys.stderr)
+        return 2
+    trio.run(_run, settings)
+    return 0

@@ -1,0 +1,109 @@
+"""Pushing one subscription down one WebSocket (see ``docs/protocol.md``).
+
+A frame holds one item when the subscriber keeps up, and a JSON array of
+every ready item (up to :data:`MAX_BATCH`) when it has a backlog, so a slow
+network gets fewer, larger frames instead of a growing queue. The
+subscription is a cursor into the Runtime's bounded log: nothing is buffered
+per connection, and a connection that falls behind retention gets a gap.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import trio
+
+from .._events import Subscription
+from .._wire import item_to_json
+
+if TYPE_CHECKING:
+    from ._app import ServerState
+
+__all__ = ["MAX_BATCH", "StreamSettings", "serve_event_stream"]
+
+#: The most items one frame carries.
+MAX_BATCH = 256
+
+#: Close codes (besides 1000, the stream ended, and 1001, shutting down).
+SLOW_SUBSCRIBER = 4008
+
+
+class _Socket(Protocol):
+    async def accept(self) -> None: ...
+    async def send(self, data: str) -> None: ...
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+@attrs.frozen
+class StreamSettings:
+    """Timing of event streams, in seconds.
+
+    Attributes:
+        heartbeat_interval: Silence after which a heartbeat item is sent.
+        send_timeout: Longest one send may block before the subscriber is
+            closed as too slow (close code 4008).
+    """
+
+    heartbeat_interval: float = 15.0
+    send_timeout: float = 30.0
+
+
+async def serve_event_stream(
+    socket: _Socket, subscription: Subscription, state: ServerState
+) -> None:
+    """Accept the WebSocket and push ``subscription`` down it until it ends.
+
+    Closes with 1000 when the stream ended, 1001 when the process drains,
+    4008 when a send blocked for over ``send_timeout`` seconds.
+    """
+    await socket.accept()
+    settings = state.streams
+    if state.streams_closing:
+        await socket.close(1001, "runtime shutting down")
+        return
+    async with subscription:
+        code, reason = 1000, "stream ended"
+        while True:
+            with trio.CancelScope() as wait:
+                wait.deadline = trio.current_time() + settings.heartbeat_interval
+                state.stream_scopes.add(wait)
+                try:
+                    items = await subscription.receive_batch(MAX_BATCH)
+                except trio.EndOfChannel:
+                    break
+                finally:
+                    state.stream_scopes.discard(wait)
+            if wait.cancelled_caught:
+                if state.streams_closing:
+                    break
+                frame = {"type": "stream.heartbeat", "position": subscription.position}
+                text = json.dumps(frame)
+            elif len(items) == 1:
+                text = json.dumps(item_to_json(items[0]))
+            else:
+                text = json.dumps([item_to_json(item) for item in items])
+            with trio.move_on_after(settings.send_timeout) as sending:
+                await socket.send(text)
+            if sending.cancelled_caught:
+                code, reason = (
+                    SLOW_SUBSCRIBER,
+                    "subscriber too slow; resume with your cursor",
+                )
+                break
+        if state.draining and code == 1000:
+            await _flush(socket, subscription)
+            code, reason = 1001, "runtime shutting down"
+    with trio.move_on_after(settings.send_timeout, shield=True):
+        await socket.close(code, reason)
+
+
+async def _flush(socket: _Socket, subscription: Subscription) -> None:
+    """Send what the subscription has ready now, without waiting for more."""
+    while True:
+        try:
+            items = subscription.receive_batch_nowait(MAX_BATCH)
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        await socket.send(json.dumps([item_to_json(item) for item in items]))

@@ -1,0 +1,11 @@
+"""The client of a ``yoi-runtime`` process (``docs/protocol.md``).
+
+:func:`open_runtime_client` gives a :class:`RuntimeClient` with the same async
+operations and result types as the embedded :class:`yoi_runtime.Runtime`, and
+:class:`RemoteSubscription` event streams that reconnect without gap or
+duplicate.
+"""
+
+from ._client import RuntimeClient as RuntimeClient
+from ._client import open_runtime_client as open_runtime_client
+from ._subscription import RemoteSubscription as RemoteSubscription

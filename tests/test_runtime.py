@@ -12,6 +12,7 @@ from yoi_runtime import (
     EngineStatusError,
     Event,
     InvalidInputError,
+    OperationUnsupportedError,
     RuntimeUnavailableError,
     ScriptedEngine,
     ScriptedReply,
@@ -366,7 +367,7 @@ async def test_list_workers_pages_and_filters() -> None:
         (lambda rt, w: rt.send_input(w, "x" * 100_001), "text"),
         (lambda rt, w: rt.send_input(w, 42), "text"),
         (lambda rt, w: rt.send_input(w, "hi", input_id="bad id!"), "input_id"),
-        (lambda rt, w: rt.create_worker("coder"), "profile"),
+        (lambda rt, w: rt.create_worker("painter"), "profile"),
         (lambda rt, w: rt.create_worker(engine="gpt-9"), "engine"),
         (lambda rt, w: rt.create_worker(worker_id="../etc"), "worker_id"),
         (lambda rt, w: rt.list_workers(limit=0), "limit"),
@@ -426,3 +427,11 @@ async def test_drain_stops_workers_and_keeps_streams_readable(
         with pytest.raises(RuntimeUnavailableError):
             await runtime.send_input(worker_id, "late")
         await runtime.drain()  # idempotent
+
+
+async def test_tool_profiles_are_unsupported_on_a_companion_runtime() -> None:
+    async with open_runtime({"s": ScriptedEngine()}) as runtime:
+        with pytest.raises(OperationUnsupportedError) as info:
+            await runtime.create_worker("coder")
+        assert info.value.code == "operation_unsupported"
+        assert (await runtime.summary()).workers["idle"] == 0

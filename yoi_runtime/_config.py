@@ -7,7 +7,6 @@ Config file (every key optional)::
     enable_test_engines = false     # scripted engines are refused without it
     max_body_bytes = 1048576        # request bodies, in bytes
     heartbeat_interval = 15.0       # seconds without traffic before a heartbeat
-    send_timeout = 30.0             # seconds one WebSocket send may block
     shutdown_timeout = 10.0         # seconds allowed for graceful shutdown
 
     [engines.local]
@@ -106,7 +105,6 @@ class FileConfig:
     enable_test_engines: bool = False
     max_body_bytes: int = 1024 * 1024
     heartbeat_interval: float = 15.0
-    send_timeout: float = 30.0
     shutdown_timeout: float = 10.0
     engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
 

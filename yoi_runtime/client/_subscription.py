@@ -9,13 +9,16 @@ the caller sees neither a gap nor a duplicate.
 Close codes (``docs/protocol.md``): ``1000`` ends the stream; ``4401`` is
 :class:`UnauthorizedError`; anything else (``1001`` shutting down, ``4008``
 too slow, ``1006`` a broken connection, ...) is retried with backoff for up
-to ``reconnect_timeout`` seconds.
+to ``reconnect_timeout`` seconds. A Worker's stream also ends after
+``worker.stopped`` or ``worker.failed``, whatever close follows.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import math
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +32,7 @@ from .._errors import (
     RuntimeUnavailableError,
     UnauthorizedError,
 )
-from .._events import DEFAULT_BATCH, Event, Gap
+from .._events import DEFAULT_BATCH, Event, EventType, Gap
 from .._util import single_error
 from .._wire import item_from_json
 from ._translate import decode_json, map_websocket_errors
@@ -43,6 +46,9 @@ _CLOSE_UNAUTHORIZED = 4401
 #: The code trio-websocket reports for a connection lost without a close.
 _CLOSE_ABNORMAL = 1006
 
+#: The events after which a Worker's stream has ended.
+_FINAL = frozenset({EventType.WORKER_STOPPED, EventType.WORKER_FAILED})
+
 #: Seconds before the second reconnect attempt; doubled per attempt up to
 #: :data:`_MAX_DELAY` (the first attempt is immediate).
 _FIRST_DELAY = 0.1
@@ -54,7 +60,10 @@ class StreamTarget:
     """Where and how a subscription connects (built by the client).
 
     Attributes:
-        url: The WebSocket URL without query (``ws://host:port/v1/events``).
+        host: The process's host name or address.
+        port: Its TCP port.
+        tls: Whether to speak TLS (``wss://``).
+        path: The stream's path (``/v1/events``), without the query.
         headers: Headers of the upgrade request (the ``Authorization`` one).
         runtime_id: The Runtime the client opened; every event must carry it.
         worker_stream: True for one Worker's stream (positions are ``seq``),
@@ -65,13 +74,41 @@ class StreamTarget:
         reconnect_timeout: Seconds a broken stream keeps trying to reconnect.
     """
 
-    url: str
+    host: str
+    port: int
+    tls: bool
+    path: str
     headers: list[tuple[bytes, bytes]] = attrs.field(repr=False)
     runtime_id: str
     worker_stream: bool
     current_position: Callable[[], Awaitable[int]] = attrs.field(repr=False)
     connect_timeout: float
     reconnect_timeout: float
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header: the host, and the port unless the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The stream's URL without the query, for messages."""
+        return f"{'wss' if self.tls else 'ws'}://{self.host_header}{self.path}"
+
+
+async def _open_stream(
+    target: StreamTarget,
+) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    if target.tls:
+        return await trio.open_ssl_over_tcp_stream(
+            target.host,
+            target.port,
+            ssl_context=ssl.create_default_context(),
+            https_compatible=True,
+        )
+    return await trio.open_tcp_stream(target.host, target.port)
 
 
 @attrs.frozen
@@ -119,6 +156,8 @@ class RemoteSubscription:
     _closed: bool = False
     _broken_since: float | None = None
     _attempts: int = 0
+    _connected_at: float = 0.0
+    _delivered: bool = False
 
     @property
     def position(self) -> int:
@@ -240,37 +279,49 @@ class RemoteSubscription:
             return item.resume_after
         return item.seq if self._target.worker_stream else item.cursor
 
-    async def _connect(self) -> None:
+    async def _connect(self, deadline: float = math.inf) -> None:
+        """Open the stream after :attr:`position`, giving up at ``deadline``."""
         assert self._nursery is not None
-        url = f"{self._target.url}?after={self._position}"
-        with map_websocket_errors(self._target.url):
-            self._connection = await self._nursery.start(self._hold, url)
+        with map_websocket_errors(self._target.url), trio.fail_at(deadline):
+            self._connection = await self._nursery.start(self._hold)
+        self._connected_at = trio.current_time()
+        self._delivered = False
 
-    async def _hold(
-        self, url: str, *, task_status: trio.TaskStatus[_Connection]
-    ) -> None:
-        """Own one WebSocket until the subscription releases it."""
-        started = False
-        try:
-            async with trio_websocket.open_websocket_url(
-                url,
-                extra_headers=self._target.headers,
-                connect_timeout=self._target.connect_timeout,
-                disconnect_timeout=self._target.connect_timeout,
-            ) as ws:
-                connection = _Connection(ws, trio.Event())
-                task_status.started(connection)
-                started = True
-                await connection.released.wait()
-        except trio_websocket.HandshakeError:
-            if not started:
-                raise
-            # The closing handshake timed out: the connection is gone anyway.
+    async def _hold(self, *, task_status: trio.TaskStatus[_Connection]) -> None:
+        """Own one TCP stream and its WebSocket until the subscription lets go.
+
+        The stream is opened and closed here (trio-websocket's own
+        ``open_websocket`` leaves it open when the server closes first).
+        """
+        target = self._target
+        resource = f"{target.path}?after={self._position}"
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(target.connect_timeout):
+                    stream = await _open_stream(target)
+                async with stream:
+                    try:
+                        with trio.fail_after(target.connect_timeout):
+                            ws = await trio_websocket.wrap_client_stream(
+                                nursery,
+                                stream,
+                                target.host_header,
+                                resource,
+                                extra_headers=target.headers,
+                            )
+                        connection = _Connection(ws, trio.Event())
+                        task_status.started(connection)
+                        await connection.released.wait()
+                        with trio.move_on_after(target.connect_timeout):
+                            await ws.aclose()
+                    finally:
+                        nursery.cancel_scope.cancel()
 
     async def _reconnect(self) -> None:
         """Connect again after ``position``, with backoff, or give up."""
         if self._broken_since is None:
-            self._broken_since = trio.current_time()
+            self._note_break()
+        assert self._broken_since is not None
         deadline = self._broken_since + self._target.reconnect_timeout
         while True:
             if self._attempts:
@@ -278,7 +329,7 @@ class RemoteSubscription:
                 await trio.sleep(max(0.0, min(delay, deadline - trio.current_time())))
             self._attempts += 1
             try:
-                await self._connect()
+                await self._connect(deadline)
                 return
             except RuntimeUnavailableError as exc:
                 if trio.current_time() >= deadline:
@@ -286,6 +337,21 @@ class RemoteSubscription:
                         f"lost the event stream {self._target.url} and could not "
                         f"reconnect within {self._target.reconnect_timeout} s"
                     ) from exc
+
+    def _note_break(self) -> None:
+        """Start a new reconnect budget, unless the last reconnect never worked.
+
+        A connection that delivered a frame (heartbeats count) or stayed up
+        for :data:`_MAX_DELAY` seconds (or the whole budget, if shorter)
+        worked; one that broke at once keeps the running budget, so a process
+        that accepts and drops cannot keep a subscription retrying forever.
+        """
+        now = trio.current_time()
+        healthy = min(_MAX_DELAY, self._target.reconnect_timeout)
+        worked = self._delivered or now - self._connected_at >= healthy
+        if worked or self._broken_since is None:
+            self._broken_since = now
+            self._attempts = 0
 
     def _release(self, connection: _Connection) -> None:
         if self._connection is connection:
@@ -305,12 +371,18 @@ class RemoteSubscription:
                 raise UnauthorizedError(
                     f"the runtime process refused the token for {self._target.url}"
                 ) from None
-            elif self._broken_since is None:
-                self._broken_since = trio.current_time()
+            else:
+                self._note_break()
             return
-        self._broken_since = None
-        self._attempts = 0
-        self._pending.extend(self._parse(message))
+        self._delivered = True
+        items = self._parse(message)
+        self._pending.extend(items)
+        if self._target.worker_stream and any(
+            isinstance(item, Event) and item.type in _FINAL for item in items
+        ):
+            # A Worker's stream ends after these, whatever the close code says
+            # (a process that is shutting down closes with 1001).
+            self._ended = True
 
     def _parse(self, message: str | bytes) -> list[Event | Gap]:
         """Decode one frame (an item or a batch), dropping heartbeats."""

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import cattrs
 import httpx
+import trio
 import trio_websocket
 
 from .._errors import (
@@ -175,7 +176,7 @@ def map_websocket_errors(what: str) -> Iterator[None]:
         yield
     except trio_websocket.ConnectionRejected as exc:
         raise error_from_response(exc.status_code, exc.body or b"") from None
-    except (trio_websocket.HandshakeError, OSError) as exc:
+    except (trio_websocket.HandshakeError, trio.TooSlowError, OSError) as exc:
         raise RuntimeUnavailableError(
             f"{what}: cannot open the event stream ({type(exc).__name__})"
         ) from exc

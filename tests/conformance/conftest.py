@@ -1,0 +1,34 @@
+"""The conformance suite's fixture: one Runtime interface, two implementations.
+
+Every test here runs twice: against the embedded :class:`yoi_runtime.Runtime`
+(id ``embedded``) and against :class:`yoi_runtime.client.RuntimeClient`
+talking to a real ``yoi-runtime`` process started for the test (id
+``remote``). Both offer the engines ``echo``, ``hang``, ``slow`` and ``fail``
+(``support.scripted_engines`` and ``runtime.toml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conformance.support import AnyRuntime, open_runtime_process, scripted_engines
+
+from yoi_runtime import open_runtime
+from yoi_runtime.client import open_runtime_client
+
+
+@pytest.fixture(params=["embedded", "remote"])
+async def runtime(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AnyRuntime]:
+    """A fresh Runtime: embedded, or a client of a fresh process."""
+    if request.param == "embedded":
+        async with open_runtime(scripted_engines(), default_engine="echo") as embedded:
+            yield embedded
+        return
+    async with open_runtime_process(tmp_path) as server:
+        async with open_runtime_client(server.url, token=server.token) as client:
+            yield client
+    assert server.process.returncode == 0, "SIGTERM should end the process cleanly"

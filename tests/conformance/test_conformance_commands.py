@@ -1,0 +1,341 @@
+"""Commands behave the same on the embedded Runtime and over the network."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+from conformance.support import AnyRuntime, events_until
+
+from yoi_runtime import (
+    CancelOutcome,
+    InvalidInputError,
+    Runtime,
+    TurnStatus,
+    WorkerBusyError,
+    WorkerExistsError,
+    WorkerNotFoundError,
+    WorkerStatus,
+    WorkerStoppedError,
+)
+
+UNKNOWN = "w-0000000000000000"
+
+
+def is_remote(runtime: AnyRuntime) -> bool:
+    return not isinstance(runtime, Runtime)
+
+
+async def test_create_get_and_list_with_paging_and_status(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        created = [
+            await runtime.create_worker(display_name=name)
+            for name in ("Ada", "Bo", "Cy")
+        ]
+        for worker in created:
+            assert worker.status is WorkerStatus.IDLE
+            assert worker.runtime_id == runtime.runtime_id
+            assert worker.profile == "companion"
+            assert worker.engine.name == "echo"
+            assert worker.tools == ()
+            assert worker.last_seq == 1
+            assert await runtime.get_worker(worker.worker_id) == worker
+        ids = [worker.worker_id for worker in created]
+
+        everything = await runtime.list_workers()
+        assert [w.worker_id for w in everything.workers] == ids
+        assert everything.next_cursor is None
+
+        first = await runtime.list_workers(limit=2)
+        assert [w.worker_id for w in first.workers] == ids[:2]
+        assert first.next_cursor is not None
+        rest = await runtime.list_workers(limit=2, cursor=first.next_cursor)
+        assert [w.worker_id for w in rest.workers] == ids[2:]
+        assert rest.next_cursor is None
+
+        await runtime.stop(ids[1])
+        stopped = await runtime.list_workers(status="stopped")
+        assert [w.worker_id for w in stopped.workers] == [ids[1]]
+        idle = await runtime.list_workers(status=WorkerStatus.IDLE, limit=1)
+        assert [w.worker_id for w in idle.workers] == [ids[0]]
+        assert idle.next_cursor is not None
+        idle = await runtime.list_workers(status="idle", cursor=idle.next_cursor)
+        assert [w.worker_id for w in idle.workers] == [ids[2]]
+        assert idle.next_cursor is None
+
+
+async def test_create_with_engine_and_prompt(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        worker = await runtime.create_worker(
+            "companion", engine="slow", system_prompt="Be terse.", display_name=None
+        )
+        assert worker.engine.name == "slow"
+        assert worker.engine.kind == "scripted"
+        assert worker.display_name is None
+
+
+async def test_idempotent_create_with_worker_id(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        first = await runtime.create_worker(worker_id="tab-7:ada", display_name="Ada")
+        assert first.worker_id == "tab-7:ada"
+        again = await runtime.create_worker(worker_id="tab-7:ada", display_name="Ada")
+        assert again.worker_id == first.worker_id
+        assert again.created_at == first.created_at
+        assert len((await runtime.list_workers()).workers) == 1
+        with pytest.raises(WorkerExistsError) as caught:
+            await runtime.create_worker(worker_id="tab-7:ada", display_name="Bo")
+        assert caught.value.code == "idempotency_conflict"
+        assert caught.value.worker_id == "tab-7:ada"
+
+
+async def test_summary_counts_usage_and_capabilities(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        a = await runtime.create_worker()
+        b = await runtime.create_worker()
+        async with runtime.subscribe(a.worker_id) as events:
+            await runtime.send_input(a.worker_id, "three words here")
+            await events_until(events, "turn.completed")
+        await runtime.stop(b.worker_id)
+        summary = await runtime.summary()
+        assert summary.runtime_id == runtime.runtime_id
+        assert summary.status == "serving"
+        assert summary.workers == {"idle": 1, "running": 0, "stopped": 1, "failed": 0}
+        assert summary.usage.input_tokens == 3
+        assert summary.usage.output_tokens == 1
+        assert await runtime.usage() == summary.usage
+        assert summary.last_cursor >= 8
+        engines = {engine.name: engine.kind for engine in summary.capabilities.engines}
+        assert engines == dict.fromkeys(("echo", "hang", "slow", "fail"), "scripted")
+        assert summary.capabilities.profiles == ("companion",)
+        assert summary.capabilities.tools == ()
+        assert not summary.capabilities.shell
+        assert await runtime.diagnostics() == ()
+
+
+async def test_concurrent_inputs_admit_exactly_one(runtime: AnyRuntime) -> None:
+    """Embedded: 1000 concurrent inputs; remote: 100 (HTTP round trips)."""
+    attempts = 100 if is_remote(runtime) else 1000
+    accepted = []
+    refused: list[WorkerBusyError] = []
+    with trio.fail_after(30):
+        worker = await runtime.create_worker(engine="hang")
+
+        async def attempt(index: int) -> None:
+            try:
+                accepted.append(await runtime.send_input(worker.worker_id, f"#{index}"))
+            except WorkerBusyError as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(attempts):
+                nursery.start_soon(attempt, index)
+        assert len(accepted) == 1
+        assert len(refused) == attempts - 1
+        turn = accepted[0]
+        assert turn.status is TurnStatus.ACCEPTED
+        assert {exc.turn_id for exc in refused} == {turn.turn_id}
+        assert {exc.worker_id for exc in refused} == {worker.worker_id}
+        assert {exc.started_at for exc in refused} == {turn.accepted_at}
+        assert (await runtime.get_worker(worker.worker_id)).turns == 1
+        result = await runtime.cancel(worker.worker_id)
+        assert result.outcome is CancelOutcome.CANCELLED
+
+
+async def test_cancel_mid_stream(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        worker = await runtime.create_worker(engine="hang")
+        async with runtime.subscribe(worker.worker_id) as events:
+            turn = await runtime.send_input(worker.worker_id, "go on")
+            seen = await events_until(events, "turn.text_delta")
+            assert seen[-1].data == {"turn_id": turn.turn_id, "text": "partial "}
+            result = await runtime.cancel(worker.worker_id, reason="user pressed stop")
+            assert result.outcome is CancelOutcome.CANCELLED
+            assert result.worker_id == worker.worker_id
+            assert result.turn_id == turn.turn_id
+            cancelled = await events.receive()
+            assert cancelled.type == "turn.cancelled"
+            assert cancelled.data == {
+                "turn_id": turn.turn_id,
+                "reason": "user pressed stop",
+            }
+            idle = await events.receive()
+            assert idle.type == "worker.status"
+            assert idle.data == {"status": "idle", "previous": "running"}
+        detail = await runtime.get_worker(worker.worker_id)
+        assert detail.status is WorkerStatus.IDLE
+        assert detail.active_turn is None
+        assert detail.last_turn is not None
+        assert detail.last_turn.status is TurnStatus.CANCELLED
+        assert detail.last_turn.reason == "user pressed stop"
+        again = await runtime.send_input(worker.worker_id, "once more")
+        assert again.status is TurnStatus.ACCEPTED
+        assert again.turn_id != turn.turn_id
+        await runtime.stop(worker.worker_id)
+
+
+async def test_cancel_idle_and_completed(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        worker = await runtime.create_worker()
+        idle = await runtime.cancel(worker.worker_id)
+        assert idle.outcome is CancelOutcome.NO_ACTIVE_TURN
+        assert idle.turn_id is None
+        async with runtime.subscribe(worker.worker_id) as events:
+            turn = await runtime.send_input(worker.worker_id, "hi")
+            await events_until(events, "turn.completed")
+        late = await runtime.cancel(worker.worker_id, turn_id=turn.turn_id)
+        assert late.outcome is CancelOutcome.ALREADY_COMPLETED
+        assert late.turn_id == turn.turn_id
+
+
+async def test_stop_is_idempotent_and_refuses_input(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        worker = await runtime.create_worker(engine="hang")
+        async with runtime.subscribe(worker.worker_id) as events:
+            turn = await runtime.send_input(worker.worker_id, "wait")
+            stopped = await runtime.stop(worker.worker_id, reason="closing the tab")
+            assert stopped.status is WorkerStatus.STOPPED
+            tail = [item async for item in events]
+        assert [e.type for e in tail][-2:] == ["turn.cancelled", "worker.stopped"]
+        assert tail[-2].data == {"turn_id": turn.turn_id, "reason": "closing the tab"}
+        assert tail[-1].data == {"reason": "closing the tab"}
+        again = await runtime.stop(worker.worker_id)
+        assert again.status is WorkerStatus.STOPPED
+        with pytest.raises(WorkerStoppedError) as caught:
+            await runtime.send_input(worker.worker_id, "hello?")
+        assert caught.value.status == "stopped"
+        assert caught.value.worker_id == worker.worker_id
+        assert (await runtime.cancel(worker.worker_id)).outcome == "no_active_turn"
+
+
+async def test_failing_engine_fails_the_turn_only(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        worker = await runtime.create_worker(engine="fail")
+        async with runtime.subscribe(worker.worker_id) as events:
+            turn = await runtime.send_input(worker.worker_id, "hi")
+            seen = await events_until(events, "turn.failed")
+            idle = await events.receive()
+        assert seen[-2].data == {"turn_id": turn.turn_id, "text": "x"}
+        assert seen[-1].data["turn_id"] == turn.turn_id
+        assert seen[-1].data["error"]["code"] == "engine_http_error"
+        assert "503" in seen[-1].data["error"]["message"]
+        assert idle.type == "worker.status"
+        assert idle.data["status"] == "idle"
+        detail = await runtime.get_worker(worker.worker_id)
+        assert detail.status is WorkerStatus.IDLE
+        assert detail.last_turn is not None
+        assert detail.last_turn.status is TurnStatus.FAILED
+        assert detail.last_turn.error is not None
+        assert detail.last_turn.error.code == "engine_http_error"
+
+
+async def test_transcript_paging(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        worker = await runtime.create_worker()
+        async with runtime.subscribe(worker.worker_id) as events:
+            for text in ("one", "two", "three"):
+                await runtime.send_input(worker.worker_id, text)
+                await events_until(events, "turn.completed")
+                await events.receive()  # worker.status idle
+        page = await runtime.transcript(worker.worker_id, limit=4)
+        assert [e.index for e in page.entries] == [1, 2, 3, 4]
+        assert page.next_cursor is not None
+        assert page.truncated is False
+        rest = await runtime.transcript(worker.worker_id, cursor=page.next_cursor)
+        assert [e.index for e in rest.entries] == [5, 6]
+        assert rest.next_cursor is None
+        entries = page.entries + rest.entries
+        assert [e.kind for e in entries] == ["user", "assistant"] * 3
+        assert [e.text for e in entries] == [
+            "one", "echo: one", "two", "echo: two", "three", "echo: three",
+        ]  # fmt: skip
+        assistant = {e.status for e in entries if e.kind == "assistant"}
+        assert assistant == {TurnStatus.COMPLETED}
+        whole = await runtime.transcript(worker.worker_id)
+        assert whole.entries == entries
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda r: r.get_worker(UNKNOWN),
+        lambda r: r.send_input(UNKNOWN, "hi"),
+        lambda r: r.cancel(UNKNOWN),
+        lambda r: r.stop(UNKNOWN),
+        lambda r: r.transcript(UNKNOWN),
+    ],
+    ids=["get_worker", "send_input", "cancel", "stop", "transcript"],
+)
+async def test_unknown_worker(
+    runtime: AnyRuntime, operation: Callable[[Any], Awaitable[object]]
+) -> None:
+    with trio.fail_after(10), pytest.raises(WorkerNotFoundError) as caught:
+        await operation(runtime)
+    assert caught.value.code == "worker_not_found"
+    assert caught.value.worker_id == UNKNOWN
+
+
+async def test_unknown_worker_subscribe(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10), pytest.raises(WorkerNotFoundError) as caught:
+        async with runtime.subscribe(UNKNOWN, after=0):
+            pass
+    assert caught.value.worker_id == UNKNOWN
+
+
+async def _worker(runtime: AnyRuntime) -> str:
+    return (await runtime.create_worker()).worker_id
+
+
+#: (operation on a Runtime and an existing worker id, the path it names).
+INVALID = {
+    "empty-text": (lambda r, w: r.send_input(w, ""), "text"),
+    "long-text": (lambda r, w: r.send_input(w, "x" * 100_001), "text"),
+    "bad-input-id": (lambda r, w: r.send_input(w, "hi", input_id="a b"), "input_id"),
+    "list-limit-0": (lambda r, w: r.list_workers(limit=0), "limit"),
+    "list-limit-501": (lambda r, w: r.list_workers(limit=501), "limit"),
+    "list-cursor": (lambda r, w: r.list_workers(cursor="abc"), "cursor"),
+    "list-status": (lambda r, w: r.list_workers(status="asleep"), "status"),
+    "transcript-limit": (lambda r, w: r.transcript(w, limit=0), "limit"),
+    "transcript-cursor": (lambda r, w: r.transcript(w, cursor="x"), "cursor"),
+    "unknown-engine": (lambda r, w: r.create_worker(engine="gpt-9"), "engine"),
+    "unknown-profile": (lambda r, w: r.create_worker("wizard"), "profile"),
+    "bad-worker-id": (lambda r, w: r.create_worker(worker_id="a/b"), "worker_id"),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID))
+async def test_invalid_input(runtime: AnyRuntime, case: str) -> None:
+    operation, path = INVALID[case]
+    with trio.fail_after(10):
+        worker_id = await _worker(runtime)
+        with pytest.raises(InvalidInputError) as caught:
+            await operation(runtime, worker_id)
+    assert caught.value.code == "invalid_input"
+    # The server names body fields by JSON path ("$.text"), parameters by name.
+    expected = {path, f"$.{path}"} if is_remote(runtime) else {path}
+    assert caught.value.path in expected
+
+
+@pytest.mark.parametrize("after", [-1, 99])
+async def test_invalid_subscription_cursor(runtime: AnyRuntime, after: int) -> None:
+    with trio.fail_after(10):
+        worker_id = await _worker(runtime)
+        for target in (worker_id, None):
+            with pytest.raises(InvalidInputError) as caught:
+                async with runtime.subscribe(target, after=after):
+                    pass
+            expected = {"after", "$.after"} if is_remote(runtime) else {"after"}
+            assert caught.value.path in expected
+
+
+async def test_running_worker_detail(runtime: AnyRuntime) -> None:
+    with trio.fail_after(10):
+        worker = await runtime.create_worker(engine="hang")
+        async with runtime.subscribe(worker.worker_id) as events:
+            await runtime.send_input(worker.worker_id, "hold")
+            await events_until(events, "turn.text_delta")
+        detail = await runtime.get_worker(worker.worker_id)
+        assert detail.active_turn is not None
+        assert detail.active_turn.status is TurnStatus.RUNNING
+        await runtime.stop(worker.worker_id)

@@ -37,6 +37,14 @@ from yoi_runtime.client import RemoteSubscription, open_runtime_client
 from yoi_runtime.client._subscription import StreamTarget
 from yoi_runtime.client._translate import error_from_response
 
+
+def test_client_namespace() -> None:
+    import yoi_runtime.client
+
+    public = {name for name in vars(yoi_runtime.client) if not name.startswith("_")}
+    assert public == {"RemoteSubscription", "RuntimeClient", "open_runtime_client"}
+
+
 # -- the error table, without sockets ------------------------------------------
 
 

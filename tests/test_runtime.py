@@ -171,13 +171,18 @@ async def test_cancel_before_the_turn_starts(autojump_clock: object) -> None:
     async with open_runtime({"s": engine}) as runtime:
         worker_id = (await runtime.create_worker()).worker_id
         sub = runtime.subscribe(worker_id)
-        turn = await runtime.send_input(worker_id, "never runs")
-        # No checkpoint between accept and cancel: the actor has not run yet.
-        result = await runtime.cancel(worker_id, reason="changed my mind")
-        assert result.outcome is CancelOutcome.CANCELLED
+        # send_input lets the actor start at once, so reach the window between
+        # accept and start through the Worker itself: no checkpoint between.
+        worker = runtime._worker(worker_id)
+        turn = worker.accept_input("never runs", None)
+        active = worker.find_turn(None)
+        assert active is not None
+        worker.cancel(active, "changed my mind")
         events = await events_until(sub, "turn.cancelled")
         assert "turn.text_delta" not in types(events)
-        assert events[-1].data["turn_id"] == turn.turn_id
+        assert events[-1].data == {"turn_id": turn.turn_id, "reason": "changed my mind"}
+        assert len(engine.requests) == 0
+        assert (await runtime.get_worker(worker_id)).status is WorkerStatus.IDLE
 
 
 async def test_stop_is_idempotent_and_final(autojump_clock: object) -> None:

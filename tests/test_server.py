@@ -89,7 +89,7 @@ async def served(nursery: trio.Nursery) -> AsyncIterator[Served]:
             async with httpx.AsyncClient(base_url=binds[0], headers=AUTH) as http:
                 with trio.fail_after(30):
                     yield Served(binds[0], runtime, state, http)
-            state.close_streams()
+            await state.close_streams()
             stop.set()
 
 

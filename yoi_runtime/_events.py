@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import enum
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import trio
@@ -98,7 +98,7 @@ class EventLog:
     when it holds a quarter more, so appending stays O(1) amortised.
     """
 
-    __slots__ = ("_closed", "_events", "_first", "_lot", "_retention")
+    __slots__ = ("_closed", "_events", "_first", "_lot", "_retention", "next_position")
 
     def __init__(self, retention: int, *, first: int = 1) -> None:
         self._events: list[Event] = []
@@ -106,24 +106,28 @@ class EventLog:
         self._retention = retention
         self._lot: trio.lowlevel.ParkingLot | None = None
         self._closed = False
+        #: The position the next appended event must carry.
+        self.next_position = first
 
     @property
     def last(self) -> int:
         """The position of the newest event (0 when none was ever appended)."""
-        return self._first + len(self._events) - 1
+        return self.next_position - 1
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def append(self, event: Event) -> None:
+        """Add the event at :attr:`next_position` and wake waiting readers."""
         events = self._events
         events.append(event)
+        self.next_position += 1
         if len(events) > self._retention + (self._retention >> 2):
             drop = len(events) - self._retention
             del events[:drop]
             self._first += drop
-        if self._lot is not None:
+        if self._lot:  # only when someone is parked
             self._lot.unpark_all()
 
     def close(self) -> None:
@@ -210,7 +214,7 @@ class Subscription:
             return batch
         if events:
             self.position += len(events)
-            return list(events)
+            return cast("list[Event | Gap]", events)
         if self._log.closed:
             raise trio.EndOfChannel
         raise trio.WouldBlock

@@ -176,7 +176,7 @@ class Runtime:
                 ``reviewer``) on a Runtime that offers none.
             WorkerExistsError: ``worker_id`` exists with other settings.
         """
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
         if profile not in self._profiles:
             if profile in TOOL_PROFILES:
@@ -207,6 +207,7 @@ class Runtime:
                         f"worker {worker_id} exists with other settings",
                         worker_id=worker_id,
                     )
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return existing.summary()
         worker = Worker(
             self._hub,
@@ -222,6 +223,7 @@ class Runtime:
         self._workers[worker_id] = worker
         self._ordered.append(worker)
         self._nursery.start_soon(worker.run, name=f"yoi-worker-{worker_id}")
+        await trio.lowlevel.cancel_shielded_checkpoint()
         return worker.summary()
 
     async def send_input(
@@ -246,7 +248,7 @@ class Runtime:
             WorkerStoppedError: The Worker is stopped or failed.
             InvalidInputError: ``text`` is not a string, empty or too long.
         """
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
         worker = self._worker(worker_id)
         if not isinstance(text, str) or not text:
@@ -258,7 +260,10 @@ class Runtime:
             )
         if input_id is not None:
             _check_id(input_id, "input_id")
-        return worker.accept_input(text, input_id)
+        turn = worker.accept_input(text, input_id)
+        # Let the actor start the turn before the caller goes on.
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return turn
 
     async def cancel(
         self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
@@ -286,7 +291,7 @@ class Runtime:
         if turn is None:
             return CancelResult(CancelOutcome.NO_ACTIVE_TURN, worker_id)
         worker.cancel(turn, reason)
-        await turn.done.wait()
+        await turn.wait_done()
         outcome = (
             CancelOutcome.CANCELLED
             if turn.status is TurnStatus.CANCELLED

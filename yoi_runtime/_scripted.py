@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import attrs
@@ -19,7 +20,8 @@ class ScriptedReply:
     Attributes:
         deltas: Text deltas streamed in order.
         delay: Seconds slept before each delta (on Trio's clock, so a test's
-            virtual clock applies). 0 streams with only a checkpoint between.
+            virtual clock applies). 0 streams every delta at once, with a
+            cancel point before and a schedule point after.
         usage: Returned at the end; None counts one input token per input
             word and one output token per delta.
         error: Raised after the deltas instead of finishing (an
@@ -51,19 +53,23 @@ class ScriptedEngine:
         model: The model name it reports.
 
     Attributes:
-        requests: Every request received, in order (for assertions).
+        requests: The last 100 requests received, oldest first (for
+            assertions).
     """
 
     script: Callable[[TurnRequest], ScriptedReply] | Sequence[ScriptedReply] = echo
     model: str = "scripted"
     kind: str = attrs.field(default="scripted", init=False)
-    requests: list[TurnRequest] = attrs.field(factory=list, init=False)
+    _turns: int = attrs.field(default=0, init=False)
+    requests: deque[TurnRequest] = attrs.field(
+        factory=lambda: deque(maxlen=100), init=False
+    )
 
     def _reply(self, request: TurnRequest) -> ScriptedReply:
         if callable(self.script):
             return self.script(request)
-        index = min(len(self.requests) - 1, len(self.script) - 1)
-        return self.script[index]
+        self._turns += 1
+        return self.script[min(self._turns, len(self.script)) - 1]
 
     async def run_turn(
         self, request: TurnRequest, on_text: Callable[[str], None]
@@ -71,18 +77,22 @@ class ScriptedEngine:
         """Stream the scripted reply for ``request`` (see :class:`ScriptedReply`)."""
         self.requests.append(request)
         reply = self._reply(request)
-        for delta in reply.deltas:
-            if reply.delay:
+        if not reply.delay:
+            # An instant reply, done like trio's own synchronous operations:
+            # a cancel point before the work, a schedule point after it.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            for delta in reply.deltas:
+                on_text(delta)
+        else:
+            for delta in reply.deltas:
                 await trio.sleep(reply.delay)
-            else:
-                await trio.lowlevel.checkpoint()
-            on_text(delta)
+                on_text(delta)
         if reply.hang:
             await trio.sleep_forever()
         if reply.error is not None:
             raise reply.error
-        if not reply.deltas:
-            await trio.lowlevel.checkpoint()
+        if not reply.delay:
+            await trio.lowlevel.cancel_shielded_checkpoint()
         if reply.usage is not None:
             return reply.usage
         return Usage(len(request.input.split()), len(reply.deltas))

@@ -18,7 +18,6 @@ directly, so they never wait behind a running turn.
 from __future__ import annotations
 
 import datetime
-import secrets
 import traceback
 from typing import Any
 
@@ -96,8 +95,6 @@ class _Turn:
     input: str
     input_id: str | None
     accepted_at: datetime.datetime
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    done: trio.Event = attrs.field(factory=trio.Event)
     status: TurnStatus = TurnStatus.ACCEPTED
     started_at: datetime.datetime | None = None
     ended_at: datetime.datetime | None = None
@@ -105,6 +102,31 @@ class _Turn:
     error: TurnError | None = None
     reason: str | None = None
     answer: _Entry | None = None
+    # Made when needed: the scope when the turn starts, the event when
+    # someone waits for the end.
+    scope: trio.CancelScope | None = None
+    cancel_requested: bool = False
+    _done: trio.Event | None = None
+
+    def request_cancel(self, reason: str | None) -> None:
+        if self.status.is_final or self.cancel_requested:
+            return
+        self.cancel_requested = True
+        self.reason = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def wait_done(self) -> None:
+        if self.status.is_final:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def set_done(self) -> None:
+        if self._done is not None:
+            self._done.set()
 
     def summary(self, worker_id: str) -> TurnSummary:
         return TurnSummary(
@@ -152,7 +174,8 @@ class Worker:
     _transcript: Transcript | None = None
     _history: list[Message] | None = None
     _stop_reason: str | None = None
-    _ended: trio.Event = attrs.field(factory=trio.Event)
+    _finished: bool = False
+    _ended: trio.Event | None = None
 
     def __attrs_post_init__(self) -> None:
         self._log = EventLog(self.hub.limits.worker_event_retention)
@@ -166,6 +189,7 @@ class Worker:
                 "engine": self.engine_name,
                 "status": self.status.value,
             },
+            self.created_at,
         )
 
     # -- events ---------------------------------------------------------------
@@ -174,25 +198,28 @@ class Worker:
     def log(self) -> EventLog:
         return self._log
 
-    def _emit(self, type: EventType, data: dict[str, Any]) -> None:
-        hub_log = self.hub.log
+    def _emit(
+        self, type: EventType, data: dict[str, Any], at: datetime.datetime
+    ) -> None:
+        log, hub_log = self._log, self.hub.log
         event = Event(
-            self._log.last + 1,
-            hub_log.last + 1,
+            log.next_position,
+            hub_log.next_position,
             type,
             self.hub.runtime_id,
             self.worker_id,
-            _now(),
+            at,
             data,
         )
-        self._log.append(event)
+        log.append(event)
         hub_log.append(event)
 
-    def _set_status(self, status: WorkerStatus) -> None:
+    def _set_status(self, status: WorkerStatus, at: datetime.datetime) -> None:
         previous, self.status = self.status, status
         self._emit(
             EventType.WORKER_STATUS,
             {"status": status.value, "previous": previous.value},
+            at,
         )
 
     @property
@@ -219,17 +246,17 @@ class Worker:
                 turn_id=active.turn_id,
                 started_at=active.accepted_at,
             )
-        turn = _Turn("t-" + secrets.token_hex(8), text, input_id, _now())
-        self._active = turn
         self.turns += 1
+        now = _now()
+        turn = _Turn(f"t-{self.turns}", text, input_id, now)
+        self._active = turn
         self._emit(
             EventType.TURN_ACCEPTED,
             {"turn_id": turn.turn_id, "input": text, "input_id": input_id},
+            now,
         )
-        self._set_status(WorkerStatus.RUNNING)
-        self.transcript.add(
-            "user", turn.turn_id, text, TurnStatus.ACCEPTED, turn.accepted_at
-        )
+        self._set_status(WorkerStatus.RUNNING, now)
+        self.transcript.add("user", turn.turn_id, text, TurnStatus.ACCEPTED, now)
         self._mailbox_send.send_nowait(turn)
         return turn.summary(self.worker_id)
 
@@ -252,9 +279,7 @@ class Worker:
 
     def cancel(self, turn: _Turn, reason: str | None) -> None:
         """Ask the actor to end ``turn``; it records the outcome."""
-        if not turn.status.is_final and not turn.scope.cancel_called:
-            turn.reason = reason
-            turn.scope.cancel()
+        turn.request_cancel(reason)
 
     def stop(self, reason: str | None) -> None:
         """Refuse new input, cancel the active turn, and end the actor.
@@ -271,6 +296,11 @@ class Worker:
 
     async def wait_ended(self) -> None:
         """Block until the actor has ended (stopped or failed)."""
+        if self._finished:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._ended is None:
+            self._ended = trio.Event()
         await self._ended.wait()
 
     # -- observation ----------------------------------------------------------
@@ -311,14 +341,21 @@ class Worker:
             # Also reached when the Runtime's nursery is cancelled.
             if self.status is not WorkerStatus.FAILED:
                 self.stop(self._stop_reason or "shutdown")
-                self._emit(EventType.WORKER_STOPPED, {"reason": self._stop_reason})
+                self._emit(
+                    EventType.WORKER_STOPPED, {"reason": self._stop_reason}, _now()
+                )
             self._log.close()
-            self._ended.set()
+            self._finished = True
+            if self._ended is not None:
+                self._ended.set()
 
     async def _run_turn(self, turn: _Turn) -> None:
+        if turn.cancel_requested:  # cancelled before it started
+            self._end_turn(turn, TurnStatus.CANCELLED)
+            return
         turn.status = TurnStatus.RUNNING
-        turn.started_at = _now()
-        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id})
+        turn.started_at = now = _now()
+        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id}, now)
         request = TurnRequest(
             self.worker_id,
             turn.turn_id,
@@ -327,7 +364,8 @@ class Worker:
             turn.input,
         )
         try:
-            with turn.scope:
+            with trio.CancelScope() as scope:
+                turn.scope = scope
                 try:
                     usage = await self.engine.run_turn(
                         request, lambda text: self._on_text(turn, text)
@@ -351,10 +389,13 @@ class Worker:
     def _on_text(self, turn: _Turn, text: str) -> None:
         if not text:
             return
-        self._emit(EventType.TURN_TEXT_DELTA, {"turn_id": turn.turn_id, "text": text})
+        now = _now()
+        self._emit(
+            EventType.TURN_TEXT_DELTA, {"turn_id": turn.turn_id, "text": text}, now
+        )
         if turn.answer is None:
             turn.answer = self.transcript.add(
-                "assistant", turn.turn_id, text, TurnStatus.RUNNING, _now()
+                "assistant", turn.turn_id, text, TurnStatus.RUNNING, now
             )
         else:
             turn.answer.parts.append(text)
@@ -383,7 +424,7 @@ class Worker:
                     "output_tokens": usage.output_tokens,
                 },
             }
-            self._emit(EventType.TURN_COMPLETED, data)
+            self._emit(EventType.TURN_COMPLETED, data, now)
             self._remember(turn)
         elif status is TurnStatus.FAILED:
             assert error is not None
@@ -391,27 +432,29 @@ class Worker:
                 "turn_id": turn_id,
                 "error": {"code": error.code, "message": error.message},
             }
-            self._emit(EventType.TURN_FAILED, data)
+            self._emit(EventType.TURN_FAILED, data, now)
             self.transcript.add("error", turn_id, error.message, status, now)
         else:
             if turn.reason is None and self._stop_reason is not None:
                 turn.reason = self._stop_reason
             self._emit(
-                EventType.TURN_CANCELLED, {"turn_id": turn_id, "reason": turn.reason}
+                EventType.TURN_CANCELLED,
+                {"turn_id": turn_id, "reason": turn.reason},
+                now,
             )
         if turn.answer is not None:
             turn.answer.status = status
         self._active = None
         self._last = turn
         if self.status is WorkerStatus.RUNNING:
-            self._set_status(WorkerStatus.IDLE)
-        turn.done.set()
+            self._set_status(WorkerStatus.IDLE, now)
+        turn.set_done()
 
     def _remember(self, turn: _Turn) -> None:
         """Add a completed exchange to the history sent to the model."""
         if self._history is None:
             self._history = []
-        answer = "" if turn.answer is None else turn.answer.snapshot().text
+        answer = "" if turn.answer is None else "".join(turn.answer.parts)
         self._history += (Message("user", turn.input), Message("assistant", answer))
         excess = len(self._history) - 2 * self.hub.limits.history_turns
         if excess > 0:
@@ -433,7 +476,7 @@ class Worker:
         if turn is not None:
             turn.status = TurnStatus.FAILED
             turn.error = self.error
-            turn.ended_at = _now()
+            turn.ended_at = now = _now()
             self._active, self._last = None, turn
             self._emit(
                 EventType.TURN_FAILED,
@@ -441,9 +484,11 @@ class Worker:
                     "turn_id": turn.turn_id,
                     "error": {"code": "worker_crashed", "message": summary},
                 },
+                now,
             )
-            turn.done.set()
+            turn.set_done()
         self._emit(
             EventType.WORKER_FAILED,
             {"error": {"code": "worker_crashed", "message": summary}},
+            _now(),
         )

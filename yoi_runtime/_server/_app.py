@@ -72,16 +72,29 @@ class ServerState:
     draining: bool = False
     streams_closing: bool = False
     stream_scopes: set[trio.CancelScope] = attrs.field(factory=set)
+    open_streams: int = 0
+    _streams_closed: trio.Event = attrs.field(factory=trio.Event)
 
     def begin_drain(self) -> None:
         """Mark the process draining: health turns 503, streams close 1001."""
         self.draining = True
 
-    def close_streams(self) -> None:
-        """Wake every WebSocket stream to flush what is ready and close."""
+    async def close_streams(self) -> None:
+        """Make every WebSocket stream flush what is ready and close; wait
+        until all have closed."""
         self.streams_closing = True
         for scope in list(self.stream_scopes):
             scope.cancel()
+        if self.open_streams:
+            await self._streams_closed.wait()
+
+    def stream_opened(self) -> None:
+        self.open_streams += 1
+
+    def stream_closed(self) -> None:
+        self.open_streams -= 1
+        if self.streams_closing and not self.open_streams:
+            self._streams_closed.set()
 
 
 @attrs.frozen

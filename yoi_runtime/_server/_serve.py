@@ -101,7 +101,10 @@ async def serve_runtime(
         config = hypercorn.Config()
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         config.bind = [f"{host}:{settings.port}"]
-        config.graceful_timeout = settings.shutdown_timeout
+        # Streams and commands are drained before Hypercorn is told to stop;
+        # what is left are idle keep-alive connections, which Hypercorn would
+        # otherwise hold for the whole grace period.
+        config.graceful_timeout = min(1.0, settings.shutdown_timeout)
         config.errorlog = None
         stop_serving = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -121,7 +124,7 @@ async def serve_runtime(
             )
             state.begin_drain()
             await runtime.drain("shutdown")
-            state.close_streams()
+            await state.close_streams()
             stop_serving.set()
 
 

@@ -58,13 +58,20 @@ async def serve_event_stream(
     Closes with 1000 when the stream ended, 1001 when the process drains.
     """
     await socket.accept()
+    state.stream_opened()
+    try:
+        await _pump(socket, subscription, state)
+    finally:
+        state.stream_closed()
+
+
+async def _pump(
+    socket: _Socket, subscription: Subscription, state: ServerState
+) -> None:
     settings = state.streams
-    if state.streams_closing:
-        await socket.close(1001, "runtime shutting down")
-        return
+    code, reason = 1000, "stream ended"
     async with subscription:
-        code, reason = 1000, "stream ended"
-        while True:
+        while not state.streams_closing:
             with trio.CancelScope() as wait:
                 wait.deadline = trio.current_time() + settings.heartbeat_interval
                 state.stream_scopes.add(wait)
@@ -84,7 +91,7 @@ async def serve_event_stream(
             else:
                 text = json.dumps([item_to_json(item) for item in items])
             await socket.send(text)
-        if state.draining and code == 1000:
+        if state.draining:
             await _flush(socket, subscription)
             code, reason = 1001, "runtime shutting down"
     with trio.move_on_after(settings.close_timeout, shield=True):

@@ -226,7 +226,11 @@ class RuntimeClient:
     # -- observation ------------------------------------------------------------
 
     async def get_worker(self, worker_id: str) -> WorkerSummary:
-        """Return one Worker's detail (``GET /v1/workers/{worker_id}``)."""
+        """Return one Worker's detail (``GET /v1/workers/{worker_id}``).
+
+        Raises:
+            WorkerNotFoundError: Unknown ``worker_id``.
+        """
         return await self._get(_worker_path(worker_id), "worker", WorkerSummary)
 
     async def list_workers(

@@ -226,11 +226,6 @@ async def test_shutdown_ends_worker_streams_and_runtime_stream_gives_up(
     assert server.process.returncode == 0
 
 
-@pytest.mark.xfail(
-    reason="server: an idle keep-alive connection holds SIGTERM for the whole "
-    "shutdown_timeout (reported to the server's author)",
-    strict=True,
-)
 async def test_sigterm_exits_promptly_despite_an_idle_client(tmp_path: Path) -> None:
     config = config_with(tmp_path, shutdown_timeout=2.0)
     with trio.fail_after(20):

@@ -230,6 +230,9 @@ async def test_list_workers_pages(served: Served) -> None:
 
 async def test_openapi_document_is_valid(served: Served) -> None:
     document = (await served.http.get("/v1/openapi.json")).json()
+    create = document["paths"]["/v1/workers"]["post"]["requestBody"]
+    properties = create["content"]["application/json"]["schema"]["properties"]
+    assert properties["engine"]["enum"] == ["echo", "hang", "fail", "flood", None]
     validate(document)
     assert document["openapi"] == "3.1.0"
     assert "/v1/workers/{worker_id}/input" in document["paths"]
@@ -340,6 +343,10 @@ async def test_unknown_worker_and_route_and_method(served: Served) -> None:
     response = await served.http.delete("/v1/workers")
     assert response.status_code == 405
     assert error_of(response)["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS, POST"
+    response = await served.http.get("/v1/events")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "websocket_required"
 
 
 async def test_busy_and_stopped(served: Served) -> None:

@@ -13,7 +13,7 @@ from cattrs.preconf.json import JsonConverter, make_converter
 
 from ._events import Event, EventType, Gap
 
-__all__ = ["converter", "item_to_json"]
+__all__ = ["converter", "item_from_json", "item_to_json"]
 
 #: The package's converter: datetimes as ISO 8601 (UTC), enums as strings.
 converter: JsonConverter = make_converter()

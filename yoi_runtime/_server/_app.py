@@ -41,6 +41,7 @@ T = TypeVar("T")
 #: HTTP status of each error code; anything else is a 500.
 STATUS = {
     "invalid_json": 400,
+    "websocket_required": 400,
     "unauthorized": 401,
     "worker_not_found": 404,
     "not_found": 404,
@@ -174,6 +175,10 @@ class PayloadTooLargeError(YoiRuntimeError):
     code = "payload_too_large"
 
 
+class WebSocketRequiredError(YoiRuntimeError):
+    code = "websocket_required"
+
+
 def _http_error(error: HTTPException) -> YoiRuntimeError:
     """Translate werkzeug's routing and body-size errors to coded errors."""
     if error.code == 404:
@@ -184,6 +189,8 @@ def _http_error(error: HTTPException) -> YoiRuntimeError:
         )
     if error.code == 413:
         return PayloadTooLargeError("the request body is too large")
+    if error.code == 400 and request.path.endswith("/events"):
+        return WebSocketRequiredError(f"{request.path} only speaks WebSocket")
     return InternalError(f"HTTP {error.code}")
 
 
@@ -248,7 +255,11 @@ def create_app(state: ServerState) -> QuartTrio:
 
     @app.errorhandler(HTTPException)
     async def on_http_error(error: HTTPException) -> Response:
-        return error_response(_http_error(error))
+        response = error_response(_http_error(error))
+        allowed = getattr(error, "valid_methods", None)
+        if error.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
 
     @app.errorhandler(Exception)
     async def on_bug(error: Exception) -> Response:
@@ -263,7 +274,13 @@ def create_app(state: ServerState) -> QuartTrio:
 
     @app.get("/v1/openapi.json")
     async def openapi() -> Response:
-        return json_response(openapi_document())
+        capabilities = runtime.capabilities()
+        return json_response(
+            openapi_document(
+                capabilities.profiles,
+                tuple(engine.name for engine in capabilities.engines),
+            )
+        )
 
     @app.get("/v1/runtime")
     async def runtime_summary() -> Response:

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from .._events import Event, Gap
+from .._runtime import TOOL_PROFILES
 from .._types import (
     CancelResult,
     Diagnostic,
@@ -117,15 +118,23 @@ _WORKER_ID = {"name": "worker_id", "in": "path", "required": True,
               "schema": {"type": "string"}}  # fmt: skip
 _LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500},
                 "page size (default 50)")  # fmt: skip
-_CURSOR = _query("cursor", {"type": "string"}, "next_cursor of the previous page")
-_AFTER = _query("after", {"type": "integer", "minimum": 0},
-                "resume after this cursor; absent = from now")  # fmt: skip
+_CURSOR = _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                 "next_cursor of the previous page")  # fmt: skip
 
 
 @functools.cache
-def openapi_document() -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document of every route (cached)."""
+def openapi_document(
+    profiles: tuple[str, ...], engines: tuple[str, ...]
+) -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of every route (cached).
+
+    Args:
+        profiles: The profiles this Runtime accepts (``coder`` and
+            ``reviewer`` are listed too: they answer 501 where unsupported).
+        engines: The engine names Workers may pick.
+    """
     s = _Schemas()
+    profile_names = sorted({*profiles, *TOOL_PROFILES})
 
     def ok(cls: Any, description: str, wrap: str | None = None) -> dict[str, Any]:
         schema = s.of(cls)
@@ -172,13 +181,14 @@ def openapi_document() -> dict[str, Any]:
             "post": {
                 "operationId": "createWorker",
                 "requestBody": _body({
-                    "profile": {"type": "string"},
+                    "profile": {"enum": profile_names},
                     "display_name": _OPTIONAL_STRING,
-                    "engine": _OPTIONAL_STRING,
+                    "engine": {"enum": [*engines, None]},
                     "system_prompt": _OPTIONAL_STRING,
                     "worker_id": {"anyOf": [_ID, {"type": "null"}]},
                 }),
                 "responses": {"201": ok(WorkerSummary, "the Worker", wrap="worker"),
+                              "501": _error("a profile this Runtime cannot run"),
                               **body_errors},
             },
         },
@@ -191,7 +201,8 @@ def openapi_document() -> dict[str, Any]:
         "/v1/workers/{worker_id}/input": {"post": {
             "operationId": "sendInput",
             "parameters": [_WORKER_ID],
-            "requestBody": _body({"text": {"type": "string", "minLength": 1},
+            "requestBody": _body({"text": {"type": "string", "minLength": 1,
+                                           "maxLength": 100_000},
                                   "input_id": {"anyOf": [_ID, {"type": "null"}]}},
                                  required=["text"]),
             "responses": {"202": ok(TurnSummary, "the accepted turn", wrap="turn"),
@@ -230,19 +241,6 @@ def openapi_document() -> dict[str, Any]:
             "operationId": "getOpenAPI",
             "responses": {"200": _json({"type": "object"}, "this document"), **errors},
         }},
-        "/v1/events": {"get": {
-            "operationId": "runtimeEvents",
-            "description": "WebSocket: every Worker's events (docs/protocol.md).",
-            "parameters": [_AFTER],
-            "responses": {"101": {"description": "switching to WebSocket"}, **errors},
-        }},
-        "/v1/workers/{worker_id}/events": {"get": {
-            "operationId": "workerEvents",
-            "description": "WebSocket: one Worker's events (docs/protocol.md).",
-            "parameters": [_WORKER_ID, _AFTER],
-            "responses": {"101": {"description": "switching to WebSocket"},
-                          **worker_errors},
-        }},
     }  # fmt: skip
     s.of(Event)
     s.of(Gap)
@@ -262,7 +260,9 @@ def openapi_document() -> dict[str, Any]:
             "title": "yoi-runtime",
             "version": __version__,
             "description": f"Runtime process protocol v{PROTOCOL_VERSION}; "
-            "see docs/protocol.md. Not for browsers.",
+            "see docs/protocol.md. Not for browsers. The WebSocket event "
+            "streams (/v1/events, /v1/workers/{worker_id}/events) are "
+            "described there; their items are the Event and Gap schemas.",
         },
         "paths": paths,
         "components": {

@@ -104,7 +104,7 @@ async def serve_runtime(
         # Streams and commands are drained before Hypercorn is told to stop;
         # what is left are idle keep-alive connections, which Hypercorn would
         # otherwise hold for the whole grace period.
-        config.graceful_timeout = min(1.0, settings.shutdown_timeout)
+        config.graceful_timeout = min(0.5, settings.shutdown_timeout)
         config.errorlog = None
         stop_serving = trio.Event()
         async with trio.open_nursery() as nursery:

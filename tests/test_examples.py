@@ -41,3 +41,13 @@ async def test_companion_chat_reads_lines_from_stdin() -> None:
     assert "you> Name a fruit." in output
     assert output.count("yoi> ") == 2
     assert "Bye (2 turns)." in output
+
+
+@pytest.mark.llm
+async def test_companion_remote() -> None:
+    output = await run_example("companion_remote.py")
+    assert "(process)" in output
+    assert "[turn.completed]" in output
+    assert "[busy: turn t-" in output
+    assert "[cancel -> cancelled (turn.cancelled)" in output
+    assert "[worker is idle after 2 turns]" in output

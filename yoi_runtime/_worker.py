@@ -180,7 +180,11 @@ class Worker:
     def __attrs_post_init__(self) -> None:
         self._log = EventLog(self.hub.limits.worker_event_retention)
         # One slot: admission guarantees at most one accepted turn in flight.
-        self._mailbox_send, self._mailbox = trio.open_memory_channel[_Turn](1)
+        # (Not open_memory_channel[_Turn]: the generic alias costs per call.)
+        mailbox: tuple[
+            trio.MemorySendChannel[_Turn], trio.MemoryReceiveChannel[_Turn]
+        ] = trio.open_memory_channel(1)
+        self._mailbox_send, self._mailbox = mailbox
         self._emit(
             EventType.WORKER_CREATED,
             {

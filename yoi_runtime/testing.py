@@ -189,7 +189,8 @@ async def open_runtime_process(
 
     Yields:
         The :class:`RuntimeProcess`. On exit it gets SIGTERM (if still
-        running) and is waited for.
+        running) and is waited for (SIGKILL after 15 seconds); the caller
+        checks ``process.returncode``.
 
     Raises:
         StartupError: It exited or was silent for ``startup_timeout``
@@ -232,8 +233,12 @@ async def open_runtime_process(
             try:
                 yield RuntimeProcess(url, process)
             finally:
-                with trio.move_on_after(15, shield=True):
+                with trio.CancelScope(shield=True):
                     if process.returncode is None:
                         process.terminate()
-                    await process.wait()
+                    with trio.move_on_after(15) as waited:
+                        await process.wait()
+                    if waited.cancelled_caught:
+                        process.kill()
+                        await process.wait()
                 nursery.cancel_scope.cancel()

@@ -31,9 +31,9 @@ from ._events import EventType as EventType
 from ._events import Gap as Gap
 from ._events import Subscription as Subscription
 from ._openai_chat import OpenAIChatEngine as OpenAIChatEngine
+from ._profiles import COMPANION as COMPANION
+from ._profiles import Profile as Profile
 from ._replay import ReplayEngine as ReplayEngine
-from ._runtime import COMPANION as COMPANION
-from ._runtime import Profile as Profile
 from ._runtime import Runtime as Runtime
 from ._runtime import open_runtime as open_runtime
 from ._scripted import ScriptedEngine as ScriptedEngine

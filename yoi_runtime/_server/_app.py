@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -30,7 +29,7 @@ from .._errors import (
     YoiRuntimeError,
 )
 from .._runtime import Runtime
-from .._wire import converter
+from .._wire import converter, strict_converter
 from ._openapi import openapi_document
 from ._streams import StreamSettings, serve_event_stream
 
@@ -124,18 +123,8 @@ class CancelBody:
     turn_id: str | None = None
 
 
-def _strict(kind: type) -> Callable[[object, object], object]:
-    def structure(value: object, _: object) -> object:
-        if type(value) is not kind:
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return value
-
-    return structure
-
-
 #: Request bodies: exact fields, exact JSON types (no "42" for 42).
-_requests = cattrs.Converter(forbid_extra_keys=True)
-_requests.register_structure_hook(str, _strict(str))
+_requests = strict_converter()
 
 
 def json_response(body: Any, status: int = 200, **headers: str) -> Response:

@@ -12,7 +12,7 @@ PUBLIC = """
 CancelOutcome CancelResult Capabilities COMPANION Diagnostic Engine EngineConfigError
 EngineConnectError EngineError EngineInfo EngineProtocolError EngineStatusError
 EngineTimeoutError Event EventType Gap InternalError InvalidInputError Limits Message
-UnauthorizedError
+UnauthorizedError IdempotencyConflictError ScopeConflictError StoreError
 OpenAIChatEngine OperationUnsupportedError Profile PROTOCOL_VERSION ReplayEngine
 Runtime RuntimeSummary RuntimeUnavailableError ScriptedEngine ScriptedReply
 Subscription TranscriptEntry TranscriptPage TurnError TurnRequest TurnStatus

@@ -15,10 +15,13 @@ from ._errors import EngineError as EngineError
 from ._errors import EngineProtocolError as EngineProtocolError
 from ._errors import EngineStatusError as EngineStatusError
 from ._errors import EngineTimeoutError as EngineTimeoutError
+from ._errors import IdempotencyConflictError as IdempotencyConflictError
 from ._errors import InternalError as InternalError
 from ._errors import InvalidInputError as InvalidInputError
 from ._errors import OperationUnsupportedError as OperationUnsupportedError
 from ._errors import RuntimeUnavailableError as RuntimeUnavailableError
+from ._errors import ScopeConflictError as ScopeConflictError
+from ._errors import StoreError as StoreError
 from ._errors import UnauthorizedError as UnauthorizedError
 from ._errors import WorkerBusyError as WorkerBusyError
 from ._errors import WorkerError as WorkerError

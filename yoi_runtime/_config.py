@@ -3,6 +3,7 @@
 Config file (every key optional)::
 
     runtime_id = "rt-office"
+    store = "sqlite:runtime.db"     # or "memory"; a path relative to this file
     default_engine = "local"
     enable_test_engines = false     # scripted engines are refused without it
     max_body_bytes = 1048576        # request bodies, in bytes
@@ -102,6 +103,7 @@ class FileConfig:
     """The config file's contents (see the module docstring)."""
 
     runtime_id: str | None = None
+    store: str | None = None
     default_engine: str | None = None
     enable_test_engines: bool = False
     max_body_bytes: int = 1024 * 1024

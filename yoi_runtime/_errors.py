@@ -10,11 +10,14 @@ its JSON error envelope::
     ├── RuntimeUnavailableError      runtime_unavailable    (closing, unreachable)
     ├── UnauthorizedError            unauthorized           (missing or wrong token)
     ├── InternalError                internal_error         (a bug on the other side)
+    ├── StoreError                   store_error            (the durable store refused)
     ├── WorkerError                  (carries worker_id)
     │   ├── WorkerNotFoundError      worker_not_found
     │   ├── WorkerBusyError          worker_busy            (a turn is active)
     │   ├── WorkerStoppedError       worker_stopped         (stopped or failed)
-    │   └── WorkerExistsError        idempotency_conflict   (same id, other body)
+    │   ├── ScopeConflictError       scope_conflict         (scope held by another)
+    │   └── IdempotencyConflictError idempotency_conflict   (same key, other body)
+    │       └── WorkerExistsError                           (same worker_id)
     └── EngineError                  (the model server's fault; fails one turn)
         ├── EngineConnectError       engine_unreachable
         ├── EngineTimeoutError       engine_timeout
@@ -40,9 +43,12 @@ __all__ = [
     "EngineStatusError",
     "EngineTimeoutError",
     "InternalError",
+    "IdempotencyConflictError",
     "InvalidInputError",
     "OperationUnsupportedError",
     "RuntimeUnavailableError",
+    "ScopeConflictError",
+    "StoreError",
     "UnauthorizedError",
     "WorkerBusyError",
     "WorkerError",
@@ -117,6 +123,18 @@ class InternalError(YoiRuntimeError):
     code = "internal_error"
 
 
+class StoreError(YoiRuntimeError):
+    """The durable store cannot be used: another process holds it, its schema
+    is newer than this version knows, or it is not a yoi-runtime store.
+
+    Raised when a Runtime opens (never for one bad row: that becomes a
+    :class:`~yoi_runtime.Diagnostic`) and when a write fails, which closes
+    the Runtime.
+    """
+
+    code = "store_error"
+
+
 class WorkerError(YoiRuntimeError):
     """An error about one Worker.
 
@@ -187,14 +205,55 @@ class WorkerStoppedError(WorkerError):
         return {"worker_id": self.worker_id, "status": self.status}
 
 
-class WorkerExistsError(WorkerError):
+class ScopeConflictError(WorkerError):
+    """A create claimed an exclusive scope that a live Worker holds.
+
+    Attributes:
+        worker_id: The Worker that holds the scope (the holder).
+        scope: The scope claimed twice.
+    """
+
+    code = "scope_conflict"
+
+    def __init__(self, message: str, *, worker_id: str, scope: str) -> None:
+        super().__init__(message, worker_id=worker_id)
+        self.scope = scope
+
+    def details(self) -> dict[str, Any]:
+        return {"worker_id": self.worker_id, "scope": self.scope}
+
+
+class IdempotencyConflictError(WorkerError):
+    """An idempotency key was reused with a different request.
+
+    Retrying with the same key and the same request is not an error: it
+    returns the original result.
+
+    Attributes:
+        input_id: The input's key, or None when the key was the ``worker_id``
+            of a create.
+    """
+
+    code = "idempotency_conflict"
+
+    def __init__(
+        self, message: str, *, worker_id: str, input_id: str | None = None
+    ) -> None:
+        super().__init__(message, worker_id=worker_id)
+        self.input_id = input_id
+
+    def details(self) -> dict[str, Any]:
+        if self.input_id is None:
+            return {"worker_id": self.worker_id}
+        return {"worker_id": self.worker_id, "input_id": self.input_id}
+
+
+class WorkerExistsError(IdempotencyConflictError):
     """A create named an existing ``worker_id`` with different settings.
 
     Creating with the same id and the same settings is not an error: it returns
     the existing Worker (idempotent create).
     """
-
-    code = "idempotency_conflict"
 
 
 class EngineError(YoiRuntimeError):

@@ -41,6 +41,7 @@ class EventType(enum.StrEnum):
     TURN_COMPLETED = "turn.completed"
     TURN_FAILED = "turn.failed"
     TURN_CANCELLED = "turn.cancelled"
+    TURN_INTERRUPTED = "turn.interrupted"
 
 
 @attrs.frozen
@@ -96,33 +97,39 @@ class EventLog:
 
     It retains at least ``retention`` of the newest events and trims in bulk
     when it holds a quarter more, so appending stays O(1) amortised.
+
+    Numbering and publishing are separate steps: a writer takes
+    :attr:`next_position` for a new event at once, and :meth:`append` makes
+    it visible to readers, in order, possibly later (a durable Runtime
+    appends only once the event is committed).
     """
 
     __slots__ = ("_closed", "_events", "_first", "_lot", "_retention", "next_position")
 
-    def __init__(self, retention: int, *, first: int = 1) -> None:
-        self._events: list[Event] = []
+    def __init__(
+        self, retention: int, *, first: int = 1, events: list[Event] | None = None
+    ) -> None:
+        self._events: list[Event] = [] if events is None else events
         self._first = first
         self._retention = retention
         self._lot: trio.lowlevel.ParkingLot | None = None
         self._closed = False
-        #: The position the next appended event must carry.
-        self.next_position = first
+        #: The position the next new event will carry.
+        self.next_position = first + len(self._events)
 
     @property
     def last(self) -> int:
-        """The position of the newest event (0 when none was ever appended)."""
-        return self.next_position - 1
+        """The position of the newest appended event (0 when there is none)."""
+        return self._first + len(self._events) - 1
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def append(self, event: Event) -> None:
-        """Add the event at :attr:`next_position` and wake waiting readers."""
+        """Publish the event after :attr:`last` and wake waiting readers."""
         events = self._events
         events.append(event)
-        self.next_position += 1
         if len(events) > self._retention + (self._retention >> 2):
             drop = len(events) - self._retention
             del events[:drop]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 
 import attrs
 import trio
@@ -16,11 +18,18 @@ from ._errors import (
     InvalidInputError,
     OperationUnsupportedError,
     RuntimeUnavailableError,
+    ScopeConflictError,
+    StoreError,
     WorkerExistsError,
     WorkerNotFoundError,
 )
 from ._events import EventLog, Subscription
+from ._journal import Journal
 from ._profiles import COMPANION, TOOL_PROFILES, Profile
+from ._restore import restore_workers
+from ._sqlite_store import SQLiteStore
+from ._store import StoreSnapshot, parse_store_spec
+from ._transcript import DEFAULT_PAGE
 from ._types import (
     CancelOutcome,
     CancelResult,
@@ -49,6 +58,31 @@ DEFAULT_LIMITS = Limits()
 #: Page size of Worker listings when the caller gives none, and the largest.
 _DEFAULT_LIMIT = 50
 _MAX_LIMIT = 500
+
+#: The most exclusive scopes one Worker may claim; each is 1-1024 characters
+#: without control characters.
+_MAX_SCOPES = 16
+_SCOPE_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,1024}")
+
+
+def _check_scopes(scopes: Sequence[str] | None) -> tuple[str, ...]:
+    if scopes is None:
+        return ()
+    if isinstance(scopes, str) or not isinstance(scopes, Sequence):
+        raise InvalidInputError("scopes must be a list of strings", path="scopes")
+    if len(scopes) > _MAX_SCOPES:
+        raise InvalidInputError(
+            f"a Worker may claim at most {_MAX_SCOPES} scopes", path="scopes"
+        )
+    for scope in scopes:
+        if not isinstance(scope, str) or _SCOPE_RE.fullmatch(scope) is None:
+            raise InvalidInputError(
+                "each scope must be 1-1024 characters without control characters",
+                path="scopes",
+            )
+    if len(set(scopes)) != len(scopes):
+        raise InvalidInputError("scopes must not repeat", path="scopes")
+    return tuple(scopes)
 
 
 def _check_id(value: str, path: str) -> None:
@@ -97,6 +131,7 @@ class Runtime:
     _workers: dict[str, Worker] = attrs.field(factory=dict)
     _ordered: list[Worker] = attrs.field(factory=list)
     _status: str = "serving"
+    _next_ordinal: int = 0
 
     @property
     def runtime_id(self) -> str:
@@ -110,6 +145,15 @@ class Runtime:
             raise RuntimeUnavailableError(
                 f"runtime {self.runtime_id} is {self._status}"
             )
+
+    async def _committed(self) -> None:
+        """Return once the changes made so far are durable (at once in
+        memory), so the caller can acknowledge them."""
+        journal = self._hub.journal
+        if journal is None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await journal.wait_committed()
 
     def _worker(self, worker_id: str) -> Worker:
         try:
@@ -130,8 +174,11 @@ class Runtime:
         engine: str | None = None,
         system_prompt: str | None = None,
         worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> WorkerSummary:
         """Create a Worker and start its actor.
+
+        On a durable store the Worker is committed before this returns.
 
         Args:
             profile: A profile name from :attr:`Capabilities.profiles`.
@@ -141,6 +188,10 @@ class Runtime:
             system_prompt: Replaces the profile's system prompt.
             worker_id: Your own id, for idempotent create: creating again with
                 the same id and settings returns the existing Worker.
+            scopes: Exclusive scopes to claim in the allocation registry (for
+                example ``"workdir:/srv/repo"``), held while the Worker is
+                live (not stopped or failed); at most 16, each 1-1024
+                characters without control characters.
 
         Returns:
             The new (or existing) Worker, ``idle``.
@@ -150,6 +201,8 @@ class Runtime:
             OperationUnsupportedError: A profile that needs tools (``coder``,
                 ``reviewer``) on a Runtime that offers none.
             WorkerExistsError: ``worker_id`` exists with other settings.
+            ScopeConflictError: A live Worker holds one of ``scopes``; its
+                id is the error's ``worker_id``.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
@@ -165,6 +218,7 @@ class Runtime:
             raise InvalidInputError(f"unknown engine {engine!r}", path="engine")
         chosen = self._profiles[profile]
         prompt = chosen.system_prompt if system_prompt is None else system_prompt
+        claimed = _check_scopes(scopes)
         if worker_id is None:
             worker_id = "w-" + secrets.token_hex(8)
         else:
@@ -176,43 +230,67 @@ class Runtime:
                     existing.display_name,
                     existing.engine_name,
                     existing.system_prompt,
-                ) == (profile, display_name, engine, prompt)
+                    existing.scopes,
+                ) == (profile, display_name, engine, prompt, claimed)
                 if not same:
                     raise WorkerExistsError(
                         f"worker {worker_id} exists with other settings",
                         worker_id=worker_id,
                     )
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await self._committed()
                 return existing.summary()
+        hub = self._hub
+        for scope in claimed:
+            holder = hub.allocations.get(scope)
+            if holder is not None:
+                raise ScopeConflictError(
+                    f"scope {scope!r} is held by worker {holder}",
+                    worker_id=holder,
+                    scope=scope,
+                )
         worker = Worker(
-            self._hub,
+            hub,
             worker_id,
-            len(self._ordered),
+            self._next_ordinal,
             profile,
             prompt,
             display_name,
             engine,
             self._engines[engine],
             chosen.tools,
+            claimed,
         )
-        self._workers[worker_id] = worker
-        self._ordered.append(worker)
-        self._nursery.start_soon(worker.run, name=f"yoi-worker-{worker_id}")
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        self._next_ordinal += 1
+        self._adopt(worker)
+        for scope in claimed:
+            hub.claim(scope, worker_id)
+        worker.announce()
+        await self._committed()
         return worker.summary()
+
+    def _adopt(self, worker: Worker) -> None:
+        self._workers[worker.worker_id] = worker
+        self._ordered.append(worker)
+        if worker.status not in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+            name = f"yoi-worker-{worker.worker_id}"
+            self._nursery.start_soon(worker.run, name=name)
 
     async def send_input(
         self, worker_id: str, text: str, *, input_id: str | None = None
     ) -> TurnSummary:
         """Give a Worker input; it starts a turn, or is refused at once.
 
-        Returns as soon as the turn is accepted; follow the Worker's events
-        (:meth:`subscribe`) for the answer.
+        Returns as soon as the turn is accepted (on a durable store: and
+        committed); follow the Worker's events (:meth:`subscribe`) for the
+        answer.
 
         Args:
             worker_id: The Worker.
             text: The user input (at most ``Limits.max_input_chars`` chars).
-            input_id: Your idempotency key for the input, recorded on the turn.
+            input_id: Your idempotency key for the input, recorded on the turn:
+                sending the same ``input_id`` and text again returns that
+                turn (as it is now) instead of starting another, also after
+                a restart on a durable store.
 
         Returns:
             The accepted turn.
@@ -222,6 +300,7 @@ class Runtime:
                 was queued.
             WorkerStoppedError: The Worker is stopped or failed.
             InvalidInputError: ``text`` is not a string, empty or too long.
+            IdempotencyConflictError: ``input_id`` was sent with other text.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
@@ -237,7 +316,7 @@ class Runtime:
             _check_id(input_id, "input_id")
         turn = worker.accept_input(text, input_id)
         # Let the actor start the turn before the caller goes on.
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        await self._committed()
         return turn
 
     async def cancel(
@@ -267,6 +346,7 @@ class Runtime:
             return CancelResult(CancelOutcome.NO_ACTIVE_TURN, worker_id)
         worker.cancel(turn, reason)
         await turn.wait_done()
+        await self._committed()
         outcome = (
             CancelOutcome.CANCELLED
             if turn.status is TurnStatus.CANCELLED
@@ -293,6 +373,7 @@ class Runtime:
         worker = self._worker(worker_id)
         worker.stop(reason)
         await worker.wait_ended()
+        await self._committed()
         return worker.summary()
 
     # -- observation ------------------------------------------------------------
@@ -361,7 +442,20 @@ class Runtime:
                 oldest retained entry.
         """
         await trio.lowlevel.checkpoint()
-        return self._worker(worker_id).transcript.page(limit=limit, cursor=cursor)
+        worker = self._worker(worker_id)
+        transcript, journal = worker.transcript, self._hub.journal
+        page = transcript.page(limit=limit, cursor=cursor)
+        after = 0 if cursor is None else int(cursor)
+        if journal is None or after >= transcript.first - 1:
+            return page
+        # Older than what memory keeps: a durable store has every entry.
+        limit = DEFAULT_PAGE if limit is None else limit
+        wanted = min(limit, transcript.first - 1 - after)
+        stored = await journal.read_transcript(worker_id, after, wanted)
+        next_cursor = None
+        if stored and stored[-1].index < transcript.last:
+            next_cursor = str(stored[-1].index)
+        return TranscriptPage(tuple(stored), next_cursor, truncated=False)
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
@@ -436,8 +530,9 @@ class Runtime:
     async def drain(self, reason: str = "shutdown") -> None:
         """Stop taking commands and stop every Worker; wait until all ended.
 
-        Running turns end ``cancelled`` with ``reason``; every Worker ends
-        ``stopped`` (``worker.stopped`` with ``reason``). Observation keeps
+        Running turns end ``cancelled`` with ``reason``. In memory every
+        Worker ends ``stopped`` (``worker.stopped`` with ``reason``); on a
+        durable store it keeps its status for the next start. Observation keeps
         working: subscribers can still read every event, and the streams end
         when the Runtime closes. Leaving :func:`open_runtime` drains
         implicitly. Idempotent.
@@ -451,8 +546,24 @@ class Runtime:
     def _begin_close(self, reason: str = "shutdown") -> None:
         if self._status == "serving":
             self._status = "closing"
+        durable = self._hub.journal is not None
         for worker in self._ordered:
-            worker.stop(reason)
+            if durable:
+                worker.close(reason)
+            else:
+                worker.stop(reason)
+
+    def _restore(self, snapshot: StoreSnapshot) -> None:
+        journal = self._hub.journal
+        if journal is not None:
+            journal.on_failure = self._store_failed
+        for worker in restore_workers(self._hub, snapshot, self._engines):
+            self._adopt(worker)
+            self._next_ordinal = max(self._next_ordinal, worker.ordinal + 1)
+
+    def _store_failed(self, message: str) -> None:
+        self._hub.diagnose("error", "store_failed", message)
+        self._begin_close("store_failed")
 
 
 @asynccontextmanager
@@ -464,26 +575,36 @@ async def open_runtime(
     profiles: Mapping[str, Profile] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     placement: str = "embedded",
+    store: str = "memory",
     close_timeout: float = 10.0,
 ) -> AsyncIterator[Runtime]:
     """Open a Runtime in the caller's Trio program.
 
-    On exit every running turn is cancelled with reason ``shutdown``, every
-    Worker is stopped, the event streams end, and the engines are closed.
+    On exit every running turn is cancelled with reason ``shutdown``, the
+    event streams end, and the engines are closed. In memory every Worker is
+    then ``stopped``; on a durable store Workers keep their status and come
+    back with it when a Runtime opens the store again.
 
     Args:
         engines: Engines by name (``{"local": OpenAIChatEngine(...)}``). The
             Runtime owns them from now on and closes them on exit.
         default_engine: The engine for Workers created without one; None means
             the first of ``engines``.
-        runtime_id: The Runtime's id; None generates ``rt-<16 hex digits>``.
+        runtime_id: The Runtime's id; None means the store's (a durable store
+            keeps the id it was created with), or a new ``rt-<16 hex digits>``.
         profiles: Profiles by name; None means ``{"companion": COMPANION}``.
         limits: Retention and size bounds.
         placement: ``"embedded"``, or ``"process"`` for a standalone process.
+        store: ``"memory"`` (nothing outlives the Runtime) or
+            ``"sqlite:PATH"`` (durable: see ``docs/store.md``).
         close_timeout: Seconds allowed for closing engines on exit.
 
     Raises:
-        InvalidInputError: No engines, an unknown default, or a malformed id.
+        InvalidInputError: No engines, an unknown default, a malformed id or
+            an unknown store.
+        StoreError: The store is in use by another process, is not a
+            yoi-runtime store, has a newer schema, or belongs to another
+            ``runtime_id``.
     """
     if not engines:
         raise InvalidInputError("a Runtime needs at least one engine", path="engines")
@@ -492,31 +613,112 @@ async def open_runtime(
         raise InvalidInputError(
             f"unknown default engine {default_engine!r}", path="default_engine"
         )
-    if runtime_id is None:
-        runtime_id = "rt-" + secrets.token_hex(8)
-    _check_id(runtime_id, "runtime_id")
-    hub = Hub(runtime_id, limits, EventLog(limits.runtime_event_retention))
+    if runtime_id is not None:
+        _check_id(runtime_id, "runtime_id")
+    path = parse_store_spec(store)
+    settings = (
+        dict(engines),
+        default_engine,
+        {COMPANION.name: COMPANION} if profiles is None else dict(profiles),
+        placement,
+    )
+    try:
+        if path is None:
+            hub = Hub(
+                runtime_id or "rt-" + secrets.token_hex(8),
+                limits,
+                EventLog(limits.runtime_event_retention),
+            )
+            async with _run(hub, settings, None) as runtime:
+                yield runtime
+        else:
+            async with _open_durable(path, runtime_id, limits) as (hub, snapshot):
+                async with _run(hub, settings, snapshot) as runtime:
+                    yield runtime
+    finally:
+        with trio.move_on_after(close_timeout, shield=True):
+            for engine in engines.values():
+                await engine.aclose()
+
+
+_Settings = tuple[dict[str, Engine], str, dict[str, Profile], str]
+
+
+@asynccontextmanager
+async def _run(
+    hub: Hub, settings: _Settings, snapshot: StoreSnapshot | None
+) -> AsyncIterator[Runtime]:
+    """Run the Runtime's nursery: one actor task per live Worker."""
+    engines, default_engine, profiles, placement = settings
     runtime: Runtime | None = None
     try:
-        with single_error():
-            async with trio.open_nursery() as nursery:
-                runtime = Runtime(
-                    hub,
-                    nursery,
-                    dict(engines),
-                    default_engine,
-                    {COMPANION.name: COMPANION} if profiles is None else dict(profiles),
-                    placement,
-                )
-                try:
-                    yield runtime
-                finally:
-                    # The actors never raise: a nursery error is the body's.
-                    runtime._begin_close()
+        async with _writing(hub.journal):
+            with single_error():
+                async with trio.open_nursery() as nursery:
+                    runtime = Runtime(
+                        hub, nursery, engines, default_engine, profiles, placement
+                    )
+                    if snapshot is not None:
+                        runtime._restore(snapshot)
+                        await runtime._committed()
+                    try:
+                        yield runtime
+                    finally:
+                        # The actors never raise: a nursery error is the body's.
+                        runtime._begin_close()
     finally:
         hub.log.close()
         if runtime is not None:
             runtime._status = "closed"
-        with trio.move_on_after(close_timeout, shield=True):
-            for engine in engines.values():
-                await engine.aclose()
+
+
+@asynccontextmanager
+async def _writing(journal: Journal | None) -> AsyncIterator[None]:
+    """Run the journal's writer task (if durable) around the actors; on exit
+    it commits what the actors noted last, then ends."""
+    if journal is None:
+        yield
+        return
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(journal.run, name="yoi-store-writer")
+            try:
+                yield
+            finally:
+                journal.close()
+
+
+@asynccontextmanager
+async def _open_durable(
+    path: Path, runtime_id: str | None, limits: Limits
+) -> AsyncIterator[tuple[Hub, StoreSnapshot]]:
+    """Open the SQLite store, read it, and build the Hub it continues."""
+    store = await trio.to_thread.run_sync(SQLiteStore.open, path)
+    try:
+        snapshot = await trio.to_thread.run_sync(
+            partial(
+                store.load,
+                worker_event_retention=limits.worker_event_retention,
+                runtime_event_retention=limits.runtime_event_retention,
+                transcript_retention=limits.transcript_retention,
+            )
+        )
+        stored_id = snapshot.runtime_id
+        if stored_id is not None and runtime_id not in (None, stored_id):
+            raise StoreError(
+                f"store {path} belongs to runtime {stored_id}, not {runtime_id}"
+            )
+        events = snapshot.runtime_events
+        log = EventLog(
+            limits.runtime_event_retention,
+            first=snapshot.last_cursor - len(events) + 1,
+            events=events,
+        )
+        hub = Hub(stored_id or runtime_id or "rt-" + secrets.token_hex(8), limits, log)
+        hub.journal = Journal(store, log)
+        if stored_id is None:
+            hub.journal.set_runtime_id(hub.runtime_id)
+        yield hub, snapshot
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(store.close)

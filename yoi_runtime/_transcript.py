@@ -62,6 +62,25 @@ class Transcript:
         self._first = 1
         self._retention = retention
 
+    @property
+    def first(self) -> int:
+        """The index of the oldest entry kept in memory (last + 1 if none)."""
+        return self._first
+
+    @property
+    def last(self) -> int:
+        """The index of the newest entry (0 if none)."""
+        return self._first + len(self._entries) - 1
+
+    def restore(self, entries: list[TranscriptEntry], last: int) -> list[_Entry]:
+        """Load stored entries (gap-free, oldest first, ending at ``last``)
+        into an empty transcript, and return them."""
+        self._entries = [
+            _Entry(e.index, e.kind, e.turn_id, e.text, e.status, e.at) for e in entries
+        ]
+        self._first = last - len(entries) + 1
+        return list(self._entries)
+
     def add(
         self,
         kind: str,

@@ -46,13 +46,19 @@ class WorkerStatus(enum.StrEnum):
 
 
 class TurnStatus(enum.StrEnum):
-    """Where a turn is: ``accepted`` -> ``running`` -> one final status."""
+    """Where a turn is: ``accepted`` -> ``running`` -> one final status.
+
+    ``interrupted`` is the final status of a turn that was accepted or running
+    when the process running it died; a Runtime on a durable store records it
+    when it starts again.
+    """
 
     ACCEPTED = "accepted"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
     @property
     def is_final(self) -> bool:
@@ -132,6 +138,8 @@ class WorkerSummary:
         usage: Tokens used by all its turns.
         last_seq: The sequence number of the Worker's latest event.
         error: Why the actor failed, when ``status`` is ``failed``.
+        scopes: The exclusive scopes the Worker claimed at creation (held
+            while it is live, released when it stops or fails).
     """
 
     worker_id: str
@@ -148,6 +156,7 @@ class WorkerSummary:
     usage: Usage
     last_seq: int
     error: TurnError | None = None
+    scopes: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ State machine (also drawn in ``docs/lifecycle.md``)::
             any --actor crash--> failed           (final)
     Turn:   accepted --actor picks it up--> running
             accepted|running --> completed | failed | cancelled   (final)
+            accepted|running --process died, durable store--> interrupted
 
 Commands are synchronous methods that run to completion without a checkpoint,
 so admission is atomic: of many concurrent inputs to an idle Worker exactly
@@ -19,18 +20,22 @@ from __future__ import annotations
 
 import datetime
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from ._engine import Engine, EngineInfo, Message, TurnRequest, Usage
 from ._errors import (
+    EngineConfigError,
     EngineError,
+    IdempotencyConflictError,
     WorkerBusyError,
     WorkerStoppedError,
 )
 from ._events import Event, EventLog, EventType
+from ._store import StoredWorker, WorkerRecord
 from ._transcript import Transcript, _Entry
 from ._types import (
     Diagnostic,
@@ -40,6 +45,9 @@ from ._types import (
     WorkerStatus,
     WorkerSummary,
 )
+
+if TYPE_CHECKING:
+    from ._journal import Journal
 
 __all__ = ["Hub", "Limits", "Worker"]
 
@@ -75,18 +83,61 @@ class Limits:
 @attrs.define(eq=False)
 class Hub:
     """What every Worker of one Runtime shares: ids, the Runtime-wide log,
-    usage totals and diagnostics."""
+    usage totals, diagnostics, the allocation registry and the journal.
+
+    Attributes:
+        journal: The group commit to the durable store, None in memory.
+        allocations: The allocation registry: each exclusive scope a live
+            Worker claimed, and that Worker's id.
+    """
 
     runtime_id: str
     limits: Limits
     log: EventLog
     usage: Usage = Usage()
     diagnostics: list[Diagnostic] = attrs.field(factory=list)
+    journal: Journal | None = None
+    allocations: dict[str, str] = attrs.field(factory=dict)
 
     def diagnose(
         self, level: str, code: str, message: str, worker_id: str | None = None
     ) -> None:
         self.diagnostics.append(Diagnostic(_now(), level, code, message, worker_id))
+
+    def claim(self, scope: str, worker_id: str) -> None:
+        """Allocate ``scope`` to ``worker_id`` (the caller checked it is free)."""
+        self.allocations[scope] = worker_id
+        if self.journal is not None:
+            self.journal.claim(scope, worker_id)
+
+    def release(self, worker: Worker) -> None:
+        """Free every scope ``worker`` holds."""
+        for scope in worker.scopes:
+            if self.allocations.get(scope) == worker.worker_id:
+                del self.allocations[scope]
+                if self.journal is not None:
+                    self.journal.release(scope)
+
+
+class MissingEngine:
+    """Stands in for an engine a restarted Runtime no longer has: every turn
+    fails with ``engine_config_error``."""
+
+    def __init__(self, info: EngineInfo) -> None:
+        self.kind = info.kind
+        self.model = info.model
+        self._name = info.name
+
+    async def run_turn(
+        self, request: TurnRequest, on_text: Callable[[str], None]
+    ) -> Usage:
+        await trio.lowlevel.checkpoint()
+        raise EngineConfigError(
+            f"engine {self._name!r} is not configured in this runtime any more"
+        )
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
 
 
 @attrs.define(eq=False)
@@ -128,6 +179,21 @@ class _Turn:
         if self._done is not None:
             self._done.set()
 
+    @classmethod
+    def restore(cls, summary: TurnSummary) -> _Turn:
+        return cls(
+            summary.turn_id,
+            summary.input,
+            summary.input_id,
+            summary.accepted_at,
+            summary.status,
+            summary.started_at,
+            summary.ended_at,
+            summary.usage,
+            summary.error,
+            summary.reason,
+        )
+
     def summary(self, worker_id: str) -> TurnSummary:
         return TurnSummary(
             turn_id=self.turn_id,
@@ -161,11 +227,13 @@ class Worker:
     engine_name: str
     engine: Engine
     tools: tuple[str, ...]
+    scopes: tuple[str, ...] = ()
     created_at: datetime.datetime = attrs.field(factory=_now)
     status: WorkerStatus = WorkerStatus.IDLE
     error: TurnError | None = None
     turns: int = 0
     usage: Usage = Usage()
+    engine_info: EngineInfo = attrs.field(init=False)
     _log: EventLog = attrs.field(init=False)
     _mailbox_send: trio.MemorySendChannel[_Turn] = attrs.field(init=False)
     _mailbox: trio.MemoryReceiveChannel[_Turn] = attrs.field(init=False)
@@ -174,10 +242,16 @@ class Worker:
     _transcript: Transcript | None = None
     _history: list[Message] | None = None
     _stop_reason: str | None = None
+    _closing: bool = False
     _finished: bool = False
     _ended: trio.Event | None = None
+    #: Turns by their caller-supplied ``input_id`` (idempotent input).
+    _inputs: dict[str, _Turn] | None = None
 
     def __attrs_post_init__(self) -> None:
+        self.engine_info = EngineInfo(
+            self.engine_name, self.engine.kind, self.engine.model
+        )
         self._log = EventLog(self.hub.limits.worker_event_retention)
         # One slot: admission guarantees at most one accepted turn in flight.
         # (Not open_memory_channel[_Turn]: the generic alias costs per call.)
@@ -185,6 +259,9 @@ class Worker:
             trio.MemorySendChannel[_Turn], trio.MemoryReceiveChannel[_Turn]
         ] = trio.open_memory_channel(1)
         self._mailbox_send, self._mailbox = mailbox
+
+    def announce(self) -> None:
+        """Emit ``worker.created`` (once, for a new Worker)."""
         self._emit(
             EventType.WORKER_CREATED,
             {
@@ -196,6 +273,110 @@ class Worker:
             self.created_at,
         )
 
+    @classmethod
+    def restore(cls, hub: Hub, stored: StoredWorker, engine: Engine) -> Worker:
+        """Rebuild a Worker from its stored record, log, turns and transcript.
+
+        A turn that was accepted or running when the process died becomes
+        ``interrupted`` (with a ``turn.interrupted`` event, its transcript
+        entries marked so) and the Worker is ``idle`` again. Call
+        :meth:`run` afterwards unless the Worker is stopped or failed.
+        """
+        record = stored.record
+        worker = cls(
+            hub,
+            record.worker_id,
+            record.ordinal,
+            record.profile,
+            record.system_prompt,
+            record.display_name,
+            record.engine.name,
+            engine,
+            record.tools,
+            record.scopes,
+            record.created_at,
+            record.status,
+            record.error,
+            record.turns,
+            record.usage,
+        )
+        worker.engine_info = record.engine
+        worker._stop_reason = record.stop_reason
+        retention = hub.limits.worker_event_retention
+        first = stored.last_seq - len(stored.events) + 1
+        worker._log = EventLog(retention, first=first, events=stored.events)
+        limits = hub.limits
+        transcript = Transcript(limits.transcript_retention)
+        entries = transcript.restore(stored.transcript, stored.transcript_last)
+        worker._transcript = transcript
+        history: list[Message] = []
+        for turn_summary in stored.turns:
+            turn = _Turn.restore(turn_summary)
+            if turn.input_id is not None:
+                worker._inputs = worker._inputs or {}
+                worker._inputs[turn.input_id] = turn
+            if not turn.status.is_final:
+                worker._interrupt(turn, entries)
+            worker._last = turn
+        if worker.status is WorkerStatus.RUNNING:  # no turn was left active
+            worker._set_status(WorkerStatus.IDLE, _now())
+        for user, answer in zip(entries, entries[1:], strict=False):
+            if (
+                user.kind == "user"
+                and answer.kind == "assistant"
+                and answer.turn_id == user.turn_id
+                and answer.status is TurnStatus.COMPLETED
+            ):
+                history += (
+                    Message("user", "".join(user.parts)),
+                    Message("assistant", "".join(answer.parts)),
+                )
+        worker._history = history[-2 * limits.history_turns :] or None
+        if worker.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+            worker._mailbox_send.close()
+            worker._log.close()
+            worker._finished = True
+        return worker
+
+    def _interrupt(self, turn: _Turn, entries: list[_Entry]) -> None:
+        now = _now()
+        turn.status = TurnStatus.INTERRUPTED
+        turn.ended_at = now
+        turn.reason = "process_exited"
+        self._emit(
+            EventType.TURN_INTERRUPTED,
+            {"turn_id": turn.turn_id, "reason": turn.reason},
+            now,
+            turn,
+        )
+        journal = self.hub.journal
+        for entry in entries:
+            if entry.turn_id == turn.turn_id:
+                entry.status = TurnStatus.INTERRUPTED
+                if journal is not None:
+                    journal.note_entry(self.worker_id, entry)
+        if self.status is WorkerStatus.RUNNING:
+            self._set_status(WorkerStatus.IDLE, now)
+
+    def record(self) -> WorkerRecord:
+        """Return what a durable store keeps of this Worker."""
+        return WorkerRecord(
+            worker_id=self.worker_id,
+            ordinal=self.ordinal,
+            profile=self.profile,
+            display_name=self.display_name,
+            system_prompt=self.system_prompt,
+            engine=self.engine_info,
+            tools=self.tools,
+            scopes=self.scopes,
+            created_at=self.created_at,
+            status=self.status,
+            error=self.error,
+            turns=self.turns,
+            usage=self.usage,
+            stop_reason=self._stop_reason,
+        )
+
     # -- events ---------------------------------------------------------------
 
     @property
@@ -203,20 +384,28 @@ class Worker:
         return self._log
 
     def _emit(
-        self, type: EventType, data: dict[str, Any], at: datetime.datetime
+        self,
+        type: EventType,
+        data: dict[str, Any],
+        at: datetime.datetime,
+        turn: _Turn | None = None,
+        entry: _Entry | None = None,
     ) -> None:
-        log, hub_log = self._log, self.hub.log
-        event = Event(
-            log.next_position,
-            hub_log.next_position,
-            type,
-            self.hub.runtime_id,
-            self.worker_id,
-            at,
-            data,
-        )
-        log.append(event)
-        hub_log.append(event)
+        """Number an event and publish it, now (memory) or on commit (the
+        journal, told which turn and transcript entry changed with it)."""
+        log, hub = self._log, self.hub
+        hub_log = hub.log
+        seq = log.next_position
+        log.next_position = seq + 1
+        cursor = hub_log.next_position
+        hub_log.next_position = cursor + 1
+        event = Event(seq, cursor, type, hub.runtime_id, self.worker_id, at, data)
+        journal = hub.journal
+        if journal is None:
+            log.append(event)
+            hub_log.append(event)
+        else:
+            journal.note(event, log, self, turn, entry)
 
     def _set_status(self, status: WorkerStatus, at: datetime.datetime) -> None:
         previous, self.status = self.status, status
@@ -237,10 +426,25 @@ class Worker:
     def accept_input(self, text: str, input_id: str | None) -> TurnSummary:
         """Admit one input as a new turn, or refuse it at once.
 
+        An ``input_id`` seen before returns that turn's summary instead,
+        whatever the Worker is doing now.
+
         Raises:
+            IdempotencyConflictError: ``input_id`` was used with other text.
             WorkerStoppedError: The Worker is stopped or failed.
             WorkerBusyError: A turn is accepted or running.
         """
+        if input_id is not None and self._inputs is not None:
+            original = self._inputs.get(input_id)
+            if original is not None:
+                if original.input != text:
+                    raise IdempotencyConflictError(
+                        f"input_id {input_id!r} of worker {self.worker_id} was "
+                        "used with other text",
+                        worker_id=self.worker_id,
+                        input_id=input_id,
+                    )
+                return original.summary(self.worker_id)
         self.check_live()
         active = self._active
         if active is not None:
@@ -254,13 +458,21 @@ class Worker:
         now = _now()
         turn = _Turn(f"t-{self.turns}", text, input_id, now)
         self._active = turn
+        if input_id is not None:
+            if self._inputs is None:
+                self._inputs = {}
+            self._inputs[input_id] = turn
+        entry = self.transcript.add(
+            "user", turn.turn_id, text, TurnStatus.ACCEPTED, now
+        )
         self._emit(
             EventType.TURN_ACCEPTED,
             {"turn_id": turn.turn_id, "input": text, "input_id": input_id},
             now,
+            turn,
+            entry,
         )
         self._set_status(WorkerStatus.RUNNING, now)
-        self.transcript.add("user", turn.turn_id, text, TurnStatus.ACCEPTED, now)
         self._mailbox_send.send_nowait(turn)
         return turn.summary(self.worker_id)
 
@@ -298,6 +510,17 @@ class Worker:
             self.cancel(self._active, reason)
         self._mailbox_send.close()
 
+    def close(self, reason: str) -> None:
+        """End the actor for a closing durable Runtime: cancel the active
+        turn but keep the Worker's status, so it comes back after a restart.
+        """
+        if self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+            return
+        self._closing = True
+        if self._active is not None:
+            self.cancel(self._active, reason)
+        self._mailbox_send.close()
+
     async def wait_ended(self) -> None:
         """Block until the actor has ended (stopped or failed)."""
         if self._finished:
@@ -316,7 +539,7 @@ class Worker:
             runtime_id=self.hub.runtime_id,
             display_name=self.display_name,
             profile=self.profile,
-            engine=EngineInfo(self.engine_name, self.engine.kind, self.engine.model),
+            engine=self.engine_info,
             tools=self.tools,
             status=self.status,
             created_at=self.created_at,
@@ -326,6 +549,7 @@ class Worker:
             usage=self.usage,
             last_seq=self._log.last,
             error=self.error,
+            scopes=self.scopes,
         )
 
     # -- the actor ------------------------------------------------------------
@@ -343,12 +567,19 @@ class Worker:
             self._crash(exc)
         finally:
             # Also reached when the Runtime's nursery is cancelled.
-            if self.status is not WorkerStatus.FAILED:
+            if self._closing and self.status is not WorkerStatus.FAILED:
+                pass  # a durable Runtime closing: the Worker lives on
+            elif self.status is not WorkerStatus.FAILED:
                 self.stop(self._stop_reason or "shutdown")
                 self._emit(
                     EventType.WORKER_STOPPED, {"reason": self._stop_reason}, _now()
                 )
-            self._log.close()
+            if self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+                self.hub.release(self)
+            if self.hub.journal is None:
+                self._log.close()
+            else:
+                self.hub.journal.note_close(self._log)
             self._finished = True
             if self._ended is not None:
                 self._ended.set()
@@ -359,7 +590,7 @@ class Worker:
             return
         turn.status = TurnStatus.RUNNING
         turn.started_at = now = _now()
-        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id}, now)
+        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id}, now, turn)
         request = TurnRequest(
             self.worker_id,
             turn.turn_id,
@@ -394,15 +625,20 @@ class Worker:
         if not text:
             return
         now = _now()
-        self._emit(
-            EventType.TURN_TEXT_DELTA, {"turn_id": turn.turn_id, "text": text}, now
-        )
-        if turn.answer is None:
-            turn.answer = self.transcript.add(
+        answer = turn.answer
+        if answer is None:
+            answer = turn.answer = self.transcript.add(
                 "assistant", turn.turn_id, text, TurnStatus.RUNNING, now
             )
         else:
-            turn.answer.parts.append(text)
+            answer.parts.append(text)
+        self._emit(
+            EventType.TURN_TEXT_DELTA,
+            {"turn_id": turn.turn_id, "text": text},
+            now,
+            None,
+            answer,
+        )
 
     def _end_turn(
         self,
@@ -420,6 +656,8 @@ class Worker:
             self.usage += usage
             self.hub.usage += usage
         turn_id = turn.turn_id
+        if turn.answer is not None:
+            turn.answer.status = status
         if status is TurnStatus.COMPLETED:
             data: dict[str, Any] = {
                 "turn_id": turn_id,
@@ -428,7 +666,7 @@ class Worker:
                     "output_tokens": usage.output_tokens,
                 },
             }
-            self._emit(EventType.TURN_COMPLETED, data, now)
+            self._emit(EventType.TURN_COMPLETED, data, now, turn, turn.answer)
             self._remember(turn)
         elif status is TurnStatus.FAILED:
             assert error is not None
@@ -436,8 +674,10 @@ class Worker:
                 "turn_id": turn_id,
                 "error": {"code": error.code, "message": error.message},
             }
-            self._emit(EventType.TURN_FAILED, data, now)
-            self.transcript.add("error", turn_id, error.message, status, now)
+            entry = self.transcript.add("error", turn_id, error.message, status, now)
+            self._emit(EventType.TURN_FAILED, data, now, turn, entry)
+            if turn.answer is not None and self.hub.journal is not None:
+                self.hub.journal.note_entry(self.worker_id, turn.answer)
         else:
             if turn.reason is None and self._stop_reason is not None:
                 turn.reason = self._stop_reason
@@ -445,9 +685,9 @@ class Worker:
                 EventType.TURN_CANCELLED,
                 {"turn_id": turn_id, "reason": turn.reason},
                 now,
+                turn,
+                turn.answer,
             )
-        if turn.answer is not None:
-            turn.answer.status = status
         self._active = None
         self._last = turn
         if self.status is WorkerStatus.RUNNING:
@@ -489,6 +729,7 @@ class Worker:
                     "error": {"code": "worker_crashed", "message": summary},
                 },
                 now,
+                turn,
             )
             turn.set_done()
         self._emit(

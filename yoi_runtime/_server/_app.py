@@ -23,6 +23,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .._errors import (
+    IdempotencyConflictError,
     InternalError,
     InvalidInputError,
     UnauthorizedError,
@@ -48,6 +49,7 @@ STATUS = {
     "worker_busy": 409,
     "worker_stopped": 409,
     "idempotency_conflict": 409,
+    "scope_conflict": 409,
     "payload_too_large": 413,
     "invalid_input": 422,
     "operation_unsupported": 501,
@@ -104,6 +106,7 @@ class CreateWorkerBody:
     engine: str | None = None
     system_prompt: str | None = None
     worker_id: str | None = None
+    scopes: list[str] | None = None
 
 
 @attrs.frozen
@@ -298,6 +301,7 @@ def create_app(state: ServerState) -> QuartTrio:
             engine=body.engine,
             system_prompt=body.system_prompt,
             worker_id=body.worker_id,
+            scopes=body.scopes,
         )
         return json_response({"worker": converter.unstructure(worker)}, 201)
 
@@ -309,7 +313,17 @@ def create_app(state: ServerState) -> QuartTrio:
     @app.post("/v1/workers/<worker_id>/input")
     async def send_input(worker_id: str) -> Response:
         body = await read_body(InputBody)
-        turn = await runtime.send_input(worker_id, body.text, input_id=body.input_id)
+        input_id = body.input_id
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            if input_id is not None and input_id != key:
+                raise IdempotencyConflictError(
+                    "the Idempotency-Key header and the body's input_id differ",
+                    worker_id=worker_id,
+                    input_id=input_id,
+                )
+            input_id = key
+        turn = await runtime.send_input(worker_id, body.text, input_id=input_id)
         return json_response({"turn": converter.unstructure(turn)}, 202)
 
     @app.post("/v1/workers/<worker_id>/stop")

@@ -186,6 +186,12 @@ def openapi_document(
                     "engine": {"enum": [*engines, None]},
                     "system_prompt": _OPTIONAL_STRING,
                     "worker_id": {"anyOf": [_ID, {"type": "null"}]},
+                    "scopes": {"anyOf": [
+                        {"type": "array", "maxItems": 16, "uniqueItems": True,
+                         "items": {"type": "string", "minLength": 1,
+                                   "maxLength": 1024,
+                                   "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}},
+                        {"type": "null"}]},
                 }),
                 "responses": {"201": ok(WorkerSummary, "the Worker", wrap="worker"),
                               "501": _error("a profile this Runtime cannot run"),
@@ -200,7 +206,12 @@ def openapi_document(
         }},
         "/v1/workers/{worker_id}/input": {"post": {
             "operationId": "sendInput",
-            "parameters": [_WORKER_ID],
+            "parameters": [_WORKER_ID, {
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "description": "the input_id, as a header (must equal the "
+                               "body's input_id if both are given)",
+                "schema": _ID,
+            }],
             "requestBody": _body({"text": {"type": "string", "minLength": 1,
                                            "maxLength": 100_000},
                                   "input_id": {"anyOf": [_ID, {"type": "null"}]}},

@@ -28,7 +28,10 @@ import trio
 
 from .._config import ConfigError, load_config, make_engines
 from .._engine import Engine
+from .._errors import InvalidInputError, StoreError
 from .._runtime import open_runtime
+from .._store import parse_store_spec
+from .._util import single_error
 from ._app import ServerState, create_app
 from ._streams import StreamSettings
 
@@ -42,7 +45,8 @@ class ProcessSettings:
     Attributes:
         host: Address to listen on.
         port: TCP port; 0 picks a free one.
-        runtime_id: The Runtime's id.
+        runtime_id: The Runtime's id; None means the store's (or a new one).
+        store: ``"memory"`` or ``"sqlite:PATH"``.
         token: The bearer token, or None (then only loopback is allowed).
         engines: Engines by name.
         default_engine: The engine for Workers created without one.
@@ -53,13 +57,14 @@ class ProcessSettings:
 
     host: str
     port: int
-    runtime_id: str
+    runtime_id: str | None
     token: str | None = attrs.field(repr=False)
     engines: Mapping[str, Engine]
     default_engine: str | None = None
     max_body_bytes: int = 1024 * 1024
     streams: StreamSettings = StreamSettings()
     shutdown_timeout: float = 10.0
+    store: str = "memory"
 
 
 def is_loopback(host: str) -> bool:
@@ -91,6 +96,7 @@ async def serve_runtime(
         default_engine=settings.default_engine,
         runtime_id=settings.runtime_id,
         placement="process",
+        store=settings.store,
     ) as runtime:
         state = ServerState(
             runtime,
@@ -142,8 +148,16 @@ def _parser() -> argparse.ArgumentParser:
         "(events). Browsers never talk to it directly.",
     )
     parser.add_argument("--bind", type=_parse_bind, required=True, metavar="HOST:PORT")
-    parser.add_argument("--runtime-id", help="default: the config's, else stable")
-    parser.add_argument("--store", default="memory", help="memory (default)")
+    parser.add_argument(
+        "--runtime-id",
+        help="default: the config's, else the store's, else derived from host "
+        "and bind (memory) or new (a new durable store)",
+    )
+    parser.add_argument(
+        "--store",
+        help="memory (the default) or sqlite:PATH (durable: Workers, turns, "
+        "transcripts and events survive restarts)",
+    )
     parser.add_argument("--config", type=Path, help="TOML config file")
     parser.add_argument("--token-file", type=Path, help="bearer token file")
     parser.add_argument("--model-url", help="base URL of the default engine")
@@ -168,9 +182,17 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
     """
     args = _parser().parse_args(argv)
     host, port = args.bind
-    if args.store != "memory":
-        raise ConfigError(f"unsupported store {args.store!r}: only 'memory' for now")
     config, base_dir = load_config(args.config)
+    store = args.store
+    if store is None and config.store is not None:
+        store = config.store
+        if store.startswith("sqlite:"):  # relative to the config file
+            store = "sqlite:" + str(base_dir / store.removeprefix("sqlite:"))
+    store = store or "memory"
+    try:
+        durable = parse_store_spec(store) is not None
+    except InvalidInputError as exc:
+        raise ConfigError(exc.message) from None
     token = None
     if args.token_file is not None:
         try:
@@ -197,7 +219,8 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
         port=port,
         runtime_id=args.runtime_id
         or config.runtime_id
-        or _stable_runtime_id(host, port),
+        or (None if durable else _stable_runtime_id(host, port)),
+        store=store,
         token=token,
         engines=engines,
         default_engine=default,
@@ -216,17 +239,18 @@ async def _run(settings: ProcessSettings) -> None:
                 shutdown.set()
                 return
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_signals)
-            binds = await nursery.start(
-                partial(serve_runtime, settings, shutdown_trigger=shutdown)
-            )
-            if settings.token is None:
-                print(
-                    "yoi-runtime: no token configured; serving on loopback only",
-                    file=sys.stderr,
+        with single_error():  # a StoreError opening the Runtime comes out bare
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_signals)
+                binds = await nursery.start(
+                    partial(serve_runtime, settings, shutdown_trigger=shutdown)
                 )
-            print(f"yoi-runtime listening on {binds[0]}", flush=True)
+                if settings.token is None:
+                    print(
+                        "yoi-runtime: no token configured; serving on loopback only",
+                        file=sys.stderr,
+                    )
+                print(f"yoi-runtime listening on {binds[0]}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,5 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 2
-    trio.run(_run, settings)
+    try:
+        trio.run(_run, settings)
+    except StoreError as exc:
+        print(f"yoi-runtime: {exc.message}", file=sys.stderr)
+        return 1
     return 0

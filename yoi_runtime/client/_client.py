@@ -9,7 +9,7 @@ embedded :class:`~yoi_runtime.Runtime`'s async operations and result types
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -128,6 +128,7 @@ class RuntimeClient:
         engine: str | None = None,
         system_prompt: str | None = None,
         worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> WorkerSummary:
         """Create a Worker (``POST /v1/workers``) and start its actor.
 
@@ -139,6 +140,8 @@ class RuntimeClient:
             system_prompt: Replaces the profile's system prompt.
             worker_id: Your own id, for idempotent create: creating again with
                 the same id and settings returns the existing Worker.
+            scopes: Exclusive scopes to claim in the process's allocation
+                registry while the Worker is live.
 
         Returns:
             The new (or existing) Worker, ``idle``.
@@ -146,6 +149,7 @@ class RuntimeClient:
         Raises:
             InvalidInputError: Unknown profile or engine, or a malformed id.
             WorkerExistsError: ``worker_id`` exists with other settings.
+            ScopeConflictError: A live Worker holds one of ``scopes``.
         """
         body = {
             "profile": profile,
@@ -153,6 +157,7 @@ class RuntimeClient:
             "engine": engine,
             "system_prompt": system_prompt,
             "worker_id": worker_id,
+            "scopes": None if scopes is None else list(scopes),
         }
         value = await self._call("POST", "/v1/workers", body=body)
         return structure(_field(value, "worker"), WorkerSummary, "POST /v1/workers")
@@ -168,7 +173,9 @@ class RuntimeClient:
         Args:
             worker_id: The Worker.
             text: The user input (at most the process's ``max_input_chars``).
-            input_id: Your idempotency key for the input, recorded on the turn.
+            input_id: Your idempotency key for the input: sending it again
+                with the same text returns the original turn (safe to retry
+                after a timeout or a restart of a durable process).
 
         Returns:
             The accepted turn.
@@ -178,6 +185,7 @@ class RuntimeClient:
                 was queued.
             WorkerStoppedError: The Worker is stopped or failed.
             InvalidInputError: ``text`` is empty or too long.
+            IdempotencyConflictError: ``input_id`` was sent with other text.
         """
         path = _worker_path(worker_id, "input")
         value = await self._call(

@@ -30,10 +30,12 @@ import trio
 import trio_websocket
 
 from .._errors import (
+    IdempotencyConflictError,
     InternalError,
     InvalidInputError,
     OperationUnsupportedError,
     RuntimeUnavailableError,
+    ScopeConflictError,
     UnauthorizedError,
     WorkerBusyError,
     WorkerExistsError,
@@ -75,6 +77,15 @@ def _stopped(message: str, details: Mapping[str, Any]) -> YoiRuntimeError:
     )
 
 
+def _conflict(message: str, details: Mapping[str, Any]) -> YoiRuntimeError:
+    input_id = details.get("input_id")
+    if input_id is None:
+        return WorkerExistsError(message, worker_id=_worker_id(details))
+    return IdempotencyConflictError(
+        message, worker_id=_worker_id(details), input_id=str(input_id)
+    )
+
+
 def _invalid(message: str, details: Mapping[str, Any]) -> YoiRuntimeError:
     path = details.get("path")
     return InvalidInputError(message, path=None if path is None else str(path))
@@ -87,7 +98,10 @@ _FROM_CODE: Mapping[str, _Factory] = {
     "worker_busy": _busy,
     "worker_stopped": _stopped,
     "worker_not_found": lambda m, d: WorkerNotFoundError(m, worker_id=_worker_id(d)),
-    "idempotency_conflict": lambda m, d: WorkerExistsError(m, worker_id=_worker_id(d)),
+    "idempotency_conflict": _conflict,
+    "scope_conflict": lambda m, d: ScopeConflictError(
+        m, worker_id=_worker_id(d), scope=str(d.get("scope", ""))
+    ),
     "invalid_input": _invalid,
     "invalid_json": _invalid,
     "payload_too_large": _invalid,

@@ -1,0 +1,445 @@
+"""The durable store: one SQLite file in WAL mode (``--store sqlite:PATH``).
+
+Every method here blocks: the Runtime calls them through
+``trio.to_thread.run_sync`` with a capacity limiter of one, so one thread at a
+time uses the connection and the event loop never waits on the disk.
+
+One process at a time: :meth:`SQLiteStore.open` takes an exclusive
+``flock`` on ``PATH.lock`` (holding the pid) for as long as the store is
+open. The kernel releases it when the process dies, however it dies, so a
+second process pointed at the same file is refused with :class:`StoreError`
+while the first runs, and whatever a dead process left behind (its
+allocations) is known to be stale when the next one opens the file.
+
+Schema changes are numbered migrations (``PRAGMA user_version``): an older
+file is migrated when opened, a newer one is refused.
+
+A row that cannot be read (bad JSON, a value of the wrong type, ids that do
+not agree) never stops the Runtime from starting: it becomes a
+:class:`~yoi_runtime.Diagnostic` and is left out, and a Worker's log or
+transcript restarts after the last row that could not be read.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._errors import StoreError
+from ._events import Event
+from ._store import Batch, StoredWorker, StoreSnapshot, WorkerRecord
+from ._types import Diagnostic, TranscriptEntry, TurnSummary
+from ._wire import converter, item_from_json, item_to_json
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+T = TypeVar("T")
+
+#: Schema migrations; applying the first ``n`` gives schema version ``n``.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: Workers, turns, the event log and transcripts.
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE workers (worker_id TEXT PRIMARY KEY,"
+        " ordinal INTEGER NOT NULL, record TEXT NOT NULL)",
+        "CREATE TABLE turns (worker_id TEXT NOT NULL, turn_no INTEGER NOT NULL,"
+        " record TEXT NOT NULL, PRIMARY KEY (worker_id, turn_no))",
+        "CREATE TABLE events (cursor INTEGER PRIMARY KEY, worker_id TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, body TEXT NOT NULL)",
+        "CREATE INDEX events_by_worker ON events (worker_id, seq)",
+        "CREATE TABLE transcript (worker_id TEXT NOT NULL, idx INTEGER NOT NULL,"
+        " record TEXT NOT NULL, PRIMARY KEY (worker_id, idx))",
+    ),
+    # 2: The allocation registry, and turns found by their input_id.
+    (
+        "CREATE TABLE allocations (scope TEXT PRIMARY KEY,"
+        " worker_id TEXT NOT NULL, owner TEXT NOT NULL, acquired_at TEXT NOT NULL)",
+        "ALTER TABLE turns ADD COLUMN input_id TEXT",
+        "UPDATE turns SET input_id = json_extract(record, '$.input_id')",
+        "CREATE INDEX turns_by_input ON turns (worker_id, input_id)"
+        " WHERE input_id IS NOT NULL",
+    ),
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class SQLiteStore:
+    """A Runtime's durable store in one SQLite file (see the module docstring).
+
+    Open it with :meth:`open`; every method blocks.
+    """
+
+    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self._db = db
+        self._lock_fd = lock_fd
+        self._owner = f"pid {os.getpid()}"
+        #: Per Worker, the oldest ``seq`` still in the events table.
+        self._first_seq: dict[str, int] = {}
+        self._retention = 0
+
+    @classmethod
+    def open(cls, path: Path, *, synchronous: str = "FULL") -> SQLiteStore:
+        """Lock, open and migrate the store at ``path`` (created if missing).
+
+        Args:
+            path: The SQLite file; ``PATH.lock`` is created beside it.
+            synchronous: SQLite's ``synchronous`` setting: ``"FULL"`` (each
+                commit reaches the disk: an acknowledged input survives a
+                power cut) or ``"NORMAL"`` (it survives the process dying).
+
+        Raises:
+            StoreError: Another process has the store open, the file is not
+                a yoi-runtime store, or its schema is newer than this code.
+        """
+        path = Path(path)
+        lock_fd = _lock(path)
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            os.close(lock_fd)
+            raise StoreError(f"cannot open store {path}: {exc}") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            _migrate(db, path)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            os.close(lock_fd)
+            raise StoreError(f"{path} is not a yoi-runtime store: {exc}") from None
+        except BaseException:
+            db.close()
+            os.close(lock_fd)
+            raise
+        return cls(path, db, lock_fd)
+
+    def close(self) -> None:
+        """Release this process's allocations, close the file, drop the lock."""
+        try:
+            self._db.execute("DELETE FROM allocations WHERE owner = ?", (self._owner,))
+            self._db.close()
+        finally:
+            os.close(self._lock_fd)
+
+    # -- reading --------------------------------------------------------------
+
+    def load(
+        self,
+        *,
+        worker_event_retention: int,
+        runtime_event_retention: int,
+        transcript_retention: int,
+    ) -> StoreSnapshot:
+        """Read what a Runtime needs to start again (see :class:`StoreSnapshot`).
+
+        Allocation rows are all a dead process's (this one holds the lock):
+        they are returned and deleted.
+        """
+        self._retention = worker_event_retention
+        diagnostics: list[Diagnostic] = []
+
+        def problem(message: str, worker_id: str | None = None) -> None:
+            diagnostics.append(
+                Diagnostic(_now(), "error", "store_row_invalid", message, worker_id)
+            )
+
+        db = self._db
+        row = db.execute("SELECT value FROM meta WHERE key = 'runtime_id'").fetchone()
+        runtime_id = None if row is None else str(row[0])
+        workers = []
+        rows = db.execute(
+            "SELECT worker_id, ordinal, record FROM workers ORDER BY ordinal"
+        ).fetchall()
+        for worker_id, ordinal, text in rows:
+            record = _parse(text, WorkerRecord)
+            if (
+                record is None
+                or record.worker_id != worker_id
+                or record.ordinal != ordinal
+            ):
+                problem(f"worker row {worker_id!r} is unreadable; left out", worker_id)
+                continue
+            workers.append(
+                self._load_worker(
+                    record, worker_event_retention, transcript_retention, problem
+                )
+            )
+        (last_cursor,) = db.execute(
+            "SELECT COALESCE(MAX(cursor), 0) FROM events"
+        ).fetchone()
+        tail = db.execute(
+            "SELECT cursor, body FROM events ORDER BY cursor DESC LIMIT ?",
+            (runtime_event_retention,),
+        ).fetchall()
+        # Rows missing here were trimmed with their Worker's log, and rows that
+        # cannot be read were reported there: the runtime log starts after.
+        runtime_events = _contiguous(tail, last_cursor, _parse_event, "cursor", None)
+        allocations = [
+            (str(scope), str(worker_id))
+            for scope, worker_id in db.execute(
+                "SELECT scope, worker_id FROM allocations ORDER BY acquired_at"
+            )
+        ]
+        db.execute("DELETE FROM allocations")
+        return StoreSnapshot(
+            runtime_id=runtime_id,
+            runtime_events=runtime_events,
+            last_cursor=int(last_cursor),
+            workers=workers,
+            allocations=allocations,
+            diagnostics=diagnostics,
+        )
+
+    def _load_worker(
+        self,
+        record: WorkerRecord,
+        event_retention: int,
+        transcript_retention: int,
+        problem: Callable[[str, str | None], None],
+    ) -> StoredWorker:
+        db, worker_id = self._db, record.worker_id
+        first, last_seq = db.execute(
+            "SELECT COALESCE(MIN(seq), 1), COALESCE(MAX(seq), 0) FROM events"
+            " WHERE worker_id = ?",
+            (worker_id,),
+        ).fetchone()
+        self._first_seq[worker_id] = first
+        rows = db.execute(
+            "SELECT seq, body FROM events WHERE worker_id = ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (worker_id, event_retention),
+        ).fetchall()
+
+        def event_of(body: str) -> Event | None:
+            event = _parse_event(body)
+            return event if event is not None and event.worker_id == worker_id else None
+
+        events = _contiguous(rows, last_seq, event_of, "seq", worker_id, problem)
+        turns = []
+        for (text,) in db.execute(
+            "SELECT record FROM turns WHERE worker_id = ? AND (input_id IS NOT NULL"
+            " OR json_extract(record, '$.status') IN ('accepted', 'running')"
+            " OR turn_no = (SELECT MAX(turn_no) FROM turns WHERE worker_id = ?))"
+            " ORDER BY turn_no",
+            (worker_id, worker_id),
+        ):
+            turn = _parse(text, TurnSummary)
+            if turn is None or turn.worker_id != worker_id:
+                problem(f"a turn row of worker {worker_id} is unreadable", worker_id)
+                continue
+            turns.append(turn)
+        (last_index,) = db.execute(
+            "SELECT COALESCE(MAX(idx), 0) FROM transcript WHERE worker_id = ?",
+            (worker_id,),
+        ).fetchone()
+        rows = db.execute(
+            "SELECT idx, record FROM transcript WHERE worker_id = ?"
+            " ORDER BY idx DESC LIMIT ?",
+            (worker_id, transcript_retention),
+        ).fetchall()
+        transcript = _contiguous(
+            rows,
+            last_index,
+            lambda text: _parse(text, TranscriptEntry),
+            "index",
+            worker_id,
+            problem,
+        )
+        return StoredWorker(
+            record, events, int(last_seq), turns, transcript, int(last_index)
+        )
+
+    def read_transcript(
+        self, worker_id: str, after: int, limit: int
+    ) -> list[TranscriptEntry]:
+        """Return up to ``limit`` transcript entries after index ``after``
+        (unreadable rows are left out)."""
+        rows = self._db.execute(
+            "SELECT record FROM transcript WHERE worker_id = ? AND idx > ?"
+            " ORDER BY idx LIMIT ?",
+            (worker_id, after, limit),
+        ).fetchall()
+        entries = [_parse(text, TranscriptEntry) for (text,) in rows]
+        return [entry for entry in entries if entry is not None]
+
+    # -- writing --------------------------------------------------------------
+
+    def write(self, batch: Batch) -> None:
+        """Commit one batch in one transaction (all of it or none of it).
+
+        Also trims each Worker's events to its retention (with a quarter's
+        slack, so trimming is rare).
+
+        Raises:
+            sqlite3.Error: The write failed (disk full, I/O error).
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if batch.runtime_id is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('runtime_id', ?)",
+                    (batch.runtime_id,),
+                )
+            db.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?)",
+                [
+                    (e.cursor, e.worker_id, e.seq, json.dumps(item_to_json(e)))
+                    for e in batch.events
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO workers VALUES (?, ?, ?)",
+                [(w.worker_id, w.ordinal, converter.dumps(w)) for w in batch.workers],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO turns (worker_id, turn_no, record, input_id)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (t.worker_id, int(t.turn_id[2:]), converter.dumps(t), t.input_id)
+                    for t in batch.turns
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO transcript VALUES (?, ?, ?)",
+                [(w, e.index, converter.dumps(e)) for w, e in batch.transcript],
+            )
+            db.executemany(
+                "DELETE FROM allocations WHERE scope = ?",
+                [(scope,) for scope in batch.releases],
+            )
+            now = _now().isoformat()
+            db.executemany(
+                "INSERT INTO allocations VALUES (?, ?, ?, ?)",
+                [(s, w, self._owner, now) for s, w in batch.claims],
+            )
+            self._trim(batch.events)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _trim(self, events: Sequence[Event]) -> None:
+        retention = self._retention
+        if not retention:
+            return
+        newest: dict[str, int] = {}
+        for event in events:
+            newest[event.worker_id] = event.seq
+        for worker_id, seq in newest.items():
+            first = self._first_seq.setdefault(worker_id, 1)
+            if seq - first + 1 > retention + (retention >> 2):
+                keep_from = seq - retention + 1
+                self._db.execute(
+                    "DELETE FROM events WHERE worker_id = ? AND seq < ?",
+                    (worker_id, keep_from),
+                )
+                self._first_seq[worker_id] = keep_from
+
+    def set_event_retention(self, retention: int) -> None:
+        """Keep at least ``retention`` events per Worker (0 keeps all)."""
+        self._retention = retention
+
+
+def _lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot open store lock {lock_path}: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(
+            f"store {path} is in use by another yoi-runtime process (pid {holder})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {path} has schema version {version}; this yoi-runtime knows "
+            f"up to {SCHEMA_VERSION}: upgrade yoi-runtime to open it"
+        )
+    if version == 0:
+        (tables,) = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        if tables:
+            raise StoreError(f"{path} is a SQLite file but not a yoi-runtime store")
+    for number in range(version, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number]:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _parse(text: Any, cls: type[T]) -> T | None:
+    try:
+        return converter.loads(text, cls)
+    except Exception:
+        return None
+
+
+def _parse_event(body: Any) -> Event | None:
+    try:
+        item = item_from_json(json.loads(body))
+    except Exception:
+        return None
+    return item if isinstance(item, Event) else None
+
+
+def _contiguous(
+    rows: Sequence[tuple[Any, Any]],
+    last: int,
+    parse: Callable[[Any], Any],
+    field: str,
+    worker_id: str | None,
+    problem: Callable[[str, str | None], None] | None = None,
+) -> list[Any]:
+    """Parse rows (newest first) into a gap-free list ending at ``last``.
+
+    Stops at the first row that is missing, unreadable or disagrees with its
+    key (with a diagnostic if ``problem`` is given): what is older than that
+    row is left out.
+    """
+    items: list[Any] = []
+    expected = last
+    for key, body in rows:
+        item = parse(body)
+        if key != expected or item is None or getattr(item, field) != key:
+            if problem is None:
+                break
+            what = "event" if field in ("seq", "cursor") else "transcript entry"
+            owner = "the runtime log" if worker_id is None else f"worker {worker_id}"
+            problem(
+                f"{what} {expected} of {owner} is missing or unreadable; "
+                "older ones are left out",
+                worker_id,
+            )
+            break
+        items.append(item)
+        expected -= 1
+    items.reverse()
+    return items

@@ -5,13 +5,20 @@ cancels that turn; Ctrl-C at the prompt, Ctrl-D or "/quit" leaves. When
 standard input is not a terminal, each line read from it is one message
 (``echo "Hi" | python examples/companion_chat.py``).
 
-Run: .venv/bin/python examples/companion_chat.py
+The Runtime keeps the Companion in a durable store (``.yoi/companion.db`` by
+default), so leaving and running it again continues the same conversation:
+the Companion is created with a fixed ``worker_id``, which makes the create
+idempotent. ``--store memory`` forgets everything on exit.
+
+Run: .venv/bin/python examples/companion_chat.py [--store sqlite:PATH|memory]
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
+from pathlib import Path
 
 import trio
 
@@ -53,15 +60,22 @@ async def answer(runtime: Runtime, worker_id: str, text: str) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def main() -> None:
+async def main(store: str) -> None:
+    if store.startswith("sqlite:"):
+        Path(store.removeprefix("sqlite:")).parent.mkdir(parents=True, exist_ok=True)
     print("Starting the local model server (SmolLM2-135M-Instruct)...", flush=True)
     async with open_llama_server() as server:
         engine = OpenAIChatEngine(
             base_url=server.base_url, model=server.model, max_tokens=256
         )
-        async with open_runtime({"local": engine}) as runtime:
-            companion = await runtime.create_worker("companion", display_name="Yoi")
-            print(f"Companion {companion.worker_id} is ready. /quit leaves.\n")
+        async with open_runtime({"local": engine}, store=store) as runtime:
+            companion = await runtime.create_worker(
+                "companion", display_name="Yoi", worker_id="companion"
+            )
+            print(
+                f"Companion {companion.worker_id} is ready "
+                f"({companion.turns} earlier turns). /quit leaves.\n"
+            )
             while True:
                 line = await read_line("you> ")
                 if line is None or line.strip() == "/quit":
@@ -76,7 +90,13 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Chat with a Companion Worker.")
+    parser.add_argument(
+        "--store",
+        default="sqlite:.yoi/companion.db",
+        help="sqlite:PATH (the default: .yoi/companion.db) or memory",
+    )
     try:
-        trio.run(main)
+        trio.run(main, parser.parse_args().store)
     except KeyboardInterrupt:
         print("\nBye.")

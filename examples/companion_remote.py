@@ -1,8 +1,9 @@
 """Talk to a Companion in a ``yoi-runtime`` process over the network.
 
 Starts llama-cpp-python's server with SmolLM2-135M-Instruct, then a
-``yoi-runtime`` process (``--bind 127.0.0.1:0``, a bearer token, its default
-engine pointed at that model server), and drives it with
+``yoi-runtime`` process (``--bind 127.0.0.1:0``, a bearer token, a durable
+SQLite store, its default engine pointed at that model server), and drives it
+with
 ``yoi_runtime.client``: creates a Companion, streams its answer over the
 WebSocket, shows a busy rejection and a cancel, exactly as the embedded
 example does in-process.
@@ -13,6 +14,7 @@ Run: .venv/bin/python examples/companion_remote.py
 from __future__ import annotations
 
 import secrets
+import tempfile
 
 import trio
 
@@ -41,11 +43,17 @@ async def print_answer(
 
 
 async def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="yoi-runtime-") as directory:
+        await demo(directory)
+
+
+async def demo(directory: str) -> None:
     token = secrets.token_urlsafe(24)
     async with (
         open_llama_server() as model,
         open_runtime_process(
             "--model-url", model.base_url, "--model", model.model,
+            "--store", f"sqlite:{directory}/runtime.db",  # durable
             env={"YOI_RUNTIME_TOKEN": token},
         ) as process,
         open_runtime_client(process.url, token=token) as runtime,

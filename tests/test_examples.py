@@ -11,10 +11,10 @@ import trio
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-async def run_example(name: str, stdin: bytes = b"") -> str:
+async def run_example(name: str, *args: str, stdin: bytes = b"") -> str:
     with trio.fail_after(300):
         done = await trio.run_process(
-            [sys.executable, str(EXAMPLES / name)],
+            [sys.executable, str(EXAMPLES / name), *args],
             stdin=stdin,
             capture_stdout=True,
             capture_stderr=True,
@@ -35,12 +35,22 @@ async def test_companion_embedded() -> None:
 
 
 @pytest.mark.llm
-async def test_companion_chat_reads_lines_from_stdin() -> None:
-    output = await run_example("companion_chat.py", b"Hello!\nName a fruit.\n")
+async def test_companion_chat_reads_lines_and_remembers(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path}/chat/companion.db"
+    output = await run_example(
+        "companion_chat.py", "--store", store, stdin=b"Hello!\nName a fruit.\n"
+    )
+    assert "(0 earlier turns)" in output
     assert "you> Hello!" in output
     assert "you> Name a fruit." in output
     assert output.count("yoi> ") == 2
     assert "Bye (2 turns)." in output
+    # Run again on the same store: the same Companion, its turns counted on.
+    output = await run_example(
+        "companion_chat.py", "--store", store, stdin=b"And a colour?\n"
+    )
+    assert "Companion companion is ready (2 earlier turns)" in output
+    assert "Bye (3 turns)." in output
 
 
 @pytest.mark.llm

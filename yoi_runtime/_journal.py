@@ -149,11 +149,12 @@ class Journal:
         await trio.lowlevel.checkpoint()
 
     async def read_transcript(
-        self, worker_id: str, after: int, limit: int
+        self, worker_id: str, after: int, upto: int
     ) -> list[TranscriptEntry]:
-        """Read committed transcript entries after index ``after`` (a thread)."""
+        """Read the committed transcript entries with an index in
+        ``(after, upto]`` (in a thread); unreadable ones are left out."""
         return await trio.to_thread.run_sync(
-            self._store.read_transcript, worker_id, after, limit, limiter=self._limiter
+            self._store.read_transcript, worker_id, after, upto, limiter=self._limiter
         )
 
     # -- the writer -----------------------------------------------------------

@@ -445,16 +445,17 @@ class Runtime:
         worker = self._worker(worker_id)
         transcript, journal = worker.transcript, self._hub.journal
         page = transcript.page(limit=limit, cursor=cursor)
-        after = 0 if cursor is None else int(cursor)
-        if journal is None or after >= transcript.first - 1:
+        if journal is None:
             return page
-        # Older than what memory keeps: a durable store has every entry.
-        limit = DEFAULT_PAGE if limit is None else limit
-        wanted = min(limit, transcript.first - 1 - after)
-        stored = await journal.read_transcript(worker_id, after, wanted)
-        next_cursor = None
-        if stored and stored[-1].index < transcript.last:
-            next_cursor = str(stored[-1].index)
+        after = 0 if cursor is None else int(cursor)
+        if after >= transcript.first - 1:
+            return attrs.evolve(page, truncated=False)
+        # Older than what memory keeps: the durable store has every entry.
+        upto = min(
+            after + (DEFAULT_PAGE if limit is None else limit), transcript.first - 1
+        )
+        stored = await journal.read_transcript(worker_id, after, upto)
+        next_cursor = str(upto) if upto < transcript.last else None
         return TranscriptPage(tuple(stored), next_cursor, truncated=False)
 
     def subscribe(

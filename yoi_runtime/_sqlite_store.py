@@ -262,14 +262,14 @@ class SQLiteStore:
         )
 
     def read_transcript(
-        self, worker_id: str, after: int, limit: int
+        self, worker_id: str, after: int, upto: int
     ) -> list[TranscriptEntry]:
-        """Return up to ``limit`` transcript entries after index ``after``
-        (unreadable rows are left out)."""
+        """Return the transcript entries with an index in ``(after, upto]``,
+        oldest first (unreadable rows are left out)."""
         rows = self._db.execute(
             "SELECT record FROM transcript WHERE worker_id = ? AND idx > ?"
-            " ORDER BY idx LIMIT ?",
-            (worker_id, after, limit),
+            " AND idx <= ? ORDER BY idx",
+            (worker_id, after, upto),
         ).fetchall()
         entries = [_parse(text, TranscriptEntry) for (text,) in rows]
         return [entry for entry in entries if entry is not None]

@@ -225,13 +225,15 @@ async def open_llama_server(
 @asynccontextmanager
 async def open_runtime_process(
     *args: str,
+    bind: str = "127.0.0.1:0",
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
 ) -> AsyncIterator[ServerProcess]:
-    """Run ``python -m yoi_runtime --bind 127.0.0.1:0 *args`` until exit.
+    """Run ``python -m yoi_runtime --bind BIND *args`` until exit.
 
     Args:
         args: More command-line arguments (``"--config", path``, ...).
+        bind: ``HOST:PORT`` to listen on; port 0 picks a free port.
         env: Extra environment variables for the child.
         startup_timeout: Seconds allowed until it prints where it listens.
 
@@ -241,7 +243,7 @@ async def open_runtime_process(
     Raises:
         StartupError: It exited or did not listen within ``startup_timeout``.
     """
-    command = [sys.executable, "-m", "yoi_runtime", "--bind", "127.0.0.1:0", *args]
+    command = [sys.executable, "-m", "yoi_runtime", "--bind", bind, *args]
     async with open_server_process(
         command, RUNTIME_LISTENING, env=env, startup_timeout=startup_timeout
     ) as served:

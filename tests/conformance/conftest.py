@@ -1,10 +1,12 @@
 """The conformance suite's fixture: one Runtime interface, two implementations.
 
-Every test here runs twice: against the embedded :class:`yoi_runtime.Runtime`
-(id ``embedded``) and against :class:`yoi_runtime.client.RuntimeClient`
-talking to a real ``yoi-runtime`` process started for the test (id
-``remote``). Both offer the engines ``echo``, ``hang``, ``slow`` and ``fail``
-(``support.scripted_engines`` and ``runtime.toml``).
+Every test here runs three times: against the embedded
+:class:`yoi_runtime.Runtime` on the memory store (id ``embedded``) and on the
+durable SQLite store (``embedded-sqlite``), and against
+:class:`yoi_runtime.client.RuntimeClient` talking to a real ``yoi-runtime``
+process started for the test (id ``remote``). All offer the engines ``echo``,
+``hang``, ``slow`` and ``fail`` (``support.scripted_engines`` and
+``runtime.toml``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from yoi_runtime import open_runtime
 from yoi_runtime.client import open_runtime_client
 
 
-@pytest.fixture(params=["embedded", "remote"])
+@pytest.fixture(params=["embedded", "embedded-sqlite", "remote"])
 async def runtime(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[AnyRuntime]:
     """A fresh Runtime: embedded, or a client of a fresh process."""
-    if request.param == "embedded":
-        async with open_runtime(scripted_engines(), default_engine="echo") as embedded:
+    if request.param.startswith("embedded"):
+        store = "memory" if request.param == "embedded" else f"sqlite:{tmp_path}/db"
+        async with open_runtime(
+            scripted_engines(), default_engine="echo", store=store
+        ) as embedded:
             yield embedded
         return
     async with open_runtime_process(tmp_path) as server:

@@ -252,10 +252,10 @@ async def test_damaged_rows_become_diagnostics(tmp_path: Path) -> None:
             "UPDATE workers SET record = '{oops' WHERE worker_id = ?", ("bad-record",)
         )
         damage.execute(
-            "UPDATE events SET body = '[]' WHERE worker_id = 'bad-event' AND seq = 3"
+            "UPDATE events SET data = '[]' WHERE worker_id = 'bad-event' AND seq = 3"
         )
         damage.execute(
-            "UPDATE transcript SET record = 'null' WHERE worker_id = 'good' AND idx = 1"
+            "UPDATE transcript SET status = 'bogus' WHERE worker_id = 'good' AND idx = 1"
         )
     async with open_durable(db) as runtime:
         found = {(d.code, d.worker_id) for d in await runtime.diagnostics()}
@@ -315,19 +315,21 @@ async def test_event_retention_reports_a_gap_and_the_transcript_stays_whole(
 async def test_an_older_schema_is_migrated(tmp_path: Path) -> None:
     db = tmp_path / "runtime.db"
     async with open_durable(db) as runtime:
-        await runtime.create_worker(worker_id="w")
+        await runtime.create_worker(worker_id="w", engine="hang")
         await runtime.send_input("w", "hi", input_id="k")
     # Turn the file back into a version-1 store, as the first release wrote it.
     with sqlite3.connect(db) as old:
         old.execute("DROP TABLE allocations")
-        old.execute("DROP INDEX turns_by_input")
-        old.execute("ALTER TABLE turns DROP COLUMN input_id")
         old.execute("PRAGMA user_version = 1")
     # This test knows versions 1 and 2; a version 3 needs its own test.
     assert SCHEMA_VERSION == len(MIGRATIONS) == 2
     async with open_durable(db) as runtime:
         retried = await runtime.send_input("w", "hi", input_id="k")
         assert retried.turn_id == "t-1"
+        # Version 2 added the allocation registry.
+        await runtime.create_worker(worker_id="holder", scopes=["s"])
+        with pytest.raises(ScopeConflictError):
+            await runtime.create_worker(scopes=["s"])
     with sqlite3.connect(db) as check:
         assert check.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 

@@ -71,19 +71,23 @@ class Journal:
         self,
         event: Event,
         log: EventLog,
-        worker: Worker,
-        turn: _Turn | None = None,
-        entry: _Entry | None = None,
+        worker_id: str,
+        worker: Worker | None,
+        turn: _Turn | None,
+        entry: _Entry | None,
     ) -> None:
         """Record an event (published to ``log`` and the Runtime-wide log on
-        commit) and the Worker, turn and transcript entry it changed."""
+        commit) and what it changed: the Worker's record (only when it was
+        created, stopped or failed), a turn and a transcript entry."""
         self._events.append((event, log))
-        self._workers[worker.worker_id] = worker
+        if worker is not None:
+            self._workers[worker_id] = worker
         if turn is not None:
-            self._turns[turn] = worker.worker_id
+            self._turns[turn] = worker_id
         if entry is not None:
-            self._entries[entry] = worker.worker_id
-        self._kick()
+            self._entries[entry] = worker_id
+        if self._wake:
+            self._wake.unpark_all()
 
     def note_entry(self, worker_id: str, entry: _Entry) -> None:
         """Record a transcript entry that changed without an event of its own."""

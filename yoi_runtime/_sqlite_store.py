@@ -28,14 +28,16 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._engine import Usage
 from ._errors import StoreError
-from ._events import Event
+from ._events import Event, EventType
 from ._store import Batch, StoredWorker, StoreSnapshot, WorkerRecord
-from ._types import Diagnostic, TranscriptEntry, TurnSummary
-from ._wire import converter, item_from_json, item_to_json
+from ._types import Diagnostic, TranscriptEntry, TurnError, TurnStatus, TurnSummary
+from ._wire import converter
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -43,27 +45,32 @@ T = TypeVar("T")
 
 #: Schema migrations; applying the first ``n`` gives schema version ``n``.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: Workers, turns, the event log and transcripts.
+    # 1: Workers, turns, the event log and transcripts. Only the Worker record
+    # (written when it is created, stopped or fails) is JSON; the rows written
+    # on every turn are plain columns, which are cheaper to write.
     (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE workers (worker_id TEXT PRIMARY KEY,"
         " ordinal INTEGER NOT NULL, record TEXT NOT NULL)",
         "CREATE TABLE turns (worker_id TEXT NOT NULL, turn_no INTEGER NOT NULL,"
-        " record TEXT NOT NULL, PRIMARY KEY (worker_id, turn_no))",
+        " status TEXT NOT NULL, input TEXT NOT NULL, accepted_at TEXT NOT NULL,"
+        " started_at TEXT, ended_at TEXT, input_tokens INTEGER NOT NULL,"
+        " output_tokens INTEGER NOT NULL, error_code TEXT, error_message TEXT,"
+        " reason TEXT, input_id TEXT, PRIMARY KEY (worker_id, turn_no))",
+        "CREATE INDEX turns_by_input ON turns (worker_id, input_id)"
+        " WHERE input_id IS NOT NULL",
         "CREATE TABLE events (cursor INTEGER PRIMARY KEY, worker_id TEXT NOT NULL,"
-        " seq INTEGER NOT NULL, body TEXT NOT NULL)",
+        " seq INTEGER NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,"
+        " data TEXT NOT NULL)",
         "CREATE INDEX events_by_worker ON events (worker_id, seq)",
         "CREATE TABLE transcript (worker_id TEXT NOT NULL, idx INTEGER NOT NULL,"
-        " record TEXT NOT NULL, PRIMARY KEY (worker_id, idx))",
+        " kind TEXT NOT NULL, turn_id TEXT NOT NULL, text TEXT NOT NULL,"
+        " status TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (worker_id, idx))",
     ),
-    # 2: The allocation registry, and turns found by their input_id.
+    # 2: The allocation registry.
     (
         "CREATE TABLE allocations (scope TEXT PRIMARY KEY,"
         " worker_id TEXT NOT NULL, owner TEXT NOT NULL, acquired_at TEXT NOT NULL)",
-        "ALTER TABLE turns ADD COLUMN input_id TEXT",
-        "UPDATE turns SET input_id = json_extract(record, '$.input_id')",
-        "CREATE INDEX turns_by_input ON turns (worker_id, input_id)"
-        " WHERE input_id IS NOT NULL",
     ),
 )
 
@@ -173,19 +180,25 @@ class SQLiteStore:
                 continue
             workers.append(
                 self._load_worker(
-                    record, worker_event_retention, transcript_retention, problem
+                    record,
+                    runtime_id or "",
+                    worker_event_retention,
+                    transcript_retention,
+                    problem,
                 )
             )
         (last_cursor,) = db.execute(
             "SELECT COALESCE(MAX(cursor), 0) FROM events"
         ).fetchone()
         tail = db.execute(
-            "SELECT cursor, body FROM events ORDER BY cursor DESC LIMIT ?",
+            f"SELECT cursor, {_EVENT_COLUMNS} FROM events ORDER BY cursor DESC LIMIT ?",
             (runtime_event_retention,),
         ).fetchall()
         # Rows missing here were trimmed with their Worker's log, and rows that
         # cannot be read were reported there: the runtime log starts after.
-        runtime_events = _contiguous(tail, last_cursor, _parse_event, "cursor", None)
+        runtime_events = _contiguous(
+            tail, last_cursor, partial(_parse_event, runtime_id or ""), "cursor", None
+        )
         allocations = [
             (str(scope), str(worker_id))
             for scope, worker_id in db.execute(
@@ -205,6 +218,7 @@ class SQLiteStore:
     def _load_worker(
         self,
         record: WorkerRecord,
+        runtime_id: str,
         event_retention: int,
         transcript_retention: int,
         problem: Callable[[str, str | None], None],
@@ -217,27 +231,30 @@ class SQLiteStore:
         ).fetchone()
         self._first_seq[worker_id] = first
         rows = db.execute(
-            "SELECT seq, body FROM events WHERE worker_id = ?"
+            f"SELECT seq, {_EVENT_COLUMNS} FROM events WHERE worker_id = ?"
             " ORDER BY seq DESC LIMIT ?",
             (worker_id, event_retention),
         ).fetchall()
-
-        def event_of(body: str) -> Event | None:
-            event = _parse_event(body)
-            return event if event is not None and event.worker_id == worker_id else None
-
-        events = _contiguous(rows, last_seq, event_of, "seq", worker_id, problem)
+        parse = partial(_parse_event, runtime_id)
+        events = _contiguous(rows, last_seq, parse, "seq", worker_id, problem)
+        count, input_tokens, output_tokens = db.execute(
+            "SELECT COALESCE(MAX(turn_no), 0), TOTAL(input_tokens),"
+            " TOTAL(output_tokens) FROM turns WHERE worker_id = ?",
+            (worker_id,),
+        ).fetchone()
         turns = []
-        for (text,) in db.execute(
-            "SELECT record FROM turns WHERE worker_id = ? AND (input_id IS NOT NULL"
-            " OR json_extract(record, '$.status') IN ('accepted', 'running')"
+        for row in db.execute(
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE worker_id = ?"
+            " AND (input_id IS NOT NULL OR status IN ('accepted', 'running')"
             " OR turn_no = (SELECT MAX(turn_no) FROM turns WHERE worker_id = ?))"
             " ORDER BY turn_no",
             (worker_id, worker_id),
         ):
-            turn = _parse(text, TurnSummary)
-            if turn is None or turn.worker_id != worker_id:
-                problem(f"a turn row of worker {worker_id} is unreadable", worker_id)
+            turn = _parse_turn(worker_id, row)
+            if turn is None:
+                problem(
+                    f"turn t-{row[0]} of worker {worker_id} is unreadable", worker_id
+                )
                 continue
             turns.append(turn)
         (last_index,) = db.execute(
@@ -245,20 +262,22 @@ class SQLiteStore:
             (worker_id,),
         ).fetchone()
         rows = db.execute(
-            "SELECT idx, record FROM transcript WHERE worker_id = ?"
+            f"SELECT {_ENTRY_COLUMNS} FROM transcript WHERE worker_id = ?"
             " ORDER BY idx DESC LIMIT ?",
             (worker_id, transcript_retention),
         ).fetchall()
         transcript = _contiguous(
-            rows,
-            last_index,
-            lambda text: _parse(text, TranscriptEntry),
-            "index",
-            worker_id,
-            problem,
+            rows, last_index, _parse_entry, "index", worker_id, problem
         )
         return StoredWorker(
-            record, events, int(last_seq), turns, transcript, int(last_index)
+            record=record,
+            events=events,
+            last_seq=int(last_seq),
+            turns=int(count),
+            usage=Usage(int(input_tokens), int(output_tokens)),
+            recent_turns=turns,
+            transcript=transcript,
+            transcript_last=int(last_index),
         )
 
     def read_transcript(
@@ -267,11 +286,11 @@ class SQLiteStore:
         """Return the transcript entries with an index in ``(after, upto]``,
         oldest first (unreadable rows are left out)."""
         rows = self._db.execute(
-            "SELECT record FROM transcript WHERE worker_id = ? AND idx > ?"
-            " AND idx <= ? ORDER BY idx",
+            f"SELECT {_ENTRY_COLUMNS} FROM transcript WHERE worker_id = ?"
+            " AND idx > ? AND idx <= ? ORDER BY idx",
             (worker_id, after, upto),
         ).fetchall()
-        entries = [_parse(text, TranscriptEntry) for (text,) in rows]
+        entries = [_parse_entry(row) for row in rows]
         return [entry for entry in entries if entry is not None]
 
     # -- writing --------------------------------------------------------------
@@ -293,10 +312,18 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO meta VALUES ('runtime_id', ?)",
                     (batch.runtime_id,),
                 )
+            dumps = json.dumps
             db.executemany(
-                "INSERT INTO events VALUES (?, ?, ?, ?)",
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (e.cursor, e.worker_id, e.seq, json.dumps(item_to_json(e)))
+                    (
+                        e.cursor,
+                        e.worker_id,
+                        e.seq,
+                        e.type.value,
+                        e.at.isoformat(),
+                        dumps(e.data),
+                    )
                     for e in batch.events
                 ],
             )
@@ -305,16 +332,24 @@ class SQLiteStore:
                 [(w.worker_id, w.ordinal, converter.dumps(w)) for w in batch.workers],
             )
             db.executemany(
-                "INSERT OR REPLACE INTO turns (worker_id, turn_no, record, input_id)"
-                " VALUES (?, ?, ?, ?)",
-                [
-                    (t.worker_id, int(t.turn_id[2:]), converter.dumps(t), t.input_id)
-                    for t in batch.turns
-                ],
+                "INSERT OR REPLACE INTO turns VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_turn_row(turn) for turn in batch.turns],
             )
             db.executemany(
-                "INSERT OR REPLACE INTO transcript VALUES (?, ?, ?)",
-                [(w, e.index, converter.dumps(e)) for w, e in batch.transcript],
+                "INSERT OR REPLACE INTO transcript VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        w,
+                        e.index,
+                        e.kind,
+                        e.turn_id,
+                        e.text,
+                        e.status.value,
+                        e.at.isoformat(),
+                    )
+                    for w, e in batch.transcript
+                ],
             )
             db.executemany(
                 "DELETE FROM allocations WHERE scope = ?",
@@ -402,16 +437,105 @@ def _parse(text: Any, cls: type[T]) -> T | None:
         return None
 
 
-def _parse_event(body: Any) -> Event | None:
+#: The turn columns :func:`_parse_turn` reads, in table order after worker_id.
+_TURN_COLUMNS = (
+    "turn_no, status, input, accepted_at, started_at, ended_at, input_tokens,"
+    " output_tokens, error_code, error_message, reason, input_id"
+)
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _turn_row(turn: TurnSummary) -> tuple[Any, ...]:
+    error = turn.error
+    return (
+        turn.worker_id,
+        int(turn.turn_id[2:]),
+        turn.status.value,
+        turn.input,
+        turn.accepted_at.isoformat(),
+        _iso(turn.started_at),
+        _iso(turn.ended_at),
+        turn.usage.input_tokens,
+        turn.usage.output_tokens,
+        None if error is None else error.code,
+        None if error is None else error.message,
+        turn.reason,
+        turn.input_id,
+    )
+
+
+def _time(value: Any) -> datetime.datetime | None:
+    return None if value is None else datetime.datetime.fromisoformat(value)
+
+
+def _parse_turn(worker_id: str, row: Sequence[Any]) -> TurnSummary | None:
+    (number, status, text, accepted, started, ended, tokens_in, tokens_out,
+     code, message, reason, input_id) = row  # fmt: skip
     try:
-        item = item_from_json(json.loads(body))
-    except Exception:
+        if not isinstance(text, str) or not isinstance(tokens_in + tokens_out, int):
+            return None
+        return TurnSummary(
+            turn_id=f"t-{number}",
+            worker_id=worker_id,
+            status=TurnStatus(status),
+            input=text,
+            accepted_at=datetime.datetime.fromisoformat(accepted),
+            started_at=_time(started),
+            ended_at=_time(ended),
+            usage=Usage(tokens_in, tokens_out),
+            error=None if code is None else TurnError(str(code), str(message)),
+            reason=reason,
+            input_id=input_id,
+        )
+    except (TypeError, ValueError):
         return None
-    return item if isinstance(item, Event) else None
+
+
+#: The transcript columns :func:`_parse_entry` reads.
+_ENTRY_COLUMNS = "idx, kind, turn_id, text, status, at"
+
+
+def _parse_entry(row: Sequence[Any]) -> TranscriptEntry | None:
+    index, kind, turn_id, text, status, at = row
+    try:
+        if not isinstance(text, str) or kind not in ("user", "assistant", "error"):
+            return None
+        return TranscriptEntry(
+            index, kind, str(turn_id), text, TurnStatus(status),
+            datetime.datetime.fromisoformat(at),
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        return None
+
+
+#: The columns :func:`_parse_event` reads, after the row's key.
+_EVENT_COLUMNS = "seq, cursor, worker_id, type, at, data"
+
+
+def _parse_event(runtime_id: str, row: Sequence[Any]) -> Event | None:
+    _, seq, cursor, worker_id, type, at, data = row
+    try:
+        parsed = json.loads(data)
+        if not isinstance(parsed, dict):
+            return None
+        return Event(
+            seq,
+            cursor,
+            EventType(type),
+            runtime_id,
+            worker_id,
+            datetime.datetime.fromisoformat(at),
+            parsed,
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 def _contiguous(
-    rows: Sequence[tuple[Any, Any]],
+    rows: Sequence[Sequence[Any]],
     last: int,
     parse: Callable[[Any], Any],
     field: str,
@@ -426,8 +550,9 @@ def _contiguous(
     """
     items: list[Any] = []
     expected = last
-    for key, body in rows:
-        item = parse(body)
+    for row in rows:
+        key = row[0]
+        item = parse(row)
         if key != expected or item is None or getattr(item, field) != key:
             if problem is None:
                 break

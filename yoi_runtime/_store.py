@@ -65,10 +65,10 @@ class WorkerRecord:
         tools: The tools it was granted.
         scopes: The exclusive scopes it claimed.
         created_at: When it was created (UTC).
-        status: Its status when the record was written.
+        status: ``idle`` (live), ``stopped`` or ``failed``. The record is
+            written when the Worker is created, stopped or fails; whether a
+            live Worker was running is told by its turns.
         error: Why it failed, or None.
-        turns: Turns accepted in total.
-        usage: Tokens its turns used.
         stop_reason: The reason it was stopped with, or None.
     """
 
@@ -83,8 +83,6 @@ class WorkerRecord:
     created_at: datetime.datetime
     status: WorkerStatus
     error: TurnError | None
-    turns: int
-    usage: Usage
     stop_reason: str | None
 
 
@@ -96,8 +94,11 @@ class StoredWorker:
         record: Its record.
         events: The retained tail of its event log, oldest first, gap-free.
         last_seq: The ``seq`` of its newest event (0 if it has none).
-        turns: The turns a restart needs: the newest, any not final, and
-            every turn carrying an ``input_id`` (for idempotent retries).
+        turns: How many turns it accepted.
+        usage: The tokens all its turns used.
+        recent_turns: The turns a restart needs, oldest first: the newest,
+            any not final, and every turn carrying an ``input_id`` (for
+            idempotent retries).
         transcript: The newest transcript entries, oldest first, gap-free.
         transcript_last: The index of its newest transcript entry (0 if none).
     """
@@ -105,7 +106,9 @@ class StoredWorker:
     record: WorkerRecord
     events: list[Event]
     last_seq: int
-    turns: list[TurnSummary]
+    turns: int
+    usage: Usage
+    recent_turns: list[TurnSummary]
     transcript: list[TranscriptEntry]
     transcript_last: int
 

@@ -56,6 +56,12 @@ _utc = datetime.UTC
 
 _NO_USAGE = Usage()
 
+#: The events after which a durable store rewrites the Worker's record (its
+#: turn count, usage and idle/running status are rebuilt from its turns).
+_LIFECYCLE = frozenset(
+    {EventType.WORKER_CREATED, EventType.WORKER_STOPPED, EventType.WORKER_FAILED}
+)
+
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(_utc)
@@ -283,6 +289,7 @@ class Worker:
         :meth:`run` afterwards unless the Worker is stopped or failed.
         """
         record = stored.record
+        live = record.status not in (WorkerStatus.STOPPED, WorkerStatus.FAILED)
         worker = cls(
             hub,
             record.worker_id,
@@ -295,10 +302,11 @@ class Worker:
             record.tools,
             record.scopes,
             record.created_at,
-            record.status,
+            # Idle or running is not stored: a turn left active says running.
+            WorkerStatus.IDLE if live else record.status,
             record.error,
-            record.turns,
-            record.usage,
+            stored.turns,
+            stored.usage,
         )
         worker.engine_info = record.engine
         worker._stop_reason = record.stop_reason
@@ -310,16 +318,16 @@ class Worker:
         entries = transcript.restore(stored.transcript, stored.transcript_last)
         worker._transcript = transcript
         history: list[Message] = []
-        for turn_summary in stored.turns:
+        for turn_summary in stored.recent_turns:
             turn = _Turn.restore(turn_summary)
             if turn.input_id is not None:
                 worker._inputs = worker._inputs or {}
                 worker._inputs[turn.input_id] = turn
             if not turn.status.is_final:
+                if live:
+                    worker.status = WorkerStatus.RUNNING
                 worker._interrupt(turn, entries)
             worker._last = turn
-        if worker.status is WorkerStatus.RUNNING:  # no turn was left active
-            worker._set_status(WorkerStatus.IDLE, _now())
         for user, answer in zip(entries, entries[1:], strict=False):
             if (
                 user.kind == "user"
@@ -372,8 +380,6 @@ class Worker:
             created_at=self.created_at,
             status=self.status,
             error=self.error,
-            turns=self.turns,
-            usage=self.usage,
             stop_reason=self._stop_reason,
         )
 
@@ -405,7 +411,8 @@ class Worker:
             log.append(event)
             hub_log.append(event)
         else:
-            journal.note(event, log, self, turn, entry)
+            worker = self if type in _LIFECYCLE else None
+            journal.note(event, log, self.worker_id, worker, turn, entry)
 
     def _set_status(self, status: WorkerStatus, at: datetime.datetime) -> None:
         previous, self.status = self.status, status
@@ -590,7 +597,7 @@ class Worker:
             return
         turn.status = TurnStatus.RUNNING
         turn.started_at = now = _now()
-        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id}, now, turn)
+        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id}, now)
         request = TurnRequest(
             self.worker_id,
             turn.turn_id,

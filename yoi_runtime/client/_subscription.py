@@ -295,6 +295,7 @@ class RemoteSubscription:
         """
         target = self._target
         resource = f"{target.path}?after={self._position}"
+        started = False
         with single_error():
             async with trio.open_nursery() as nursery:
                 with trio.fail_after(target.connect_timeout):
@@ -311,11 +312,18 @@ class RemoteSubscription:
                             )
                         connection = _Connection(ws, trio.Event())
                         task_status.started(connection)
+                        started = True
                         await connection.released.wait()
                         with trio.move_on_after(target.connect_timeout):
                             await ws.aclose()
                     finally:
                         nursery.cancel_scope.cancel()
+        if not started:
+            # trio-websocket can end the handshake quietly when the peer goes
+            # away part-way (a process killed or restarting): a failed attempt.
+            raise RuntimeUnavailableError(
+                f"the event stream {target.url} closed during its handshake"
+            )
 
     async def _reconnect(self) -> None:
         """Connect again after ``position``, with backoff, or give up."""

@@ -255,7 +255,8 @@ async def test_damaged_rows_become_diagnostics(tmp_path: Path) -> None:
             "UPDATE events SET data = '[]' WHERE worker_id = 'bad-event' AND seq = 3"
         )
         damage.execute(
-            "UPDATE transcript SET status = 'bogus' WHERE worker_id = 'good' AND idx = 1"
+            "UPDATE transcript SET status = 'bogus'"
+            " WHERE worker_id = 'good' AND idx = 1"
         )
     async with open_durable(db) as runtime:
         found = {(d.code, d.worker_id) for d in await runtime.diagnostics()}

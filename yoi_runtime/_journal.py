@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Journal"]
 
+#: The most scheduler passes the writer lets other tasks add to a batch.
+_MAX_GATHER_PASSES = 16
+#: Passes in a row that add nothing after which the batch is taken.
+_QUIET_PASSES = 2
+
 
 class Journal:
     """Collects changes and commits them in batches (see the module docstring).
@@ -64,6 +69,8 @@ class Journal:
         self._committed = 0
         self._failure: str | None = None
         self._closed = False
+        #: Changes noted so far (tells the writer whether a batch still grows).
+        self._noted = 0
 
     # -- noting changes (synchronous, never blocks) ---------------------------
 
@@ -86,6 +93,7 @@ class Journal:
             self._turns[turn] = worker_id
         if entry is not None:
             self._entries[entry] = worker_id
+        self._noted += 1
         if self._wake:
             self._wake.unpark_all()
 
@@ -118,6 +126,7 @@ class Journal:
         self._kick()
 
     def _kick(self) -> None:
+        self._noted += 1
         if self._wake:
             self._wake.unpark_all()
 
@@ -180,7 +189,24 @@ class Journal:
                     return
                 await self._wake.park()
                 continue
+            await self._gather()
             await self._commit()
+
+    async def _gather(self) -> None:
+        """Let tasks that are ready add to the batch before it is taken.
+
+        Yields while a scheduler pass still adds changes, at most
+        :data:`_MAX_GATHER_PASSES` passes: a Worker that is about to emit
+        its next events (a turn starting, streaming, ending) joins this
+        commit instead of waiting for the next one.
+        """
+        quiet = 0
+        for _ in range(_MAX_GATHER_PASSES):
+            before = self._noted
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            quiet = quiet + 1 if self._noted == before else 0
+            if quiet == _QUIET_PASSES:
+                return
 
     async def _commit(self) -> None:
         generation = self._generation

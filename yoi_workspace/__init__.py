@@ -1,4 +1,48 @@
 """yoi-workspace: the backend's RuntimeRegistry and browser-facing API.
 
-Not built yet: see the project's issue on the workspace backend.
+A :class:`RuntimeRegistry` holds one handle per Runtime (an
+:class:`EmbeddedRuntimeHandle`, a :class:`RemoteRuntimeHandle` from
+:func:`open_remote_handle`, a read-only :class:`LocalPodSource`) and routes
+every operation by ``runtime_id`` + ``worker_id``, applying a
+:class:`VisibilityPolicy`, a :class:`CommandPolicy` and an
+:class:`AuditSink`. The ``yoi-workspace`` command serves it to browsers
+(``docs/workspace.md``).
 """
+
+from ._aggregate import AggregateItem as AggregateItem
+from ._aggregate import AggregateSubscription as AggregateSubscription
+from ._aggregate import StreamReset as StreamReset
+from ._audit import AuditRecord as AuditRecord
+from ._audit import AuditSink as AuditSink
+from ._audit import JSONLinesAuditSink as JSONLinesAuditSink
+from ._audit import MemoryAuditSink as MemoryAuditSink
+from ._compat import LocalPodSource as LocalPodSource
+from ._errors import CommandRefusedError as CommandRefusedError
+from ._errors import RuntimeExistsError as RuntimeExistsError
+from ._errors import UnknownRuntimeError as UnknownRuntimeError
+from ._errors import WorkerNotVisibleError as WorkerNotVisibleError
+from ._follow import WorkerEventStream as WorkerEventStream
+from ._handle import EmbeddedRuntimeHandle as EmbeddedRuntimeHandle
+from ._handle import EventStream as EventStream
+from ._handle import RuntimeHandle as RuntimeHandle
+from ._listing import WorkerListing as WorkerListing
+from ._policy import ALLOW_ALL as ALLOW_ALL
+from ._policy import ANONYMOUS as ANONYMOUS
+from ._policy import EVERYONE_SEES_ALL as EVERYONE_SEES_ALL
+from ._policy import AllowAll as AllowAll
+from ._policy import Caller as Caller
+from ._policy import Command as Command
+from ._policy import CommandPolicy as CommandPolicy
+from ._policy import EveryoneSeesAll as EveryoneSeesAll
+from ._policy import HideWorkers as HideWorkers
+from ._policy import Operation as Operation
+from ._policy import VisibilityPolicy as VisibilityPolicy
+from ._registry import RuntimeRegistry as RuntimeRegistry
+from ._remote import RemoteRuntimeConfig as RemoteRuntimeConfig
+from ._remote import RemoteRuntimeHandle as RemoteRuntimeHandle
+from ._remote import open_remote_handle as open_remote_handle
+from ._secrets import SecretRef as SecretRef
+from ._views import RuntimeKind as RuntimeKind
+from ._views import RuntimeView as RuntimeView
+from ._views import WorkerView as WorkerView
+from ._views import WorkerViewPage as WorkerViewPage

@@ -1,0 +1,285 @@
+"""The workspace backend's config file (TOML).
+
+Every key is optional; without a file the backend has one embedded Runtime,
+``embedded``, whose one engine ``local`` is the model server at
+``YOI_MODEL_URL`` (as ``yoi-runtime`` without a config)::
+
+    audit_log = "audit.jsonl"        # one JSON line per command; relative
+                                     # paths start at this file's directory
+    caller_header = "X-Yoi-Caller"   # set by the authenticating proxy
+    roles_header = "X-Yoi-Roles"     # comma-separated roles, same proxy
+    max_body_bytes = 65536           # request bodies, in bytes
+    heartbeat_interval = 15.0        # seconds without events before a heartbeat
+    shutdown_timeout = 10.0          # seconds allowed for graceful shutdown
+
+    [embedded]                       # the Runtime inside the backend process
+    runtime_id = "embedded"
+    enabled = true
+    default_engine = "local"
+    enable_test_engines = false      # scripted engines, as in yoi-runtime
+
+    [embedded.engines.local]         # yoi-runtime's [engines.NAME] format
+    kind = "openai-chat"
+    base_url = "http://127.0.0.1:8080/v1"
+    model = "smollm2"
+
+    [[remote]]                       # a yoi-runtime process
+    runtime_id = "rt-office"         # must be the id the process serves
+    url = "http://10.0.0.5:8321"
+    token_env = "YOI_OFFICE_TOKEN"   # or token_file = "office.token"
+    connect_timeout = 2.0            # seconds (and request_timeout = 30.0,
+    reconnect_timeout = 10.0         # reconnect_timeout = 10.0)
+
+    [[compat]]                       # pods of the older local-pod model
+    runtime_id = "legacy-pods"
+    pods_dir = "/var/lib/yoi/pods"
+
+    [visibility]                     # HideWorkers; absent: everyone sees all
+    hidden_runtimes = ["rt-lab"]
+    hidden_profiles = ["reviewer"]
+    exempt_roles = ["admin"]
+
+Errors name the key (``config.remote[0].url``) and never quote a URL or a
+secret.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+import cattrs
+
+from yoi_runtime import Engine, InvalidInputError
+from yoi_runtime._config import (
+    ConfigError,
+    EngineConfig,
+    FileConfig,
+    _structure_engine,
+    make_engines,
+)
+from yoi_runtime._runtime import _check_id
+from yoi_runtime._wire import strict_converter
+
+from ._audit import JSONLinesAuditSink
+from ._policy import ALLOW_ALL, EVERYONE_SEES_ALL, HideWorkers
+from ._registry import RuntimeRegistry
+from ._remote import RemoteRuntimeConfig
+from ._secrets import SecretRef
+
+__all__ = [
+    "CompatConfig",
+    "ConfigError",
+    "EmbeddedConfig",
+    "RemoteConfig",
+    "VisibilityConfig",
+    "WorkspaceConfig",
+    "load_config",
+]
+
+
+@attrs.frozen
+class EmbeddedConfig:
+    """The Runtime inside the backend process."""
+
+    runtime_id: str = "embedded"
+    enabled: bool = True
+    default_engine: str | None = None
+    enable_test_engines: bool = False
+    engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class RemoteConfig:
+    """A ``yoi-runtime`` process (see :class:`RemoteRuntimeConfig`)."""
+
+    runtime_id: str
+    url: str = attrs.field(repr=False)
+    token_env: str | None = None
+    token_file: str | None = None
+    connect_timeout: float = 2.0
+    request_timeout: float = 30.0
+    reconnect_timeout: float = 10.0
+
+
+@attrs.frozen
+class CompatConfig:
+    """A directory of pods of the older model (a ``LocalPodSource``)."""
+
+    runtime_id: str
+    pods_dir: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class VisibilityConfig:
+    """A :class:`HideWorkers` policy (visibility and commands)."""
+
+    hidden_runtimes: tuple[str, ...] = ()
+    hidden_profiles: tuple[str, ...] = ()
+    exempt_roles: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class WorkspaceConfig:
+    """The config file's contents (see the module docstring).
+
+    Attributes:
+        base_dir: Where relative paths in the file start (its directory).
+    """
+
+    embedded: EmbeddedConfig = EmbeddedConfig()
+    remote: tuple[RemoteConfig, ...] = ()
+    compat: tuple[CompatConfig, ...] = ()
+    visibility: VisibilityConfig | None = None
+    audit_log: str | None = None
+    caller_header: str = "X-Yoi-Caller"
+    roles_header: str = "X-Yoi-Roles"
+    max_body_bytes: int = 64 * 1024
+    heartbeat_interval: float = 15.0
+    shutdown_timeout: float = 10.0
+    base_dir: Path = attrs.field(factory=Path.cwd, repr=False)
+
+    @property
+    def runtime_ids(self) -> tuple[str, ...]:
+        """Every Runtime and compat source id, embedded first."""
+        embedded = (self.embedded.runtime_id,) if self.embedded.enabled else ()
+        return (
+            *embedded,
+            *(r.runtime_id for r in self.remote),
+            *(c.runtime_id for c in self.compat),
+        )
+
+    def _path(self, value: str) -> Path:
+        return self.base_dir / Path(value).expanduser()
+
+    def make_engines(
+        self, *, model_url: str | None = None, model: str | None = None
+    ) -> dict[str, Engine]:
+        """The embedded Runtime's engines (yoi-runtime's ``make_engines``).
+
+        Args:
+            model_url: Overrides the default ``local`` engine's base URL.
+            model: Overrides the default ``local`` engine's model.
+
+        Raises:
+            ConfigError: An engine its class refuses, a scripted engine
+                without ``enable_test_engines``, or a ``default_engine``
+                that is not configured.
+        """
+        embedded = self.embedded
+        file = FileConfig(
+            default_engine=embedded.default_engine,
+            enable_test_engines=embedded.enable_test_engines,
+            engines=embedded.engines,
+        )
+        engines = make_engines(file, self.base_dir, model_url=model_url, model=model)
+        default = embedded.default_engine
+        if default is not None and default not in engines:
+            raise ConfigError(
+                f"config.embedded.default_engine: {default!r} is not configured"
+            )
+        return engines
+
+    def remote_configs(self) -> tuple[RemoteRuntimeConfig, ...]:
+        """The remote handles' configs (token files resolved from base_dir)."""
+        return tuple(_remote(self, index) for index in range(len(self.remote)))
+
+    def compat_dirs(self) -> dict[str, Path]:
+        """Each compat source's pods directory, by ``runtime_id``."""
+        return {c.runtime_id: self._path(c.pods_dir) for c in self.compat}
+
+    def make_registry(self) -> RuntimeRegistry:
+        """An empty registry with the configured policies and audit log."""
+        policy = self.visibility
+        hide = None
+        if policy is not None:
+            hide = HideWorkers(
+                frozenset(policy.hidden_runtimes),
+                frozenset(policy.hidden_profiles),
+                frozenset(policy.exempt_roles),
+            )
+        audit = None if self.audit_log is None else self._path(self.audit_log)
+        return RuntimeRegistry(
+            visibility=EVERYONE_SEES_ALL if hide is None else hide,
+            commands=ALLOW_ALL if hide is None else hide,
+            audit=None if audit is None else JSONLinesAuditSink(audit),
+        )
+
+
+def _remote(config: WorkspaceConfig, index: int) -> RemoteRuntimeConfig:
+    remote = config.remote[index]
+    token = None
+    try:
+        if remote.token_env is not None or remote.token_file is not None:
+            file = remote.token_file
+            token = SecretRef(
+                env=remote.token_env,
+                file=None if file is None else str(config._path(file)),
+            )
+        return RemoteRuntimeConfig(
+            runtime_id=remote.runtime_id,
+            url=remote.url,
+            token=token,
+            connect_timeout=remote.connect_timeout,
+            request_timeout=remote.request_timeout,
+            reconnect_timeout=remote.reconnect_timeout,
+        )
+    except InvalidInputError as exc:
+        key = "token_env or token_file" if exc.path == "token" else exc.path
+        raise ConfigError(f"config.remote[{index}].{key}: {exc.message}") from None
+
+
+_converter = strict_converter()
+_converter.register_structure_hook(EngineConfig, _structure_engine)
+
+
+def load_config(path: str | os.PathLike[str] | None) -> WorkspaceConfig:
+    """Read and validate a config file (None: the defaults).
+
+    Raises:
+        ConfigError: Unreadable file, bad TOML, wrong keys or types, a
+            malformed or duplicate ``runtime_id``, or a bad remote entry;
+            the message names each bad key's path.
+    """
+    if path is None:
+        return WorkspaceConfig()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    if "base_dir" in data:  # a field, but the file's own directory
+        raise ConfigError(f"invalid config file {file}: config.base_dir is not a key")
+    try:
+        config = _converter.structure(data, WorkspaceConfig)
+    except Exception as exc:
+        problems = "; ".join(cattrs.transform_error(exc, path="config"))
+        raise ConfigError(f"invalid config file {file}: {problems}") from None
+    config = attrs.evolve(config, base_dir=file.resolve().parent)
+    _check(config)
+    return config
+
+
+def _check(config: WorkspaceConfig) -> None:
+    """Refuse malformed and duplicate ids, and bad remote entries."""
+    keys = ["config.embedded.runtime_id"] if config.embedded.enabled else []
+    keys += [f"config.remote[{i}].runtime_id" for i in range(len(config.remote))]
+    keys += [f"config.compat[{i}].runtime_id" for i in range(len(config.compat))]
+    seen: dict[str, str] = {}
+    for key, runtime_id in zip(keys, config.runtime_ids, strict=True):
+        try:
+            _check_id(runtime_id, key)
+        except InvalidInputError as exc:
+            raise ConfigError(f"{key}: {exc.message}") from None
+        if runtime_id in seen:
+            raise ConfigError(f"{key}: {runtime_id!r} is also {seen[runtime_id]}")
+        seen[runtime_id] = key
+    for name in ("max_body_bytes", "heartbeat_interval", "shutdown_timeout"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"config.{name} must be positive")
+    config.remote_configs()

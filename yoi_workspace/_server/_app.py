@@ -1,0 +1,359 @@
+"""The browser-facing API: a Quart-Trio app in front of a RuntimeRegistry.
+
+Handlers translate HTTP to registry calls and back (``docs/workspace.md``).
+The browser names Runtimes and Workers only by ``runtime_id`` and
+``worker_id``: a request carrying an endpoint, token or path (see
+:data:`FORBIDDEN_KEYS`) is refused with ``400 invalid_input``, and no
+response carries one. Errors use the runtime process's JSON envelope
+(:func:`yoi_runtime._server._app.error_response`) with this API's statuses
+(:data:`STATUS`); a hidden Worker is answered exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from quart import Response, has_websocket_context, request, websocket
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from yoi_runtime import (
+    InternalError,
+    InvalidInputError,
+    RuntimeUnavailableError,
+    UnauthorizedError,
+    WorkerNotFoundError,
+    WorkerStatus,
+    YoiRuntimeError,
+)
+from yoi_runtime._server._app import (
+    CancelBody,
+    CreateWorkerBody,
+    InputBody,
+    StopBody,
+    _http_error,
+    _query_int,
+    json_response,
+    read_body,
+)
+from yoi_runtime._server._app import error_response as envelope
+from yoi_runtime._wire import converter, item_to_json
+
+from .._aggregate import AggregateItem
+from .._policy import ANONYMOUS, Caller
+from .._registry import RuntimeRegistry
+from .._views import RuntimeView
+from ._streams import StreamControl, serve_stream
+
+__all__ = ["FORBIDDEN_KEYS", "STATUS", "WorkspaceState", "create_app"]
+
+#: HTTP status of the codes whose status differs from the runtime process's
+#: (``yoi_runtime._server._app.STATUS``), or which only this API has.
+STATUS = {
+    "invalid_input": 400,
+    "command_refused": 403,
+    "unknown_runtime": 404,
+}
+
+#: Keys no request may carry, in a body (at any depth) or as a query
+#: parameter, compared case-insensitively with ``-`` read as ``_``: the
+#: browser never names where or how a Runtime is reached.
+FORBIDDEN_KEYS = frozenset(
+    {
+        "url",
+        "base_url",
+        "endpoint",
+        "host",
+        "port",
+        "address",
+        "token",
+        "token_env",
+        "token_file",
+        "api_key",
+        "authorization",
+        "secret",
+        "password",
+        "socket",
+        "socket_path",
+        "session_path",
+        "metadata_path",
+        "pods_dir",
+        "path",
+        "pid",
+    }
+)
+
+#: The longest caller id or role list taken from the proxy's headers.
+_MAX_HEADER = 256
+
+
+@attrs.define(eq=False)
+class WorkspaceState:
+    """What the handlers share.
+
+    Attributes:
+        registry: Where every operation goes.
+        streams: The open WebSockets and their shutdown.
+        caller_header: The header naming the caller (set by the proxy).
+        roles_header: The header listing the caller's roles, comma-separated.
+        max_body_bytes: The largest request body, in bytes.
+        draining: Set on shutdown: health answers 503.
+    """
+
+    registry: RuntimeRegistry
+    streams: StreamControl
+    caller_header: str = "X-Yoi-Caller"
+    roles_header: str = "X-Yoi-Roles"
+    max_body_bytes: int = 64 * 1024
+    draining: bool = False
+
+
+def _refuse_forbidden(value: Any) -> None:
+    """Refuse a JSON value holding a forbidden key, at any depth.
+
+    Raises:
+        InvalidInputError: The first such key (``path`` is the key).
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if str(key).lower().replace("-", "_") in FORBIDDEN_KEYS:
+                raise _refuse(str(key))
+            _refuse_forbidden(item)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_forbidden(item)
+
+
+def _refuse(key: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"{key} is not accepted: Runtimes are named by runtime_id only", path=key
+    )
+
+
+def _for_browser(error: Exception, runtime_id: str | None) -> YoiRuntimeError:
+    """The error as the browser sees it.
+
+    A hidden Worker reads exactly like an unknown one; a Runtime that is
+    unreachable or refuses the backend's credentials is ``runtime_unavailable``
+    with a message naming only its id; anything unexpected is an
+    ``internal_error`` without details.
+    """
+    where = f"runtime {runtime_id}" if runtime_id else "the runtime"
+    if isinstance(error, WorkerNotFoundError):
+        worker_id = error.worker_id
+        return WorkerNotFoundError(
+            f"no worker {worker_id!r} in {where}", worker_id=worker_id
+        )
+    if isinstance(error, RuntimeUnavailableError | UnauthorizedError):
+        return RuntimeUnavailableError(f"{where} is unavailable")
+    if isinstance(error, InternalError) or not isinstance(error, YoiRuntimeError):
+        return InternalError("internal error")
+    return error
+
+
+def error_response(error: Exception, runtime_id: str | None = None) -> Response:
+    """The runtime process's JSON envelope, with this API's statuses."""
+    error = _for_browser(error, runtime_id)
+    response = envelope(error)
+    response.status_code = STATUS.get(error.code, response.status_code)
+    return response
+
+
+def create_app(state: WorkspaceState) -> QuartTrio:
+    """Build the app serving ``state.registry`` (see ``docs/workspace.md``)."""
+    app = QuartTrio(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = state.max_body_bytes
+    registry = state.registry
+
+    @app.before_request
+    async def refuse_endpoints() -> None:
+        _refuse_forbidden(dict.fromkeys(request.args))
+        data = await request.get_data(cache=True)
+        try:
+            body = json.loads(data) if data.strip() else None
+        except ValueError:
+            return  # read_body reports invalid_json
+        _refuse_forbidden(body)
+
+    @app.before_websocket
+    async def refuse_stream_endpoints() -> None:
+        _refuse_forbidden(dict.fromkeys(websocket.args))
+
+    def caller() -> Caller:
+        """The caller the proxy named (``docs/workspace.md``)."""
+        headers = websocket.headers if has_websocket_context() else request.headers
+        caller_id = headers.get(state.caller_header, "").strip()
+        roles = headers.get(state.roles_header, "")
+        for name, value in (
+            (state.caller_header, caller_id),
+            (state.roles_header, roles),
+        ):
+            if len(value) > _MAX_HEADER or not value.isprintable():
+                raise InvalidInputError(f"malformed {name} header", path=name)
+        if not caller_id:
+            return ANONYMOUS
+        return Caller(
+            caller_id, frozenset(r.strip() for r in roles.split(",") if r.strip())
+        )
+
+    def status() -> str | None:
+        value = request.args.get("status")
+        if value is not None and value not in WorkerStatus.__members__.values():
+            raise InvalidInputError(f"unknown status {value!r}", path="status")
+        return value
+
+    def runtime_id_of() -> str | None:
+        context = websocket if has_websocket_context() else request
+        args = context.view_args or {}
+        value = args.get("runtime_id", args.get("host_id"))
+        return None if value is None else str(value)
+
+    @app.errorhandler(YoiRuntimeError)
+    async def on_error(error: YoiRuntimeError) -> Response:
+        return error_response(error, runtime_id_of())
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(error: HTTPException) -> Response:
+        response = envelope(_http_error(error))
+        allowed = getattr(error, "valid_methods", None)
+        if error.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
+    @app.errorhandler(Exception)
+    async def on_bug(error: Exception) -> Response:
+        app.logger.exception("unexpected error", exc_info=error)
+        return error_response(error)
+
+    def view(runtime: RuntimeView) -> dict[str, Any]:
+        return converter.unstructure(runtime)  # type: ignore[no-any-return]
+
+    @app.get("/api/health")
+    async def health() -> Response:
+        if state.draining:
+            return json_response({"status": "draining"}, 503, **{"Retry-After": "5"})
+        return json_response({"status": "serving"})
+
+    @app.get("/api/runtimes")
+    async def list_runtimes() -> Response:
+        runtimes = await registry.list_runtimes()
+        return json_response({"runtimes": [view(r) for r in runtimes]})
+
+    @app.get("/api/runtimes/<runtime_id>")
+    async def describe(runtime_id: str) -> Response:
+        return json_response({"runtime": view(await registry.describe(runtime_id))})
+
+    @app.get("/api/runtimes/<runtime_id>/workers")
+    async def list_workers(runtime_id: str) -> Response:
+        page = await registry.list_workers(
+            caller(),
+            runtime_id,
+            status=status(),
+            limit=_query_int("limit"),
+            cursor=request.args.get("cursor"),
+        )
+        return json_response(converter.unstructure(page))
+
+    @app.post("/api/runtimes/<runtime_id>/workers")
+    async def create_worker(runtime_id: str) -> Response:
+        body = await read_body(CreateWorkerBody, optional=True)
+        worker = await registry.create_worker(
+            caller(),
+            runtime_id,
+            body.profile,
+            display_name=body.display_name,
+            engine=body.engine,
+            system_prompt=body.system_prompt,
+            worker_id=body.worker_id,
+        )
+        return json_response({"worker": converter.unstructure(worker)}, 201)
+
+    @app.get("/api/runtimes/<runtime_id>/workers/<worker_id>")
+    async def get_worker(runtime_id: str, worker_id: str) -> Response:
+        worker = await registry.get_worker(caller(), runtime_id, worker_id)
+        return json_response({"worker": converter.unstructure(worker)})
+
+    @app.post("/api/runtimes/<runtime_id>/workers/<worker_id>/input")
+    async def send_input(runtime_id: str, worker_id: str) -> Response:
+        body = await read_body(InputBody)
+        turn = await registry.send_input(
+            caller(), runtime_id, worker_id, body.text, input_id=body.input_id
+        )
+        return json_response({"turn": converter.unstructure(turn)}, 202)
+
+    @app.post("/api/runtimes/<runtime_id>/workers/<worker_id>/stop")
+    async def stop(runtime_id: str, worker_id: str) -> Response:
+        body = await read_body(StopBody, optional=True)
+        worker = await registry.stop(
+            caller(), runtime_id, worker_id, reason=body.reason
+        )
+        return json_response({"worker": converter.unstructure(worker)})
+
+    @app.post("/api/runtimes/<runtime_id>/workers/<worker_id>/cancel")
+    async def cancel(runtime_id: str, worker_id: str) -> Response:
+        body = await read_body(CancelBody, optional=True)
+        result = await registry.cancel(
+            caller(), runtime_id, worker_id, turn_id=body.turn_id, reason=body.reason
+        )
+        return json_response({"result": converter.unstructure(result)})
+
+    @app.get("/api/runtimes/<runtime_id>/workers/<worker_id>/transcript")
+    async def transcript(runtime_id: str, worker_id: str) -> Response:
+        page = await registry.transcript(
+            caller(),
+            runtime_id,
+            worker_id,
+            limit=_query_int("limit"),
+            cursor=request.args.get("cursor"),
+        )
+        return json_response(converter.unstructure(page))
+
+    @app.websocket("/api/runtimes/<runtime_id>/workers/<worker_id>/events")
+    async def worker_events(runtime_id: str, worker_id: str) -> None:
+        raw = websocket.args.get("after")
+        if raw is not None and (not raw.isdigit() or len(raw) > 18):
+            raise InvalidInputError(
+                "after must be a non-negative integer", path="after"
+            )
+        after = None if raw is None else int(raw)
+        stream = registry.subscribe(caller(), runtime_id, worker_id, after=after)
+        async with stream:
+            await serve_stream(websocket, stream, item_to_json, state.streams)
+
+    @app.websocket("/api/events")
+    async def all_events() -> None:
+        stream = registry.subscribe_all(caller(), after=websocket.args.get("after"))
+        async with stream:
+            await serve_stream(websocket, stream, AggregateItem.to_json, state.streams)
+
+    # -- the older list endpoints, as a projection (docs/workspace.md) --------
+
+    @app.get("/api/hosts")
+    async def list_hosts() -> Response:
+        hosts = [
+            {
+                "host_id": runtime.runtime_id,
+                "runtime_id": runtime.runtime_id,
+                "kind": runtime.kind.value,
+                "status": runtime.status,
+                "read_only": not runtime.authority,
+            }
+            for runtime in await registry.list_runtimes()
+        ]
+        return json_response({"hosts": hosts})
+
+    @app.get("/api/hosts/<host_id>/workers")
+    async def host_workers(host_id: str) -> Response:
+        listing = await registry.list_all_workers(caller(), host_id, status=status())
+        if listing.unavailable:
+            raise RuntimeUnavailableError(f"runtime {host_id} is unavailable")
+        return json_response({"workers": converter.unstructure(listing.workers)})
+
+    @app.get("/api/workers")
+    async def all_workers() -> Response:
+        listing = await registry.list_all_workers(caller(), status=status())
+        return json_response(converter.unstructure(listing))
+
+    return app

@@ -378,7 +378,9 @@ async def test_unknown_store_names_are_invalid_input() -> None:
             pass  # pragma: no cover
 
 
-async def test_concurrent_inputs_are_committed_before_acknowledged(tmp_path: Path) -> None:
+async def test_concurrent_inputs_are_committed_before_acknowledged(
+    tmp_path: Path,
+) -> None:
     # Group commit: 50 Workers given input at once are all acknowledged, and
     # every acknowledged turn is in the file.
     db = tmp_path / "runtime.db"

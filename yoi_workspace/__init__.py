@@ -2,11 +2,11 @@
 
 A :class:`RuntimeRegistry` holds one handle per Runtime (an
 :class:`EmbeddedRuntimeHandle`, a :class:`RemoteRuntimeHandle` from
-:func:`open_remote_handle`, a read-only :class:`LocalPodSource`) and routes
-every operation by ``runtime_id`` + ``worker_id``, applying a
-:class:`VisibilityPolicy`, a :class:`CommandPolicy` and an
-:class:`AuditSink`. The ``yoi-workspace`` command serves it to browsers
-(``docs/workspace.md``).
+:func:`open_remote_handle`, a read-only :class:`LocalPodSource` whose Worker
+ids :func:`pod_worker_id` derives) and routes every operation by
+``runtime_id`` + ``worker_id``, applying a :class:`VisibilityPolicy`, a
+:class:`CommandPolicy` and an :class:`AuditSink`. The ``yoi-workspace``
+command serves it to browsers (``docs/workspace.md``).
 """
 
 from ._aggregate import AggregateItem as AggregateItem
@@ -26,6 +26,7 @@ from ._handle import EmbeddedRuntimeHandle as EmbeddedRuntimeHandle
 from ._handle import EventStream as EventStream
 from ._handle import RuntimeHandle as RuntimeHandle
 from ._listing import WorkerListing as WorkerListing
+from ._pods import pod_worker_id as pod_worker_id
 from ._policy import ALLOW_ALL as ALLOW_ALL
 from ._policy import ANONYMOUS as ANONYMOUS
 from ._policy import EVERYONE_SEES_ALL as EVERYONE_SEES_ALL

@@ -5,13 +5,8 @@ Before the Runtime, each Worker was its own process (a "pod"). A
 during the migration. It is a compatibility source, not a Runtime
 authority: it owns nothing, starts nothing and changes nothing. The on-disk
 format, the id derivation, the status mapping and what is never shown are
-documented in ``docs/compat-local-pod.md``; in short::
-
-    PODS_DIR/<pod_name>/metadata.json   {"pod_name", "pid", "socket_path",
-                                         "session_path", "profile",
-                                         "display_name", "started_at",
-                                         "status"}
-    <session_path>                      JSON lines {"role", "text", "at"}
+documented in ``docs/compat-local-pod.md``; reading the pods directory
+(metadata, pid liveness, session logs) is ``yoi_workspace._pods``.
 
 Every call rescans the directory (it is small) in a worker thread, so the
 event loop never waits on the disk and the projection is never stale by
@@ -21,14 +16,11 @@ more than one call.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import os
-from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-import attrs
 import trio
 
 from yoi_runtime import (
@@ -39,49 +31,21 @@ from yoi_runtime import (
     Gap,
     InvalidInputError,
     OperationUnsupportedError,
-    TranscriptEntry,
     TranscriptPage,
-    TurnStatus,
     TurnSummary,
-    Usage,
-    WorkerNotFoundError,
     WorkerStatus,
 )
 
 from ._handle import EventStream
+from ._pods import Scan, read_session, scan_pods
 from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
 
-__all__ = ["LocalPodSource", "pod_worker_id"]
+__all__ = ["LocalPodSource"]
 
 #: Page size of listings and transcripts when the caller gives none, and the
 #: largest (the Runtime's).
 _DEFAULT_LIMIT = 50
 _MAX_LIMIT = 500
-
-#: The metadata fields, their JSON types and how a message names them.
-_FIELDS: Mapping[str, tuple[tuple[type, ...], str]] = {
-    "pod_name": ((str,), "a string"),
-    "pid": ((int,), "an integer"),
-    "socket_path": ((str,), "a string"),
-    "session_path": ((str,), "a string"),
-    "profile": ((str,), "a string"),
-    "display_name": ((str, type(None)), "a string or null"),
-    "started_at": ((str,), "an ISO 8601 time"),
-    "status": ((str,), "a string"),
-}
-
-#: Statuses after which a pod's process is expected to be gone.
-_FINAL = frozenset({WorkerStatus.STOPPED.value, WorkerStatus.FAILED.value})
-
-#: A transcript entry's kind, by the session log's role; other roles
-#: (``system``, ``tool``, ...) are not shown.
-_KINDS = {"user": "user", "assistant": "assistant"}
-
-#: A transcript entry's status, by kind, as the Runtime reports an ended
-#: turn's entries: the input stays ``accepted`` (its status when it was
-#: recorded), the answer has the turn's final status. A session log records
-#: no turn status, so every answer is taken as ``completed``.
-_STATUS_OF_KIND = {"user": TurnStatus.ACCEPTED, "assistant": TurnStatus.COMPLETED}
 
 #: What a compat source can do: nothing.
 _CAPABILITIES = Capabilities(
@@ -95,45 +59,6 @@ _CAPABILITIES = Capabilities(
     profiles=(),
     tools=(),
 )
-
-
-def pod_worker_id(pod_name: str) -> str:
-    """Return the Worker id of a pod: ``pod-`` and 16 hex digits.
-
-    The digits are the first 16 of the SHA-256 of the UTF-8 ``pod_name``, so
-    the id is stable across scans, restarts and hosts, and reveals nothing
-    of the pod's paths.
-    """
-    return "pod-" + hashlib.sha256(pod_name.encode()).hexdigest()[:16]
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _parse_time(value: str) -> datetime.datetime:
-    """Parse an ISO 8601 time; a time without offset is taken as UTC.
-
-    Raises:
-        ValueError: Not an ISO 8601 time.
-    """
-    at = datetime.datetime.fromisoformat(value)
-    return at if at.tzinfo is not None else at.replace(tzinfo=datetime.UTC)
-
-
-def _is_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (POSIX ``kill(pid, 0)``)."""
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    except (OSError, OverflowError):
-        return False  # ProcessLookupError, or a pid no process can have
-    return True
-
-
-def _is_readable_file(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.R_OK)
 
 
 def _check_limit(limit: int | None) -> int:
@@ -157,160 +82,6 @@ def _check_cursor(cursor: str | None, what: str) -> int:
     return int(cursor)
 
 
-@attrs.frozen
-class _Pod:
-    """A pod with valid metadata (paths and pid never leave this module)."""
-
-    pod_name: str
-    worker_id: str
-    display_name: str | None
-    profile: str
-    status: str
-    stale: bool
-    started_at: datetime.datetime
-    session: Path = attrs.field(repr=False)
-
-    def view(self, runtime_id: str) -> WorkerView:
-        return WorkerView(
-            runtime_id=runtime_id,
-            worker_id=self.worker_id,
-            kind=RuntimeKind.COMPAT_LOCAL_POD,
-            display_name=self.display_name,
-            profile=self.profile,
-            status=self.status,
-            stale=self.stale,
-            created_at=self.started_at,
-            engine=None,
-            tools=(),
-            active_turn=None,
-            last_turn=None,
-            turns=0,
-            usage=Usage(),
-            last_seq=0,
-        )
-
-
-@attrs.frozen
-class _Scan:
-    """One look at the pods directory.
-
-    Attributes:
-        pods: Valid pods, oldest first (``started_at``, then ``pod_name``).
-        diagnostics: Stale pods, invalid metadata, directory problems.
-        problem: Why the directory itself cannot be listed, or None.
-    """
-
-    pods: tuple[_Pod, ...]
-    diagnostics: tuple[Diagnostic, ...]
-    problem: str | None = None
-
-    def find(self, worker_id: str, runtime_id: str) -> _Pod:
-        for pod in self.pods:
-            if pod.worker_id == worker_id:
-                return pod
-        raise WorkerNotFoundError(
-            f"no worker {worker_id!r} in runtime {runtime_id}",
-            worker_id=str(worker_id),
-        )
-
-
-def _read_pod(directory: Path, name: str) -> _Pod | str:
-    """Read one pod's metadata; a problem (naming no path or value) if bad."""
-    try:
-        raw = (directory / "metadata.json").read_bytes()
-    except FileNotFoundError:
-        return "metadata.json is missing"
-    except OSError:
-        return "metadata.json cannot be read"
-    try:
-        data: Any = json.loads(raw)
-    except ValueError:
-        return "metadata.json is not valid JSON"
-    if not isinstance(data, dict):
-        return "metadata.json is not a JSON object"
-    problems = []
-    for field, (types, expected) in _FIELDS.items():
-        if field not in data:
-            problems.append(f"{field} is missing")
-        elif type(data[field]) not in types:
-            problems.append(f"{field} must be {expected}")
-    if problems:
-        return "invalid metadata.json: " + "; ".join(problems)
-    if data["pod_name"] != name:
-        return "invalid metadata.json: pod_name does not match the directory"
-    if data["pid"] <= 0:
-        return "invalid metadata.json: pid must be positive"
-    if not data["status"]:
-        return "invalid metadata.json: status is empty"
-    try:
-        started_at = _parse_time(data["started_at"])
-    except ValueError:
-        return "invalid metadata.json: started_at must be an ISO 8601 time"
-    status: str = data["status"]
-    stale = status not in _FINAL and not _is_alive(data["pid"])
-    return _Pod(
-        pod_name=name,
-        worker_id=pod_worker_id(name),
-        display_name=data["display_name"],
-        profile=data["profile"],
-        status=WorkerStatus.STOPPED.value if stale else status,
-        stale=stale,
-        started_at=started_at,
-        session=directory / data["session_path"],
-    )
-
-
-def _read_session(pod: _Pod) -> tuple[list[TranscriptEntry], str | None]:
-    """Read a pod's session log as transcript entries.
-
-    Returns:
-        The entries (index from 1) and, when lines were skipped, a problem
-        naming how many and the first (never a path or a value). A missing
-        or unreadable log gives no entries and no problem: the scan of
-        :meth:`LocalPodSource.diagnostics` reports it.
-    """
-    try:
-        text = pod.session.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return [], None
-    entries: list[TranscriptEntry] = []
-    turns = 0
-    bad: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            role, body = record["role"], record["text"]
-            if not isinstance(role, str) or not isinstance(body, str):
-                raise TypeError
-            at = _parse_time(record["at"])
-        except (ValueError, KeyError, TypeError):
-            bad.append(number)
-            continue
-        kind = _KINDS.get(role)
-        if kind is None:
-            continue
-        if kind == "user":
-            turns += 1
-        entries.append(
-            TranscriptEntry(
-                index=len(entries) + 1,
-                kind=kind,
-                turn_id=f"t-{turns}",
-                text=body,
-                status=_STATUS_OF_KIND[kind],
-                at=at,
-            )
-        )
-    if bad:
-        return entries, (
-            f"{len(bad)} malformed line(s) in its session log were skipped "
-            f"(first: line {bad[0]})"
-        )
-    return entries, None
-
-
 class LocalPodSource:
     """A read-only handle on the pods of the older one-process-per-Worker model.
 
@@ -320,12 +91,13 @@ class LocalPodSource:
     ``send_input``, ``cancel``, ``stop`` and ``subscribe`` (on entering)
     raise :class:`~yoi_runtime.OperationUnsupportedError`.
 
-    Each Worker's id is :func:`pod_worker_id` of its pod name; its status is
-    the metadata's, except that a pod claiming to be live (any status but
-    ``stopped`` and ``failed``) whose pid is not alive is shown ``stopped``
-    and ``stale``, with a ``compat_pod_stale`` diagnostic. A pod whose
-    metadata is unreadable or invalid is not a Worker, only a
-    ``compat_pod_invalid`` diagnostic. Paths and pids are never projected.
+    Each Worker's id is :func:`~yoi_workspace.pod_worker_id` of its pod
+    name; its status is the metadata's, except that a pod claiming to be
+    live (any status but ``stopped`` and ``failed``) whose pid is not alive
+    is shown ``stopped`` and ``stale``, with a ``compat_pod_stale``
+    diagnostic. A pod whose metadata is unreadable or invalid is not a
+    Worker, only a ``compat_pod_invalid`` diagnostic. Paths and pids are
+    never projected.
 
     Args:
         runtime_id: The id the registry routes by.
@@ -354,58 +126,10 @@ class LocalPodSource:
 
     # -- reading ------------------------------------------------------------
 
-    def _scan_sync(self, check_sessions: bool = False) -> _Scan:
-        """List the pods directory (blocking: runs in a worker thread)."""
-        now = _now()
-        try:
-            with os.scandir(self._pods_dir) as listing:
-                names = sorted(entry.name for entry in listing if entry.is_dir())
-        except FileNotFoundError:
-            return self._dir_problem(now, "the pods directory does not exist")
-        except OSError:
-            return self._dir_problem(now, "the pods directory cannot be read")
-        pods: list[_Pod] = []
-        diagnostics: list[Diagnostic] = []
-        for name in names:
-            pod = _read_pod(self._pods_dir / name, name)
-            if isinstance(pod, str):
-                message = f"pod {name!r}: {pod}; not shown as a Worker"
-                diagnostics.append(
-                    Diagnostic(now, "error", "compat_pod_invalid", message)
-                )
-                continue
-            pods.append(pod)
-            if pod.stale:
-                diagnostics.append(
-                    Diagnostic(
-                        now,
-                        "warning",
-                        "compat_pod_stale",
-                        f"pod {name!r} claims to be live but its process is "
-                        "gone; shown as stopped",
-                        pod.worker_id,
-                    )
-                )
-            if check_sessions and not _is_readable_file(pod.session):
-                diagnostics.append(
-                    Diagnostic(
-                        now,
-                        "warning",
-                        "compat_session_missing",
-                        f"pod {name!r}: its session log is missing or unreadable; "
-                        "its transcript is empty",
-                        pod.worker_id,
-                    )
-                )
-        pods.sort(key=lambda pod: (pod.started_at, pod.pod_name))
-        return _Scan(tuple(pods), tuple(diagnostics))
-
-    def _dir_problem(self, now: datetime.datetime, problem: str) -> _Scan:
-        code = "compat_pods_dir_unreadable"
-        return _Scan((), (Diagnostic(now, "error", code, problem),), problem)
-
-    async def _scan(self, *, check_sessions: bool = False) -> _Scan:
-        return await trio.to_thread.run_sync(self._scan_sync, check_sessions)
+    async def _scan(self, *, check_sessions: bool = False) -> Scan:
+        return await trio.to_thread.run_sync(
+            partial(scan_pods, self._pods_dir, check_sessions=check_sessions)
+        )
 
     # -- the handle interface ----------------------------------------------
 
@@ -430,7 +154,7 @@ class LocalPodSource:
             protocol_version=None,
             capabilities=_CAPABILITIES,
             workers=counts,
-            checked_at=_now(),
+            checked_at=datetime.datetime.now(datetime.UTC),
             error=scan.problem,
         )
 
@@ -526,12 +250,12 @@ class LocalPodSource:
         pod = scan.find(worker_id, self._runtime_id)
         limit = _check_limit(limit)
         after = max(_check_cursor(cursor, "transcript cursor"), 0)
-        entries, problem = await trio.to_thread.run_sync(_read_session, pod)
+        entries, problem = await trio.to_thread.run_sync(read_session, pod)
         if problem is None:
             self._notes.pop(worker_id, None)
         else:
             self._notes[worker_id] = Diagnostic(
-                _now(),
+                datetime.datetime.now(datetime.UTC),
                 "warning",
                 "compat_session_invalid",
                 f"pod {pod.pod_name!r}: {problem}",

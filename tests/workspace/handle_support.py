@@ -1,5 +1,6 @@
 """Shared by the workspace handle tests: the three handle kinds, seeded alike,
-local pods written to disk, and a check that secrets stay hidden.
+local pods written to disk, a free loopback port, and a check that secrets
+stay hidden.
 
 :func:`open_handle_case` gives a :class:`HandleCase` for ``embedded`` (an
 :class:`~yoi_workspace._handle.EmbeddedRuntimeHandle` over an in-process
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import socket
 import traceback
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -60,6 +62,14 @@ def runtime_config(
     path = directory / "runtime-config.toml"
     path.write_text("\n".join([*lines, CONFIG.read_text()]))
     return path
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def session_of(*turns: str, at: datetime.datetime = EPOCH) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from yoi_runtime import (
     WorkerNotFoundError,
 )
 from yoi_runtime._wire import converter
-from yoi_workspace._compat import LocalPodSource, pod_worker_id
+from yoi_workspace import LocalPodSource, pod_worker_id
 from yoi_workspace._views import RuntimeKind
 
 RUNTIME_ID = "rt-pods"

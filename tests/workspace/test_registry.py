@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ import attrs
 import pytest
 import trio
 from conformance.support import open_runtime_process, scripted_engines
-from workspace.handle_support import REMOTE_ID, runtime_config, write_pod
+from workspace.handle_support import REMOTE_ID, free_port, runtime_config, write_pod
 from workspace.workspace_support import events_of, write_config
 
 from yoi_runtime import (
@@ -60,14 +59,6 @@ from yoi_workspace._workspace import open_workspace
 
 ADA = Caller("ada")
 ADMIN = Caller("root", frozenset({"admin"}))
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @asynccontextmanager

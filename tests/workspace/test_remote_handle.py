@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
@@ -20,7 +19,12 @@ from pathlib import Path
 import pytest
 import trio
 from conformance.support import events_until, open_runtime_process, scripted_engines
-from workspace.handle_support import REMOTE_ID, assert_hidden, runtime_config
+from workspace.handle_support import (
+    REMOTE_ID,
+    assert_hidden,
+    free_port,
+    runtime_config,
+)
 
 from yoi_runtime import (
     InternalError,
@@ -34,14 +38,6 @@ from yoi_runtime import (
 from yoi_runtime._wire import converter
 from yoi_workspace._remote import RemoteRuntimeConfig, open_remote_handle
 from yoi_workspace._secrets import SecretRef
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def port_of(url: str) -> int:

@@ -16,7 +16,7 @@ EmbeddedRuntimeHandle EventStream EveryoneSeesAll HideWorkers JSONLinesAuditSink
 LocalPodSource MemoryAuditSink Operation RemoteRuntimeConfig RemoteRuntimeHandle
 RuntimeExistsError RuntimeHandle RuntimeKind RuntimeRegistry RuntimeView SecretRef
 StreamReset UnknownRuntimeError VisibilityPolicy WorkerEventStream WorkerListing
-WorkerNotVisibleError WorkerView WorkerViewPage open_remote_handle
+WorkerNotVisibleError WorkerView WorkerViewPage open_remote_handle pod_worker_id
 """.split()
 
 

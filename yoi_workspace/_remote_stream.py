@@ -1,0 +1,121 @@
+"""The remote handle's event stream: a client subscription on a shared client.
+
+:meth:`~yoi_workspace.RemoteRuntimeHandle.subscribe` returns a
+:class:`RemoteEventStream`. Entering it takes the handle's connection (so
+the client stays open while the stream is), and its errors are restated
+like the handle's: the URL scrubbed, the Runtime named, a broken connection
+retired (see ``yoi_workspace._remote_connection``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from yoi_runtime import Event, Gap
+from yoi_runtime.client import RemoteSubscription
+
+from ._remote_connection import Connection, Connector
+
+__all__ = ["RemoteEventStream"]
+
+#: Items a stream's ``receive_batch`` returns at most by default (as the
+#: embedded :class:`yoi_runtime.Subscription`).
+_DEFAULT_BATCH = 256
+
+
+class RemoteEventStream:
+    """An event stream of a remote handle: a
+    :class:`~yoi_runtime.client.RemoteSubscription` whose errors are
+    restated like the handle's, holding the handle's client while open.
+
+    Args:
+        connector: The handle's connection.
+        worker_id: The Worker to follow, or None for the Runtime-wide stream.
+        after: Resume after this cursor (or ``seq``); None starts now.
+    """
+
+    def __init__(
+        self, connector: Connector, worker_id: str | None, after: int | None
+    ) -> None:
+        self._connector = connector
+        self._worker_id = worker_id
+        self._after = after
+        self._connection: Connection | None = None
+        self._inner: RemoteSubscription | None = None
+        self._entered = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<remote event stream of runtime {self._connector.runtime_id!r}, "
+            f"worker {self._worker_id!r}>"
+        )
+
+    @property
+    def position(self) -> int:
+        """The cursor (or ``seq``) of the last item received."""
+        if self._inner is None:
+            raise RuntimeError("enter the subscription (async with) first")
+        return self._inner.position
+
+    async def __aenter__(self) -> RemoteEventStream:
+        if self._entered:
+            raise RuntimeError("a subscription can be entered only once")
+        self._entered = True
+        connection = await self._connector.acquire()
+        try:
+            inner = connection.client.subscribe(self._worker_id, after=self._after)
+            with self._connector.errors_of(connection):
+                await inner.__aenter__()
+        except BaseException:
+            await self._connector.release(connection)
+            raise
+        self._connection, self._inner = connection, inner
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        inner = self._inner
+        try:
+            if inner is None:
+                return None
+            return await inner.__aexit__(*exc_info)
+        finally:
+            await self._let_go()
+
+    def __aiter__(self) -> RemoteEventStream:
+        return self
+
+    async def __anext__(self) -> Event | Gap:
+        inner, connection = self._open_parts()
+        with self._connector.errors_of(connection):
+            return await inner.__anext__()
+
+    async def receive(self) -> Event | Gap:
+        """Wait for and return the next item (see ``RemoteSubscription``)."""
+        inner, connection = self._open_parts()
+        with self._connector.errors_of(connection):
+            return await inner.receive()
+
+    async def receive_batch(self, max_items: int = _DEFAULT_BATCH) -> list[Event | Gap]:
+        """Wait for at least one item; return every ready one, up to a limit."""
+        inner, connection = self._open_parts()
+        with self._connector.errors_of(connection):
+            return await inner.receive_batch(max_items)
+
+    async def aclose(self) -> None:
+        """Stop following the stream; idempotent."""
+        if self._inner is not None:
+            await self._inner.aclose()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def _open_parts(self) -> tuple[RemoteSubscription, Connection]:
+        if self._inner is None or self._connection is None:
+            raise RuntimeError("enter the subscription (async with) first")
+        return self._inner, self._connection
+
+    async def _let_go(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._connector.release(connection)

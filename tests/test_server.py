@@ -14,8 +14,6 @@ from typing import Any
 
 import attrs
 import httpx
-import hypercorn
-import hypercorn.trio
 import pytest
 import trio
 from openapi_spec_validator import validate
@@ -34,6 +32,7 @@ from yoi_runtime import (
     open_runtime,
 )
 from yoi_runtime._server._app import ServerState, create_app
+from yoi_runtime._server._hypercorn import serve_app
 from yoi_runtime._server._streams import StreamSettings
 
 TOKEN = "tok-3b1f-very-secret"
@@ -73,23 +72,22 @@ async def served(nursery: trio.Nursery) -> AsyncIterator[Served]:
             StreamSettings(heartbeat_interval=0.2),
             max_body_bytes=64 * 1024,
         )
-        config = hypercorn.Config()
-        config.bind = ["127.0.0.1:0"]
-        config.errorlog = None
         stop = trio.Event()
         async with trio.open_nursery() as inner:
             binds = await inner.start(
                 partial(
-                    hypercorn.trio.serve,
+                    serve_app,
                     create_app(state),
-                    config,
-                    shutdown_trigger=stop.wait,
+                    "127.0.0.1",
+                    0,
+                    shutdown_trigger=stop,
+                    shutdown_timeout=10.0,
+                    drain=state.close_streams,
                 )
             )
             async with httpx.AsyncClient(base_url=binds[0], headers=AUTH) as http:
                 with trio.fail_after(30):
                     yield Served(binds[0], runtime, state, http)
-            await state.close_streams()
             stop.set()
 
 
@@ -300,6 +298,10 @@ async def test_invalid_input_body(served: Served, body: Any, path: str) -> None:
         ("/v1/workers?status=sleepy", "status"),
         ("/v1/workers/{w}/transcript?cursor=x", "cursor"),
         ("/v1/workers/{w}/transcript?limit=-3", "limit"),
+        # Digits that are not ASCII ("²", "٣") are not numbers here.
+        ("/v1/workers?limit=%C2%B2", "limit"),
+        ("/v1/workers?cursor=%D9%A3", "cursor"),
+        ("/v1/workers/{w}/transcript?cursor=%C2%B2", "cursor"),
     ],
 )
 async def test_bad_query_parameters(served: Served, url: str, path: str) -> None:

@@ -43,7 +43,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -55,7 +55,18 @@ from ._replay import ReplayEngine
 from ._scripted import ScriptedEngine, ScriptedReply
 from ._wire import strict_converter
 
-__all__ = ["ConfigError", "FileConfig", "load_config", "make_engines"]
+__all__ = [
+    "ConfigError",
+    "EngineConfig",
+    "FileConfig",
+    "config_converter",
+    "load_config",
+    "make_engines",
+    "read_config_file",
+    "structure_config",
+]
+
+T = TypeVar("T")
 
 DEFAULT_MODEL_URL = "http://127.0.0.1:8080/v1"
 DEFAULT_MODEL = "smollm2"
@@ -95,6 +106,7 @@ class ScriptedConfig:
     error_status: int | None = None
 
 
+#: One ``[engines.NAME]`` table, by its ``kind``.
 EngineConfig = OpenAIChatConfig | ReplayConfig | ScriptedConfig
 
 
@@ -112,24 +124,72 @@ class FileConfig:
     engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
 
 
-_converter = strict_converter()
+def config_converter() -> cattrs.Converter:
+    """A strict converter (no extra keys, exact types) for config files.
 
-
-def _structure_engine(value: object, _: object) -> EngineConfig:
-    if not isinstance(value, dict):
-        raise TypeError("an engine must be a table")
+    It also structures an ``[engines.NAME]`` table (:data:`EngineConfig`)
+    as the class its ``kind`` names, so another config file can embed that
+    format.
+    """
+    converter = strict_converter()
     classes: dict[str, type[EngineConfig]] = {
         "openai-chat": OpenAIChatConfig,
         "replay": ReplayConfig,
         "scripted": ScriptedConfig,
     }
-    kind = value.get("kind")
-    if kind not in classes:
-        raise ValueError(f"kind must be one of {sorted(classes)}, got {kind!r}")
-    return _converter.structure(value, classes[kind])
+
+    def structure_engine(value: object, _: object) -> EngineConfig:
+        if not isinstance(value, dict):
+            raise TypeError("an engine must be a table")
+        kind = value.get("kind")
+        if kind not in classes:
+            raise ValueError(f"kind must be one of {sorted(classes)}, got {kind!r}")
+        return converter.structure(value, classes[kind])
+
+    converter.register_structure_hook(EngineConfig, structure_engine)
+    return converter
 
 
-_converter.register_structure_hook(EngineConfig, _structure_engine)
+_converter = config_converter()
+
+
+def read_config_file(file: Path) -> dict[str, Any]:
+    """Read a TOML config file.
+
+    Returns:
+        Its top-level table.
+
+    Raises:
+        ConfigError: The file is unreadable or not valid TOML.
+    """
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+
+
+def structure_config(
+    converter: cattrs.Converter, data: dict[str, Any], cls: type[T], file: Path
+) -> T:
+    """Validate a config file's table as ``cls``.
+
+    Args:
+        converter: Usually one from :func:`config_converter`.
+        data: From :func:`read_config_file`.
+        cls: The attrs class of the whole file.
+        file: The file, for the message.
+
+    Raises:
+        ConfigError: Wrong keys or types; the message names each bad key's
+            path (``config.engines.local.model``).
+    """
+    try:
+        return converter.structure(data, cls)
+    except Exception as exc:
+        problems = "; ".join(cattrs.transform_error(exc, path="config"))
+        raise ConfigError(f"invalid config file {file}: {problems}") from None
 
 
 def load_config(path: str | os.PathLike[str] | None) -> tuple[FileConfig, Path]:
@@ -148,17 +208,8 @@ def load_config(path: str | os.PathLike[str] | None) -> tuple[FileConfig, Path]:
     if path is None:
         return FileConfig(), Path.cwd()
     file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
-    try:
-        config = _converter.structure(data, FileConfig)
-    except Exception as exc:
-        problems = "; ".join(cattrs.transform_error(exc, path="config"))
-        raise ConfigError(f"invalid config file {file}: {problems}") from None
+    data = read_config_file(file)
+    config = structure_config(_converter, data, FileConfig, file)
     return config, file.resolve().parent
 
 

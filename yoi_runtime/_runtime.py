@@ -412,7 +412,11 @@ class Runtime:
                 ) from None
         start = 0
         if cursor is not None:
-            if not isinstance(cursor, str) or not cursor.isdigit() or len(cursor) > 18:
+            if (
+                not isinstance(cursor, str)
+                or not (cursor.isascii() and cursor.isdigit())
+                or len(cursor) > 18
+            ):
                 raise InvalidInputError("malformed cursor", path="cursor")
             start = int(cursor) + 1
         page: list[WorkerSummary] = []

@@ -116,7 +116,7 @@ class Transcript:
             )
         after = 0
         if cursor is not None:
-            if not cursor.isdigit() or len(cursor) > 18:
+            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
                 raise InvalidInputError("malformed transcript cursor", path="cursor")
             after = int(cursor)
         start = max(after - self._first + 1, 0)

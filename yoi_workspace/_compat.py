@@ -77,7 +77,11 @@ def _check_cursor(cursor: str | None, what: str) -> int:
     """Return the position a cursor stands for (-1 when None)."""
     if cursor is None:
         return -1
-    if not isinstance(cursor, str) or not cursor.isdigit() or len(cursor) > 18:
+    if (
+        not isinstance(cursor, str)
+        or not (cursor.isascii() and cursor.isdigit())
+        or len(cursor) > 18
+    ):
         raise InvalidInputError(f"malformed {what}", path="cursor")
     return int(cursor)
 

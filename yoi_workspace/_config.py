@@ -46,23 +46,22 @@ secret.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
-import cattrs
 
 from yoi_runtime import Engine, InvalidInputError
 from yoi_runtime._config import (
     ConfigError,
     EngineConfig,
     FileConfig,
-    _structure_engine,
+    config_converter,
     make_engines,
+    read_config_file,
+    structure_config,
 )
 from yoi_runtime._runtime import _check_id
-from yoi_runtime._wire import strict_converter
 
 from ._audit import JSONLinesAuditSink
 from ._policy import ALLOW_ALL, EVERYONE_SEES_ALL, HideWorkers
@@ -232,8 +231,7 @@ def _remote(config: WorkspaceConfig, index: int) -> RemoteRuntimeConfig:
         raise ConfigError(f"config.remote[{index}].{key}: {exc.message}") from None
 
 
-_converter = strict_converter()
-_converter.register_structure_hook(EngineConfig, _structure_engine)
+_converter = config_converter()
 
 
 def load_config(path: str | os.PathLike[str] | None) -> WorkspaceConfig:
@@ -247,19 +245,10 @@ def load_config(path: str | os.PathLike[str] | None) -> WorkspaceConfig:
     if path is None:
         return WorkspaceConfig()
     file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    data = read_config_file(file)
     if "base_dir" in data:  # a field, but the file's own directory
         raise ConfigError(f"invalid config file {file}: config.base_dir is not a key")
-    try:
-        config = _converter.structure(data, WorkspaceConfig)
-    except Exception as exc:
-        problems = "; ".join(cattrs.transform_error(exc, path="config"))
-        raise ConfigError(f"invalid config file {file}: {problems}") from None
+    config = structure_config(_converter, data, WorkspaceConfig, file)
     config = attrs.evolve(config, base_dir=file.resolve().parent)
     _check(config)
     return config

@@ -20,18 +20,16 @@ from typing import Any
 
 import attrs
 import httpx
-import hypercorn
-import hypercorn.trio
 import trio
 from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_stream
 from workspace.handle_support import REMOTE_ID
 
 from yoi_runtime import Event
-from yoi_runtime._server._streams import StreamSettings
+from yoi_runtime._server._hypercorn import serve_app
+from yoi_runtime._server._streams import StreamControl, StreamSettings
 from yoi_runtime.testing import ServerProcess, open_server_process
 from yoi_workspace import RuntimeRegistry
 from yoi_workspace._server._app import WorkspaceState, create_app
-from yoi_workspace._server._streams import StreamControl
 
 #: The line ``yoi-workspace`` prints once it accepts connections.
 WORKSPACE_LISTENING = re.compile(rb"yoi-workspace listening on (http://\S+)")
@@ -55,24 +53,23 @@ async def serve_registry(
     :class:`WorkspaceState` (``max_body_bytes``, ``caller_header``, ...)."""
     streams = StreamControl(StreamSettings(heartbeat_interval))
     workspace = WorkspaceState(registry, streams, **state)
-    config = hypercorn.Config()
-    config.bind = ["127.0.0.1:0"]
-    config.errorlog = None
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
             partial(
-                hypercorn.trio.serve,
+                serve_app,
                 create_app(workspace),
-                config,
-                shutdown_trigger=stop.wait,
+                "127.0.0.1",
+                0,
+                shutdown_trigger=stop,
+                shutdown_timeout=10.0,
+                drain=streams.close_streams,
             )
         )
         try:
             async with httpx.AsyncClient(base_url=binds[0]) as http:
                 yield Served(binds[0], registry, workspace, http)
         finally:
-            await streams.close_streams()
             stop.set()
 
 

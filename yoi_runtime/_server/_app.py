@@ -3,7 +3,8 @@
 The handlers only translate HTTP to library calls and back: every Worker
 semantic (admission, busy, cancel, stop, paging) lives in the library, and
 every library error becomes the JSON error envelope of ``docs/protocol.md``
-in one place (:func:`error_response`).
+in one place (:func:`yoi_runtime._server._http.error_response`, with the
+statuses of :data:`yoi_runtime._server._http.STATUS`).
 
 Browsers never talk to this app: its callers are programs holding its token,
 the Python client and the workspace backend, which fronts browsers.
@@ -12,95 +13,74 @@ the Python client and the workspace backend, which fronts browsers.
 from __future__ import annotations
 
 import hmac
-import json
-from typing import Any, TypeVar
 
 import attrs
-import cattrs
-import trio
 from quart import Response, request, websocket
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
 
-from .._errors import (
-    IdempotencyConflictError,
-    InternalError,
-    InvalidInputError,
-    UnauthorizedError,
-    YoiRuntimeError,
-)
+from .._errors import IdempotencyConflictError, UnauthorizedError
 from .._runtime import Runtime
-from .._wire import converter, strict_converter
+from .._wire import converter, item_to_json
+from ._http import (
+    error_response,
+    install_error_handlers,
+    json_response,
+    query_int,
+    read_body,
+)
 from ._openapi import openapi_document
-from ._streams import StreamSettings, serve_event_stream
+from ._streams import StreamControl, StreamSettings, ready_now, serve_event_stream
 
-__all__ = ["ServerState", "create_app", "error_response"]
-
-T = TypeVar("T")
-
-#: HTTP status of each error code; anything else is a 500.
-STATUS = {
-    "invalid_json": 400,
-    "websocket_required": 400,
-    "unauthorized": 401,
-    "worker_not_found": 404,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "worker_busy": 409,
-    "worker_stopped": 409,
-    "idempotency_conflict": 409,
-    "scope_conflict": 409,
-    "payload_too_large": 413,
-    "invalid_input": 422,
-    "operation_unsupported": 501,
-    "runtime_unavailable": 503,
-}
-
-
-class InvalidJSONError(InvalidInputError):
-    """The request body is not JSON at all."""
-
-    code = "invalid_json"
+__all__ = [
+    "CancelBody",
+    "CreateWorkerBody",
+    "InputBody",
+    "ServerState",
+    "StopBody",
+    "create_app",
+]
 
 
 @attrs.define(eq=False)
 class ServerState:
-    """What the handlers share: the Runtime, the token, the drain flag."""
+    """What the handlers share: the Runtime, the token, the drain flag.
+
+    Attributes:
+        runtime: Where every operation goes.
+        token: The bearer token every request but health must carry; None
+            accepts any request.
+        streams: WebSocket timing.
+        max_body_bytes: The largest request body, in bytes.
+        draining: Set by :meth:`begin_drain`: health answers 503.
+        stream_control: The open WebSockets (made from ``streams``).
+    """
 
     runtime: Runtime
     token: str | None = attrs.field(repr=False)
     streams: StreamSettings
     max_body_bytes: int = 1024 * 1024
     draining: bool = False
-    streams_closing: bool = False
-    stream_scopes: set[trio.CancelScope] = attrs.field(factory=set)
-    open_streams: int = 0
-    _streams_closed: trio.Event = attrs.field(factory=trio.Event)
+    stream_control: StreamControl = attrs.field(init=False)
+
+    @stream_control.default
+    def _stream_control(self) -> StreamControl:
+        return StreamControl(self.streams, shutdown_reason="runtime shutting down")
 
     def begin_drain(self) -> None:
         """Mark the process draining: health turns 503, streams close 1001."""
         self.draining = True
+        self.stream_control.begin_drain()
 
     async def close_streams(self) -> None:
         """Make every WebSocket stream flush what is ready and close; wait
         until all have closed."""
-        self.streams_closing = True
-        for scope in list(self.stream_scopes):
-            scope.cancel()
-        if self.open_streams:
-            await self._streams_closed.wait()
-
-    def stream_opened(self) -> None:
-        self.open_streams += 1
-
-    def stream_closed(self) -> None:
-        self.open_streams -= 1
-        if self.streams_closing and not self.open_streams:
-            self._streams_closed.set()
+        await self.stream_control.close_streams()
 
 
 @attrs.frozen
 class CreateWorkerBody:
+    """The body of ``POST /v1/workers`` (every field optional)."""
+
     profile: str = "companion"
     display_name: str | None = None
     engine: str | None = None
@@ -111,112 +91,25 @@ class CreateWorkerBody:
 
 @attrs.frozen
 class InputBody:
+    """The body of ``POST /v1/workers/{worker_id}/input``."""
+
     text: str
     input_id: str | None = None
 
 
 @attrs.frozen
 class StopBody:
+    """The body of ``POST /v1/workers/{worker_id}/stop`` (optional)."""
+
     reason: str | None = None
 
 
 @attrs.frozen
 class CancelBody:
+    """The body of ``POST /v1/workers/{worker_id}/cancel`` (optional)."""
+
     reason: str | None = None
     turn_id: str | None = None
-
-
-#: Request bodies: exact fields, exact JSON types (no "42" for 42).
-_requests = strict_converter()
-
-
-def json_response(body: Any, status: int = 200, **headers: str) -> Response:
-    return Response(
-        json.dumps(body),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
-
-
-def error_response(error: Exception) -> Response:
-    """The JSON error envelope for any exception (never a stack trace)."""
-    if not isinstance(error, YoiRuntimeError):
-        error = InternalError("internal error")
-    status = STATUS.get(error.code, 500)
-    headers = {"Retry-After": "5"} if status == 503 else {}
-    body = {
-        "error": {
-            "code": error.code,
-            "message": error.message,
-            "details": error.details(),
-        }
-    }
-    return json_response(body, status, **headers)
-
-
-class RouteNotFoundError(YoiRuntimeError):
-    code = "not_found"
-
-
-class MethodNotAllowedError(YoiRuntimeError):
-    code = "method_not_allowed"
-
-
-class PayloadTooLargeError(YoiRuntimeError):
-    code = "payload_too_large"
-
-
-class WebSocketRequiredError(YoiRuntimeError):
-    code = "websocket_required"
-
-
-def _http_error(error: HTTPException) -> YoiRuntimeError:
-    """Translate werkzeug's routing and body-size errors to coded errors."""
-    if error.code == 404:
-        return RouteNotFoundError(f"no route {request.path}")
-    if error.code == 405:
-        return MethodNotAllowedError(
-            f"{request.method} is not allowed on {request.path}"
-        )
-    if error.code == 413:
-        return PayloadTooLargeError("the request body is too large")
-    if error.code == 400 and request.path.endswith("/events"):
-        return WebSocketRequiredError(f"{request.path} only speaks WebSocket")
-    return InternalError(f"HTTP {error.code}")
-
-
-async def read_body(cls: type[T], *, optional: bool = False) -> T:
-    """Parse and validate the request's JSON body as ``cls``.
-
-    Raises:
-        InvalidJSONError: The body is not JSON.
-        InvalidInputError: Wrong fields or types; ``path`` is the JSON path.
-    """
-    data = await request.get_data(cache=False)
-    if optional and not data.strip():
-        return cls()
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise InvalidJSONError("the request body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidInputError("the request body must be a JSON object", path="$")
-    try:
-        return _requests.structure(value, cls)
-    except Exception as exc:
-        problems = cattrs.transform_error(exc, path="$")
-        path = problems[0].rpartition(" @ ")[2] if problems else "$"
-        raise InvalidInputError("; ".join(problems), path=path) from None
-
-
-def _query_int(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise InvalidInputError(f"{name} must be a non-negative integer", path=name)
-    return int(raw)
 
 
 def create_app(state: ServerState) -> QuartTrio:
@@ -241,22 +134,7 @@ def create_app(state: ServerState) -> QuartTrio:
             return None
         return error_response(UnauthorizedError("missing or wrong bearer token"))
 
-    @app.errorhandler(YoiRuntimeError)
-    async def on_library_error(error: YoiRuntimeError) -> Response:
-        return error_response(error)
-
-    @app.errorhandler(HTTPException)
-    async def on_http_error(error: HTTPException) -> Response:
-        response = error_response(_http_error(error))
-        allowed = getattr(error, "valid_methods", None)
-        if error.code == 405 and allowed:
-            response.headers["Allow"] = ", ".join(sorted(allowed))
-        return response
-
-    @app.errorhandler(Exception)
-    async def on_bug(error: Exception) -> Response:
-        app.logger.exception("unexpected error", exc_info=error)
-        return error_response(error)
+    install_error_handlers(app)
 
     @app.get("/v1/health")
     async def health() -> Response:
@@ -287,7 +165,7 @@ def create_app(state: ServerState) -> QuartTrio:
     async def list_workers() -> Response:
         page = await runtime.list_workers(
             status=request.args.get("status"),
-            limit=_query_int("limit"),
+            limit=query_int("limit"),
             cursor=request.args.get("cursor"),
         )
         return json_response(converter.unstructure(page))
@@ -343,7 +221,7 @@ def create_app(state: ServerState) -> QuartTrio:
     @app.get("/v1/workers/<worker_id>/transcript")
     async def transcript(worker_id: str) -> Response:
         page = await runtime.transcript(
-            worker_id, limit=_query_int("limit"), cursor=request.args.get("cursor")
+            worker_id, limit=query_int("limit"), cursor=request.args.get("cursor")
         )
         return json_response(converter.unstructure(page))
 
@@ -356,16 +234,15 @@ def create_app(state: ServerState) -> QuartTrio:
         return await _stream(worker_id)
 
     async def _stream(worker_id: str | None) -> Response | None:
-        raw = websocket.args.get("after")
-        after = None
-        if raw is not None:
-            if not raw.isdigit() or len(raw) > 18:
-                raise InvalidInputError(
-                    "after must be a non-negative integer", path="after"
-                )
-            after = int(raw)
-        subscription = runtime.subscribe(worker_id, after=after)
-        await serve_event_stream(websocket, subscription, state)
+        subscription = runtime.subscribe(worker_id, after=query_int("after"))
+        async with subscription:
+            await serve_event_stream(
+                websocket,
+                subscription,
+                state.stream_control,
+                encode=item_to_json,
+                ready=ready_now(subscription),
+            )
         return None
 
     return app

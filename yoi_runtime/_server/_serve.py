@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import ipaddress
 import os
-import signal
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,8 +20,6 @@ from functools import partial
 from pathlib import Path
 
 import attrs
-import hypercorn
-import hypercorn.trio
 import trio
 
 from .._config import ConfigError, load_config, make_engines
@@ -33,6 +29,7 @@ from .._runtime import open_runtime
 from .._store import parse_store_spec
 from .._util import single_error
 from ._app import ServerState, create_app
+from ._hypercorn import is_loopback, parse_bind, run_until_signal, serve_app
 from ._streams import StreamSettings
 
 __all__ = ["ProcessSettings", "main", "serve_runtime"]
@@ -67,16 +64,6 @@ class ProcessSettings:
     store: str = "memory"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 async def serve_runtime(
     settings: ProcessSettings,
     *,
@@ -104,41 +91,21 @@ async def serve_runtime(
             settings.streams,
             max_body_bytes=settings.max_body_bytes,
         )
-        config = hypercorn.Config()
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        config.bind = [f"{host}:{settings.port}"]
-        # Streams and commands are drained before Hypercorn is told to stop;
-        # what is left are idle keep-alive connections, which Hypercorn would
-        # otherwise hold for the whole grace period.
-        config.graceful_timeout = min(0.5, settings.shutdown_timeout)
-        config.errorlog = None
-        stop_serving = trio.Event()
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                partial(
-                    hypercorn.trio.serve,
-                    create_app(state),
-                    config,
-                    shutdown_trigger=stop_serving.wait,
-                )
-            )
-            task_status.started(binds)
-            await shutdown_trigger.wait()
-            # Graceful shutdown: a trigger plus a deadline on the nursery.
-            nursery.cancel_scope.deadline = (
-                trio.current_time() + settings.shutdown_timeout
-            )
+
+        async def drain() -> None:
             state.begin_drain()
             await runtime.drain("shutdown")
             await state.close_streams()
-            stop_serving.set()
 
-
-def _parse_bind(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise argparse.ArgumentTypeError("expected HOST:PORT, e.g. 127.0.0.1:8321")
-    return host.strip("[]"), int(port)
+        await serve_app(
+            create_app(state),
+            settings.host,
+            settings.port,
+            shutdown_trigger=shutdown_trigger,
+            shutdown_timeout=settings.shutdown_timeout,
+            drain=drain,
+            task_status=task_status,
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve a yoi Runtime over HTTP (commands) and WebSocket "
         "(events). Browsers never talk to it directly.",
     )
-    parser.add_argument("--bind", type=_parse_bind, required=True, metavar="HOST:PORT")
+    parser.add_argument("--bind", type=parse_bind, required=True, metavar="HOST:PORT")
     parser.add_argument(
         "--runtime-id",
         help="default: the config's, else the store's, else derived from host "
@@ -231,26 +198,16 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
 
 
 async def _run(settings: ProcessSettings) -> None:
-    shutdown = trio.Event()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    def announce(binds: list[str]) -> None:
+        if settings.token is None:
+            print(
+                "yoi-runtime: no token configured; serving on loopback only",
+                file=sys.stderr,
+            )
+        print(f"yoi-runtime listening on {binds[0]}", flush=True)
 
-        async def watch_signals() -> None:
-            async for _ in signals:
-                shutdown.set()
-                return
-
-        with single_error():  # a StoreError opening the Runtime comes out bare
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_signals)
-                binds = await nursery.start(
-                    partial(serve_runtime, settings, shutdown_trigger=shutdown)
-                )
-                if settings.token is None:
-                    print(
-                        "yoi-runtime: no token configured; serving on loopback only",
-                        file=sys.stderr,
-                    )
-                print(f"yoi-runtime listening on {binds[0]}", flush=True)
+    with single_error():  # a StoreError opening the Runtime comes out bare
+        await run_until_signal(partial(serve_runtime, settings), announce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

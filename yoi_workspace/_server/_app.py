@@ -5,19 +5,22 @@ The browser names Runtimes and Workers only by ``runtime_id`` and
 ``worker_id``: a request carrying an endpoint, token or path (see
 :data:`FORBIDDEN_KEYS`) is refused with ``400 invalid_input``, and no
 response carries one. Errors use the runtime process's JSON envelope
-(:func:`yoi_runtime._server._app.error_response`) with this API's statuses
+(:func:`yoi_runtime._server._http.error_response`) with this API's statuses
 (:data:`STATUS`); a hidden Worker is answered exactly like an unknown one.
+WebSockets use the runtime process's frames, heartbeats and close codes
+(:func:`yoi_runtime._server._streams.serve_event_stream`); a Runtime that
+goes away does not close a stream: it resumes when the Runtime is back.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 from quart import Response, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
 
 from yoi_runtime import (
     InternalError,
@@ -28,34 +31,45 @@ from yoi_runtime import (
     WorkerStatus,
     YoiRuntimeError,
 )
-from yoi_runtime._server._app import (
-    CancelBody,
-    CreateWorkerBody,
-    InputBody,
-    StopBody,
-    _http_error,
-    _query_int,
+from yoi_runtime._server._app import CancelBody, CreateWorkerBody, InputBody, StopBody
+from yoi_runtime._server._http import STATUS as RUNTIME_STATUS
+from yoi_runtime._server._http import error_response as envelope
+from yoi_runtime._server._http import (
+    install_error_handlers,
     json_response,
+    query_int,
     read_body,
 )
-from yoi_runtime._server._app import error_response as envelope
+from yoi_runtime._server._streams import (
+    EventSource,
+    StreamControl,
+    ready_within,
+    serve_event_stream,
+)
 from yoi_runtime._wire import converter, item_to_json
 
 from .._aggregate import AggregateItem
 from .._policy import ANONYMOUS, Caller
 from .._registry import RuntimeRegistry
 from .._views import RuntimeView
-from ._streams import StreamControl, serve_stream
 
 __all__ = ["FORBIDDEN_KEYS", "STATUS", "WorkspaceState", "create_app"]
 
-#: HTTP status of the codes whose status differs from the runtime process's
-#: (``yoi_runtime._server._app.STATUS``), or which only this API has.
+T = TypeVar("T")
+
+#: HTTP status of each error code: the runtime process's
+#: (``yoi_runtime._server._http.STATUS``), but ``invalid_input`` is a 400,
+#: plus the codes only this API has.
 STATUS = {
+    **RUNTIME_STATUS,
     "invalid_input": 400,
     "command_refused": 403,
     "unknown_runtime": 404,
 }
+
+#: Seconds the shutdown flush of a stream waits for each further batch (the
+#: items of a remote Runtime arrive over the network).
+FLUSH_GRACE = 0.1
 
 #: Keys no request may carry, in a body (at any depth) or as a query
 #: parameter, compared case-insensitively with ``-`` read as ``_``: the
@@ -154,11 +168,9 @@ def _for_browser(error: Exception, runtime_id: str | None) -> YoiRuntimeError:
 
 
 def error_response(error: Exception, runtime_id: str | None = None) -> Response:
-    """The runtime process's JSON envelope, with this API's statuses."""
-    error = _for_browser(error, runtime_id)
-    response = envelope(error)
-    response.status_code = STATUS.get(error.code, response.status_code)
-    return response
+    """The runtime process's JSON envelope of the error as the browser sees
+    it, with this API's statuses (:data:`STATUS`)."""
+    return envelope(_for_browser(error, runtime_id), STATUS)
 
 
 def create_app(state: WorkspaceState) -> QuartTrio:
@@ -210,22 +222,9 @@ def create_app(state: WorkspaceState) -> QuartTrio:
         value = args.get("runtime_id", args.get("host_id"))
         return None if value is None else str(value)
 
-    @app.errorhandler(YoiRuntimeError)
-    async def on_error(error: YoiRuntimeError) -> Response:
-        return error_response(error, runtime_id_of())
-
-    @app.errorhandler(HTTPException)
-    async def on_http_error(error: HTTPException) -> Response:
-        response = envelope(_http_error(error))
-        allowed = getattr(error, "valid_methods", None)
-        if error.code == 405 and allowed:
-            response.headers["Allow"] = ", ".join(sorted(allowed))
-        return response
-
-    @app.errorhandler(Exception)
-    async def on_bug(error: Exception) -> Response:
-        app.logger.exception("unexpected error", exc_info=error)
-        return error_response(error)
+    install_error_handlers(
+        app, lambda error: error_response(error, runtime_id_of()), STATUS
+    )
 
     def view(runtime: RuntimeView) -> dict[str, Any]:
         return converter.unstructure(runtime)  # type: ignore[no-any-return]
@@ -251,7 +250,7 @@ def create_app(state: WorkspaceState) -> QuartTrio:
             caller(),
             runtime_id,
             status=status(),
-            limit=_query_int("limit"),
+            limit=query_int("limit"),
             cursor=request.args.get("cursor"),
         )
         return json_response(converter.unstructure(page))
@@ -305,28 +304,30 @@ def create_app(state: WorkspaceState) -> QuartTrio:
             caller(),
             runtime_id,
             worker_id,
-            limit=_query_int("limit"),
+            limit=query_int("limit"),
             cursor=request.args.get("cursor"),
         )
         return json_response(converter.unstructure(page))
 
     @app.websocket("/api/runtimes/<runtime_id>/workers/<worker_id>/events")
     async def worker_events(runtime_id: str, worker_id: str) -> None:
-        raw = websocket.args.get("after")
-        if raw is not None and (not raw.isdigit() or len(raw) > 18):
-            raise InvalidInputError(
-                "after must be a non-negative integer", path="after"
-            )
-        after = None if raw is None else int(raw)
+        after = query_int("after")
         stream = registry.subscribe(caller(), runtime_id, worker_id, after=after)
         async with stream:
-            await serve_stream(websocket, stream, item_to_json, state.streams)
+            await push(stream, item_to_json)
 
     @app.websocket("/api/events")
     async def all_events() -> None:
         stream = registry.subscribe_all(caller(), after=websocket.args.get("after"))
         async with stream:
-            await serve_stream(websocket, stream, AggregateItem.to_json, state.streams)
+            await push(stream, AggregateItem.to_json)
+
+    async def push(stream: EventSource[T], encode: Callable[[T], Any]) -> None:
+        """Serve an entered stream down the WebSocket (until it ends)."""
+        ready = ready_within(stream, FLUSH_GRACE)
+        await serve_event_stream(
+            websocket, stream, state.streams, encode=encode, ready=ready
+        )
 
     # -- the older list endpoints, as a projection (docs/workspace.md) --------
 

@@ -12,25 +12,26 @@ seconds. Remote Runtimes keep running: they are not the backend's.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
 import attrs
-import hypercorn
-import hypercorn.trio
 import trio
 
 from yoi_runtime import Engine
-from yoi_runtime._server._serve import _parse_bind, is_loopback
-from yoi_runtime._server._streams import StreamSettings
+from yoi_runtime._server._hypercorn import (
+    is_loopback,
+    parse_bind,
+    run_until_signal,
+    serve_app,
+)
+from yoi_runtime._server._streams import StreamControl, StreamSettings
 
 from .._config import ConfigError, WorkspaceConfig, load_config
 from .._workspace import open_workspace
 from ._app import WorkspaceState, create_app
-from ._streams import StreamControl
 
 __all__ = ["WorkspaceSettings", "main", "serve_workspace"]
 
@@ -65,11 +66,13 @@ async def serve_workspace(
         shutdown_trigger: Set it to drain and stop.
         task_status: Receives the bound URLs (``["http://127.0.0.1:8400"]``)
             once the socket listens.
-
     """
     config = settings.config
     async with open_workspace(config, engines=settings.engines) as workspace:
-        streams = StreamControl(StreamSettings(config.heartbeat_interval))
+        streams = StreamControl(
+            StreamSettings(config.heartbeat_interval),
+            shutdown_reason="workspace shutting down",
+        )
         state = WorkspaceState(
             workspace.registry,
             streams,
@@ -77,34 +80,23 @@ async def serve_workspace(
             roles_header=config.roles_header,
             max_body_bytes=config.max_body_bytes,
         )
-        hyper = hypercorn.Config()
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        hyper.bind = [f"{host}:{settings.port}"]
-        # Streams are closed before Hypercorn is told to stop; what is left
-        # are idle keep-alive connections and in-flight requests.
-        hyper.graceful_timeout = min(0.5, config.shutdown_timeout)
-        hyper.errorlog = None
-        stop_serving = trio.Event()
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                partial(
-                    hypercorn.trio.serve,
-                    create_app(state),
-                    hyper,
-                    shutdown_trigger=stop_serving.wait,
-                )
-            )
-            task_status.started(binds)
-            await shutdown_trigger.wait()
-            # Graceful shutdown: a trigger plus a deadline on the nursery.
-            deadline = trio.current_time() + config.shutdown_timeout
-            nursery.cancel_scope.deadline = deadline
+
+        async def drain() -> None:
             state.draining = True
             streams.begin_drain()
             if workspace.runtime is not None:
                 await workspace.runtime.drain("shutdown")
             await streams.close_streams()
-            stop_serving.set()
+
+        await serve_app(
+            create_app(state),
+            settings.host,
+            settings.port,
+            shutdown_trigger=shutdown_trigger,
+            shutdown_timeout=config.shutdown_timeout,
+            drain=drain,
+            task_status=task_status,
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the workspace backend's browser API: every Worker "
         "of the configured Runtimes (embedded, remote, local-pod).",
     )
-    parser.add_argument("--bind", type=_parse_bind, required=True, metavar="HOST:PORT")
+    parser.add_argument("--bind", type=parse_bind, required=True, metavar="HOST:PORT")
     parser.add_argument("--config", type=Path, help="TOML config file")
     parser.add_argument("--model-url", help="base URL of the default embedded engine")
     parser.add_argument("--model", help="model of the default embedded engine")
@@ -137,26 +129,16 @@ def settings_from_args(argv: Sequence[str] | None) -> WorkspaceSettings:
 
 
 async def _run(settings: WorkspaceSettings) -> None:
-    shutdown = trio.Event()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-
-        async def watch_signals() -> None:
-            async for _ in signals:
-                shutdown.set()
-                return
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch_signals)
-            binds = await nursery.start(
-                partial(serve_workspace, settings, shutdown_trigger=shutdown)
+    def announce(binds: list[str]) -> None:
+        if not is_loopback(settings.host):
+            print(
+                f"yoi-workspace: trusting the {settings.config.caller_header} "
+                "header: serve it only behind the authenticating proxy",
+                file=sys.stderr,
             )
-            if not is_loopback(settings.host):
-                print(
-                    f"yoi-workspace: trusting the {settings.config.caller_header} "
-                    "header: serve it only behind the authenticating proxy",
-                    file=sys.stderr,
-                )
-            print(f"yoi-workspace listening on {binds[0]}", flush=True)
+        print(f"yoi-workspace listening on {binds[0]}", flush=True)
+
+    await run_until_signal(partial(serve_workspace, settings), announce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,233 @@
+"""HTTP plumbing shared by the runtime process and the workspace backend.
+
+Both Quart-Trio apps answer in JSON and report every error in one envelope,
+``{"error": {"code", "message", "details"}}`` (``docs/protocol.md``), whose
+HTTP status comes from a table of error codes (:data:`STATUS` for the
+runtime process; the workspace backend adds its own on top). Everything here
+works on Quart's request context; nothing knows which app it serves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import cattrs
+from quart import Quart, Response, has_websocket_context, request, websocket
+from werkzeug.exceptions import HTTPException
+
+from .._errors import InternalError, InvalidInputError, YoiRuntimeError
+from .._wire import strict_converter
+
+__all__ = [
+    "STATUS",
+    "InvalidJSONError",
+    "MethodNotAllowedError",
+    "PayloadTooLargeError",
+    "RouteNotFoundError",
+    "WebSocketRequiredError",
+    "error_response",
+    "http_error",
+    "install_error_handlers",
+    "json_response",
+    "query_int",
+    "read_body",
+]
+
+T = TypeVar("T")
+
+#: HTTP status of each error code of the runtime process; anything else is
+#: a 500.
+STATUS: Mapping[str, int] = {
+    "invalid_json": 400,
+    "websocket_required": 400,
+    "unauthorized": 401,
+    "worker_not_found": 404,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "worker_busy": 409,
+    "worker_stopped": 409,
+    "idempotency_conflict": 409,
+    "scope_conflict": 409,
+    "payload_too_large": 413,
+    "invalid_input": 422,
+    "operation_unsupported": 501,
+    "runtime_unavailable": 503,
+}
+
+
+class InvalidJSONError(InvalidInputError):
+    """The request body is not JSON at all."""
+
+    code = "invalid_json"
+
+
+class RouteNotFoundError(YoiRuntimeError):
+    """No route matches the request's path."""
+
+    code = "not_found"
+
+
+class MethodNotAllowedError(YoiRuntimeError):
+    """The route exists but not for the request's method."""
+
+    code = "method_not_allowed"
+
+
+class PayloadTooLargeError(YoiRuntimeError):
+    """The request body is larger than the app's ``MAX_CONTENT_LENGTH``."""
+
+    code = "payload_too_large"
+
+
+class WebSocketRequiredError(YoiRuntimeError):
+    """A plain HTTP request reached an ``.../events`` WebSocket route."""
+
+    code = "websocket_required"
+
+
+#: Request bodies: exact fields, exact JSON types (no "42" for 42).
+_requests = strict_converter()
+
+
+def json_response(body: Any, status: int = 200, **headers: str) -> Response:
+    """A response whose body is ``body`` as JSON.
+
+    Args:
+        body: Anything :func:`json.dumps` takes.
+        status: The HTTP status.
+        headers: Extra response headers.
+    """
+    return Response(
+        json.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(error: Exception, statuses: Mapping[str, int] = STATUS) -> Response:
+    """The JSON error envelope for any exception (never a stack trace).
+
+    Args:
+        error: A :class:`YoiRuntimeError`; anything else is answered as an
+            ``internal_error`` without details.
+        statuses: HTTP status by error code; a code it lacks is a 500. A 503
+            carries ``Retry-After: 5``.
+    """
+    if not isinstance(error, YoiRuntimeError):
+        error = InternalError("internal error")
+    status = statuses.get(error.code, 500)
+    headers = {"Retry-After": "5"} if status == 503 else {}
+    body = {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "details": error.details(),
+        }
+    }
+    return json_response(body, status, **headers)
+
+
+def http_error(error: HTTPException) -> YoiRuntimeError:
+    """Translate werkzeug's routing and body-size errors to coded errors.
+
+    Returns:
+        ``not_found`` (404), ``method_not_allowed`` (405),
+        ``payload_too_large`` (413), ``websocket_required`` (a 400 on a path
+        ending in ``/events``), else an ``internal_error`` naming the status.
+    """
+    if error.code == 404:
+        return RouteNotFoundError(f"no route {request.path}")
+    if error.code == 405:
+        return MethodNotAllowedError(
+            f"{request.method} is not allowed on {request.path}"
+        )
+    if error.code == 413:
+        return PayloadTooLargeError("the request body is too large")
+    if error.code == 400 and request.path.endswith("/events"):
+        return WebSocketRequiredError(f"{request.path} only speaks WebSocket")
+    return InternalError(f"HTTP {error.code}")
+
+
+def install_error_handlers(
+    app: Quart,
+    respond: Callable[[Exception], Response] = error_response,
+    statuses: Mapping[str, int] = STATUS,
+) -> None:
+    """Answer every error ``app`` raises with the JSON envelope.
+
+    Args:
+        app: The app to register the handlers on.
+        respond: Turns a library error, or an unexpected exception (logged
+            first, with its traceback), into the response; by default the
+            envelope with the runtime process's statuses.
+        statuses: HTTP status by error code for werkzeug's own errors
+            (:func:`http_error`); a 405 also carries the ``Allow`` header.
+    """
+
+    @app.errorhandler(YoiRuntimeError)
+    async def on_library_error(error: YoiRuntimeError) -> Response:
+        return respond(error)
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(error: HTTPException) -> Response:
+        response = error_response(http_error(error), statuses)
+        allowed = getattr(error, "valid_methods", None)
+        if error.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
+    @app.errorhandler(Exception)
+    async def on_bug(error: Exception) -> Response:
+        app.logger.exception("unexpected error", exc_info=error)
+        return respond(error)
+
+
+async def read_body(cls: type[T], *, optional: bool = False) -> T:
+    """Parse and validate the request's JSON body as ``cls``.
+
+    Args:
+        cls: An attrs class; the body must have exactly its fields, with
+            exact JSON types.
+        optional: Whether an empty body means ``cls()``.
+
+    Raises:
+        InvalidJSONError: The body is not JSON.
+        InvalidInputError: Wrong fields or types; ``path`` is the JSON path.
+    """
+    data = await request.get_data(cache=False)
+    if optional and not data.strip():
+        return cls()
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise InvalidJSONError("the request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("the request body must be a JSON object", path="$")
+    try:
+        return _requests.structure(value, cls)
+    except Exception as exc:
+        problems = cattrs.transform_error(exc, path="$")
+        path = problems[0].rpartition(" @ ")[2] if problems else "$"
+        raise InvalidInputError("; ".join(problems), path=path) from None
+
+
+def query_int(name: str) -> int | None:
+    """The query parameter ``name`` of the request or WebSocket, as an int.
+
+    Returns:
+        None when it is absent.
+
+    Raises:
+        InvalidInputError: It is not a non-negative integer of at most 18
+            digits (``path`` is ``name``).
+    """
+    args = websocket.args if has_websocket_context() else request.args
+    raw = args.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise InvalidInputError(f"{name} must be a non-negative integer", path=name)
+    return int(raw)

@@ -43,7 +43,7 @@ from ._types import (
     WorkerStatus,
     WorkerSummary,
 )
-from ._util import single_error
+from ._util import parse_count, single_error
 from ._version import PROTOCOL_VERSION, __version__
 from ._worker import Hub, Limits, Worker
 
@@ -412,13 +412,10 @@ class Runtime:
                 ) from None
         start = 0
         if cursor is not None:
-            if (
-                not isinstance(cursor, str)
-                or not (cursor.isascii() and cursor.isdigit())
-                or len(cursor) > 18
-            ):
+            parsed = parse_count(cursor)
+            if parsed is None:
                 raise InvalidInputError("malformed cursor", path="cursor")
-            start = int(cursor) + 1
+            start = parsed + 1
         page: list[WorkerSummary] = []
         ordered = self._ordered
         index = start

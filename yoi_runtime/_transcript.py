@@ -10,6 +10,7 @@ import datetime
 
 from ._errors import InvalidInputError
 from ._types import TranscriptEntry, TranscriptPage, TurnStatus
+from ._util import parse_count
 
 __all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Transcript"]
 
@@ -116,9 +117,10 @@ class Transcript:
             )
         after = 0
         if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+            parsed = parse_count(cursor)
+            if parsed is None:
                 raise InvalidInputError("malformed transcript cursor", path="cursor")
-            after = int(cursor)
+            after = parsed
         start = max(after - self._first + 1, 0)
         chunk = self._entries[start : start + limit]
         last = self._first + len(self._entries) - 1

@@ -5,7 +5,25 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-__all__ = ["single_error"]
+__all__ = ["parse_count", "single_error"]
+
+
+def parse_count(text: object) -> int | None:
+    """Return the non-negative integer ``text`` spells, or None.
+
+    Accepts 1-18 ASCII digits only: not a sign, not spaces, not digits of
+    other scripts (``"²"`` is a digit to :meth:`str.isdigit` but not to
+    :func:`int`). Used for cursors and counts given as text (query
+    parameters, page cursors).
+    """
+    if (
+        not isinstance(text, str)
+        or not text.isascii()
+        or not text.isdigit()
+        or len(text) > 18
+    ):
+        return None
+    return int(text)
 
 
 @contextlib.contextmanager

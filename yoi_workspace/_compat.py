@@ -35,6 +35,7 @@ from yoi_runtime import (
     TurnSummary,
     WorkerStatus,
 )
+from yoi_runtime._util import parse_count
 
 from ._handle import EventStream
 from ._pods import Scan, read_session, scan_pods
@@ -77,13 +78,10 @@ def _check_cursor(cursor: str | None, what: str) -> int:
     """Return the position a cursor stands for (-1 when None)."""
     if cursor is None:
         return -1
-    if (
-        not isinstance(cursor, str)
-        or not (cursor.isascii() and cursor.isdigit())
-        or len(cursor) > 18
-    ):
+    position = parse_count(cursor)
+    if position is None:
         raise InvalidInputError(f"malformed {what}", path="cursor")
-    return int(cursor)
+    return position
 
 
 class LocalPodSource:

@@ -18,6 +18,7 @@ from quart import Quart, Response, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
 
 from .._errors import InternalError, InvalidInputError, YoiRuntimeError
+from .._util import parse_count
 from .._wire import strict_converter
 
 __all__ = [
@@ -228,6 +229,7 @@ def query_int(name: str) -> int | None:
     raw = args.get(name)
     if raw is None:
         return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    value = parse_count(raw)
+    if value is None:
         raise InvalidInputError(f"{name} must be a non-negative integer", path=name)
-    return int(raw)
+    return value

@@ -78,7 +78,6 @@ class Journal:
         self,
         event: Event,
         log: EventLog,
-        worker_id: str,
         worker: Worker | None,
         turn: _Turn | None,
         entry: _Entry | None,
@@ -87,6 +86,7 @@ class Journal:
         commit) and what it changed: the Worker's record (only when it was
         created, stopped or failed), a turn and a transcript entry."""
         self._events.append((event, log))
+        worker_id = event.worker_id
         if worker is not None:
             self._workers[worker_id] = worker
         if turn is not None:

@@ -383,10 +383,6 @@ class SQLiteStore:
                 )
                 self._first_seq[worker_id] = keep_from
 
-    def set_event_retention(self, retention: int) -> None:
-        """Keep at least ``retention`` events per Worker (0 keeps all)."""
-        self._retention = retention
-
 
 def _lock(path: Path) -> int:
     lock_path = path.with_name(path.name + ".lock")

@@ -412,7 +412,7 @@ class Worker:
             hub_log.append(event)
         else:
             worker = self if type in _LIFECYCLE else None
-            journal.note(event, log, self.worker_id, worker, turn, entry)
+            journal.note(event, log, worker, turn, entry)
 
     def _set_status(self, status: WorkerStatus, at: datetime.datetime) -> None:
         previous, self.status = self.status, status
@@ -513,9 +513,7 @@ class Worker:
             return
         self._stop_reason = reason
         self.status = WorkerStatus.STOPPED
-        if self._active is not None:
-            self.cancel(self._active, reason)
-        self._mailbox_send.close()
+        self._end_actor(reason)
 
     def close(self, reason: str) -> None:
         """End the actor for a closing durable Runtime: cancel the active
@@ -524,6 +522,9 @@ class Worker:
         if self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
             return
         self._closing = True
+        self._end_actor(reason)
+
+    def _end_actor(self, reason: str | None) -> None:
         if self._active is not None:
             self.cancel(self._active, reason)
         self._mailbox_send.close()

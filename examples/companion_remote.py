@@ -4,9 +4,9 @@ Starts llama-cpp-python's server with SmolLM2-135M-Instruct, then a
 ``yoi-runtime`` process (``--bind 127.0.0.1:0``, a bearer token, a durable
 SQLite store, its default engine pointed at that model server), and drives it
 with
-``yoi_runtime.client``: creates a Companion, streams its answer over the
-WebSocket, shows a busy rejection and a cancel, exactly as the embedded
-example does in-process.
+``yoi_runtime.client``: creates a Companion, asks it a question (``ask``),
+streams an answer over the WebSocket, shows a busy rejection and a cancel,
+as the embedded example does in-process.
 
 Run: .venv/bin/python examples/companion_remote.py
 """
@@ -20,7 +20,8 @@ import trio
 
 from yoi_runtime import Event, WorkerBusyError
 from yoi_runtime.client import RemoteSubscription, open_runtime_client
-from yoi_runtime.testing import open_llama_server, open_runtime_process
+from yoi_runtime.local_model import open_local_model_server
+from yoi_runtime.testing import open_runtime_process
 
 
 async def print_answer(
@@ -50,7 +51,7 @@ async def main() -> None:
 async def demo(directory: str) -> None:
     token = secrets.token_urlsafe(24)
     async with (
-        open_llama_server() as model,
+        open_local_model_server() as model,
         open_runtime_process(
             "--model-url", model.base_url, "--model", model.model,
             "--store", f"sqlite:{directory}/runtime.db",  # durable
@@ -62,12 +63,10 @@ async def demo(directory: str) -> None:
         print(f"remote runtime {runtime.runtime_id} ({summary.capabilities.placement})")
         companion = await runtime.create_worker("companion", display_name="Yoi")
         worker_id = companion.worker_id
+        print("\n> Name three colours of the rainbow.")
+        result = await runtime.ask(worker_id, "Name three colours of the rainbow.")
+        print(f"{result.text}\n[turn.completed: finish_reason {result.finish_reason}]")
         async with runtime.subscribe(worker_id) as events:
-            print("\n> Name three colours of the rainbow.")
-            await runtime.send_input(worker_id, "Name three colours of the rainbow.")
-            ended = await print_answer(events)
-            print(f"[{ended}]")
-
             print("\n> Write a long story about a lighthouse keeper.")
             turn = await runtime.send_input(
                 worker_id, "Write a long story about a lighthouse keeper."
@@ -77,9 +76,9 @@ async def demo(directory: str) -> None:
                 await runtime.send_input(worker_id, "Are you there?")
             except WorkerBusyError as exc:
                 print(f"\n[busy: turn {exc.turn_id} is running, input refused]")
-            result = await runtime.cancel(worker_id, reason="demo: cancel")
+            cancel = await runtime.cancel(worker_id, reason="demo: cancel")
             ended = await print_answer(events)
-            print(f"[cancel -> {result.outcome.value} ({ended}) turn {turn.turn_id}]")
+            print(f"[cancel -> {cancel.outcome.value} ({ended}) turn {turn.turn_id}]")
         detail = await runtime.get_worker(worker_id)
         print(f"[worker is {detail.status.value} after {detail.turns} turns]")
 

@@ -1,13 +1,15 @@
 """The workspace backend over three kinds of Runtime, through the browser API.
 
 Starts llama-cpp-python's server with SmolLM2-135M-Instruct, a ``yoi-runtime``
-process beside it (``rt-office``, with a bearer token), writes a pod directory
-of the older local-pod model, and starts the ``yoi-workspace`` backend with a
-config listing an embedded Runtime, that process and the pods. Then, only
-through the browser API (HTTP with httpx, WebSocket with trio-websocket), it
-lists everything, chats with a Companion in each Runtime on the real model,
-reads the old pod's transcript, and shows the remote Runtime going down and
-coming back while the all-Workers event stream stays open.
+process beside it (``rt-office``, with a bearer token), writes a yoi home
+holding one Pod of the older local-pod model (in yoi's own format, left
+behind by a crash), and starts the ``yoi-workspace`` backend with a config
+listing a durable embedded Runtime (``store = "sqlite:companion.db"``), that
+process and the yoi home. Then, only through the browser API (HTTP with
+httpx, WebSocket with trio-websocket), it shows the workspace, lists
+everything, chats with a Companion in each Runtime on the real model, reads
+the old Pod's transcript and the diagnostics, and shows the remote Runtime
+going down and coming back while the all-Workers event stream stays open.
 
 Run: .venv/bin/python examples/workspace_demo.py
 """
@@ -47,38 +49,92 @@ def engine_toml(model: LlamaServer) -> str:
     )
 
 
-def write_pods(pods: Path) -> None:
-    """One pod of the older model: its metadata and its session log."""
-    pod = pods / "helper-2024"
+def write_yoi_home(home: Path) -> None:
+    """One Pod in yoi's format (``docs/compat-local-pod.md``): metadata, an
+    allocation whose process is gone (a crash: the Pod reads as stale) and
+    its active segment log."""
+    session = "018f3a1c-9e00-7000-8000-000000000001"
+    segment = "018f3a1c-9e00-7000-8000-000000000002"
+    pod = home / "pods" / "helper-2024"
     pod.mkdir(parents=True)
-    at = datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.UTC).isoformat()
     metadata = {
         "pod_name": "helper-2024",
-        "pid": 4_194_297,  # long gone: the pod is shown stopped, and stale
-        "socket_path": str(pod / "pod.sock"),
-        "session_path": "session.jsonl",
-        "profile": "companion",
-        "display_name": "Old helper",
-        "started_at": at,
-        "status": "idle",
+        "active": {"session_id": session, "segment_id": segment},
+        "workspace_root": "/workspace/demo",
     }
-    (pod / "metadata.json").write_text(json.dumps(metadata))
+    (pod / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    allocation = {
+        "pod_name": "helper-2024",
+        "pid": 4_194_297,  # long gone
+        "socket": str(home / "run" / "helper-2024" / "sock"),
+        "scope_allow": [],
+        "scope_deny": [],
+        "delegated_from": None,
+        "segment_id": segment,
+    }
+    (home / "run").mkdir()
+    (home / "run" / "pods.json").write_text(
+        json.dumps({"allocations": [allocation]}, indent=2)
+    )
+    ts = int(datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.UTC).timestamp())
+    ts *= 1000
+    config = {
+        "max_tokens": None,
+        "temperature": None,
+        "top_p": None,
+        "top_k": None,
+        "stop_sequences": [],
+        "reasoning": None,
+    }
+    answer = [{"kind": "text", "text": "A tower that guides ships."}]
     lines = [
-        {"role": "user", "text": "What is a lighthouse?", "at": at},
-        {"role": "assistant", "text": "A tower that guides ships.", "at": at},
+        {
+            "kind": "segment_start",
+            "ts": ts,
+            "session_id": session,
+            "system_prompt": None,
+            "config": config,
+            "history": [],
+        },
+        {"kind": "invoke", "ts": ts, "trigger": "user_send"},
+        {
+            "kind": "user_input",
+            "ts": ts,
+            "segments": [{"kind": "text", "content": "What is a lighthouse?"}],
+        },
+        {
+            "kind": "assistant_item",
+            "ts": ts + 900,
+            "item": {"kind": "message", "role": "assistant", "content": answer},
+        },
+        {"kind": "turn_end", "ts": ts + 901, "turn_count": 1},
+        {
+            "kind": "run_completed",
+            "ts": ts + 902,
+            "interrupted": False,
+            "result": "finished",
+        },
     ]
-    (pod / "session.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log = home / "sessions" / session / f"{segment}.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines))
 
 
 async def show_runtimes(http: httpx.AsyncClient) -> dict[str, str]:
-    """Print every Runtime; return their status by id."""
-    runtimes = (await http.get("/api/runtimes")).json()["runtimes"]
-    for runtime in runtimes:
+    """Print every Runtime (``/api/runtimes`` lists them in the original
+    server's shape; ``/api/runtimes/{id}`` is the project's own view, with
+    usage); return their status by id."""
+    listed = (await http.get("/api/runtimes")).json()["items"]
+    status = {}
+    for item in listed:
+        runtime_id = item["runtime_id"]
+        runtime = (await http.get(f"/api/runtimes/{runtime_id}")).json()["runtime"]
         print(
-            f"runtime {runtime['runtime_id']} ({runtime['kind']}): "
-            f"{runtime['status']}, workers {runtime['workers']}"
+            f"runtime {runtime_id} ({runtime['kind']}): {runtime['status']}, "
+            f"workers {runtime['workers']}, usage {runtime['usage']}"
         )
-    return {r["runtime_id"]: r["status"] for r in runtimes}
+        status[runtime_id] = runtime["status"]
+    return status
 
 
 async def chat(http: httpx.AsyncClient, url: str, runtime_id: str, text: str) -> str:
@@ -131,7 +187,7 @@ async def main() -> None:
         token_file = directory / "office.token"
         token_file.write_text(secrets.token_urlsafe(24) + "\n")
         token_file.chmod(0o600)
-        write_pods(directory / "pods")
+        write_yoi_home(directory / "yoi-home")
         async with open_llama_server() as model:
             remote_config = directory / "office.toml"
             remote_config.write_text(
@@ -143,10 +199,12 @@ async def main() -> None:
                 port = office.url.rsplit(":", 1)[1]
                 config = directory / "workspace.toml"
                 config.write_text(
+                    'workspace_id = "demo"\nworkspace_root = "/workspace/demo"\n\n'
+                    '[embedded]\nstore = "sqlite:companion.db"\n\n'
                     f"[embedded.engines.local]\n{engine_toml(model)}\n"
                     f'[[remote]]\nruntime_id = "{REMOTE}"\nurl = "{office.url}"\n'
                     'token_file = "office.token"\nconnect_timeout = 1.0\n\n'
-                    '[[compat]]\nruntime_id = "legacy-pods"\npods_dir = "pods"\n'
+                    '[[compat]]\nruntime_id = "legacy-pods"\nyoi_home = "yoi-home"\n'
                 )
                 command = [sys.executable, "-m", "yoi_workspace"]
                 command += ["--bind", "127.0.0.1:0", "--config", str(config)]
@@ -175,20 +233,26 @@ async def demo(
     """List, chat in each Runtime, read the old pod, then stop and restart
     the remote Runtime (on the same port), chat there again, and wait until
     the all-Workers stream has noticed the restart (``reset``)."""
+    workspace = (await http.get("/api/workspace")).json()
+    print(f"workspace {workspace['workspace_id']} ({workspace['display_name']}), "
+          f"store {workspace['extension_points']['store']}")  # fmt: skip
     await show_runtimes(http)
-    workers = (await http.get("/api/workers")).json()["workers"]
+    workers = (await http.get("/api/workers")).json()["items"]
     for worker in workers:
-        print(f"worker {worker['display_name']!r} in {worker['runtime_id']}")
+        print(f"worker {worker['label']!r} in {worker['runtime_id']}")
     await chat(http, url, "embedded", "Name three colours of the rainbow.")
     await chat(http, url, REMOTE, "What is the capital of France?")
 
-    (pod,) = (await http.get("/api/hosts/legacy-pods/workers")).json()["workers"]
+    (pod,) = (await http.get("/api/runtimes/legacy-pods/workers")).json()["workers"]
     base = f"/api/runtimes/legacy-pods/workers/{pod['worker_id']}"
     print(f"\nold pod {pod['display_name']!r}: {pod['status']}, stale {pod['stale']}")
     for entry in (await http.get(f"{base}/transcript")).json()["entries"]:
         print(f"  {entry['kind']}: {entry['text']}")
     refused = await http.post(f"{base}/input", json={"text": "hello?"})
     print(f"  input refused: {refused.status_code} {refused.json()['error']['code']}")
+    diagnostics = (await http.get("/api/diagnostics")).json()["diagnostics"]
+    for item in diagnostics:
+        print(f"  diagnostic of {item['source']}: {item['code']}")
 
     print(f"\nstopping {REMOTE} ...")
     office.process.terminate()
@@ -198,8 +262,8 @@ async def demo(
     refused = await http.post(f"/api/runtimes/{REMOTE}/workers", json={})
     print(f"create refused: {refused.status_code} {refused.json()['error']['code']}")
     listing = (await http.get("/api/workers")).json()
-    print(f"/api/workers still lists {len(listing['workers'])} (unavailable: "
-          f"{listing['unavailable']})")  # fmt: skip
+    codes = [item["code"] for item in listing["diagnostics"]]
+    print(f"/api/workers still lists {len(listing['items'])} (diagnostics: {codes})")
 
     print(f"\nstarting {REMOTE} again on the same port ...")
     again = (*remote_args, "--bind", f"127.0.0.1:{port}")

@@ -21,14 +21,17 @@ import pytest
 import trio
 
 from yoi_runtime import CancelOutcome, Event, WorkerStatus, _openai_chat, open_runtime
-from yoi_runtime._engine import Message, TurnRequest, Usage
+from yoi_runtime._engine import Completion, Message, Retry, TurnRequest, Usage
 from yoi_runtime._errors import (
+    ContextLengthExceededError,
     EngineConfigError,
     EngineConnectError,
     EngineError,
     EngineProtocolError,
     EngineStatusError,
+    EngineStreamIncompleteError,
     EngineTimeoutError,
+    TurnFailedError,
 )
 from yoi_runtime._openai_chat import OpenAIChatEngine
 
@@ -52,6 +55,20 @@ class Recorded:
     client: tuple[str, int]
     headers: dict[str, str]
     body: Any
+
+
+@attrs.define
+class Collect:
+    """A turn listener that keeps what the engine reports."""
+
+    texts: list[str] = attrs.Factory(list)
+    retries: list[Retry] = attrs.Factory(list)
+
+    def on_text(self, text: str) -> None:
+        self.texts.append(text)
+
+    def on_retry(self, retry: Retry) -> None:
+        self.retries.append(retry)
 
 
 @attrs.define(eq=False)
@@ -181,16 +198,17 @@ async def server(nursery: trio.Nursery) -> ModelServer:
 
 @pytest.fixture
 async def engine(server: ModelServer) -> AsyncIterator[OpenAIChatEngine]:
-    engine = OpenAIChatEngine(base_url=server.url, model="test-model")
+    # No retries: these tests see each failure as the server sent it.
+    engine = OpenAIChatEngine(base_url=server.url, model="test-model", retry_attempts=1)
     yield engine
     await engine.aclose()
 
 
-async def run(engine: OpenAIChatEngine) -> tuple[list[str], Usage]:
-    texts: list[str] = []
+async def run(engine: OpenAIChatEngine) -> tuple[list[str], Completion]:
+    listener = Collect()
     with trio.fail_after(5):
-        usage = await engine.run_turn(REQUEST, texts.append)
-    return texts, usage
+        completion = await engine.run_turn(REQUEST, listener)
+    return listener.texts, completion
 
 
 NORMAL_STREAM = [
@@ -212,9 +230,9 @@ async def test_streams_text_and_usage(
     server: ModelServer, engine: OpenAIChatEngine
 ) -> None:
     server.handler = sse_handler(NORMAL_STREAM)
-    texts, usage = await run(engine)
+    texts, completion = await run(engine)
     assert texts == ["Hel", "lo", " world"]
-    assert usage == Usage(input_tokens=12, output_tokens=3)
+    assert completion == Completion("stop", Usage(input_tokens=12, output_tokens=3))
     [request] = server.requests
     assert request.path == "/v1/chat/completions"
     assert request.headers["accept"] == "text/event-stream"
@@ -231,7 +249,7 @@ async def test_streams_text_and_usage(
         "stream_options": {"include_usage": True},
     }
     # Reading to the end after [DONE] returns the connection to the pool.
-    assert await run(engine) == (texts, usage)
+    assert await run(engine) == (texts, completion)
     assert server.requests[1].client == server.requests[0].client
 
 
@@ -242,7 +260,10 @@ async def test_done_then_silence_still_completes(
     # end, then closes the response; the turn has succeeded either way.
     monkeypatch.setattr(_openai_chat, "_DRAIN_TIMEOUT", 0.1)
     server.handler = sse_handler(NORMAL_STREAM, end=False)
-    assert await run(engine) == (["Hel", "lo", " world"], Usage(12, 3))
+    assert await run(engine) == (
+        ["Hel", "lo", " world"],
+        Completion("stop", Usage(12, 3)),
+    )
     with trio.fail_after(5):
         await server.disconnected.wait()
 
@@ -260,18 +281,11 @@ async def test_sends_sampling_options(server: ModelServer) -> None:
     assert (body["temperature"], body["max_tokens"]) == (0.25, 64)
 
 
-@pytest.mark.parametrize(
-    "payloads",
-    [
-        pytest.param([chunk("a"), chunk("b"), "[DONE]"], id="done-without-finish"),
-        pytest.param([chunk("a"), chunk("b", finish="length")], id="finish-no-done"),
-    ],
-)
-async def test_ends_without_usage(
-    server: ModelServer, engine: OpenAIChatEngine, payloads: list[str]
+async def test_finish_without_done_or_usage(
+    server: ModelServer, engine: OpenAIChatEngine
 ) -> None:
-    server.handler = sse_handler(payloads)
-    assert await run(engine) == (["a", "b"], Usage(0, 0))
+    server.handler = sse_handler([chunk("a"), chunk("b", finish="length")])
+    assert await run(engine) == (["a", "b"], Completion("length", Usage(0, 0)))
 
 
 async def test_api_key_is_sent_and_never_shown(
@@ -368,7 +382,10 @@ async def test_http_error_status(
     with pytest.raises(EngineStatusError) as error:
         await run(engine)
     assert error.value.status_code == status
-    assert str(error.value) == f"the model server answered HTTP {status}: {message}"
+    assert error.value.provider_code == "invalid_request_error"
+    assert str(error.value) == (
+        f"the model server answered HTTP {status} (invalid_request_error): {message}"
+    )
 
 
 async def test_http_error_body_is_cut(
@@ -405,13 +422,11 @@ async def test_malformed_data(
 async def test_in_stream_error_with_status_code(
     server: ModelServer, engine: OpenAIChatEngine
 ) -> None:
-    server.handler = sse_handler(
-        [chunk("a"), openai_error("context size exceeded", 400)]
-    )
+    server.handler = sse_handler([chunk("a"), openai_error("invalid grammar", 400)])
     with pytest.raises(EngineStatusError) as error:
         await run(engine)
     assert error.value.status_code == 400
-    assert "context size exceeded" in str(error.value)
+    assert "invalid grammar" in str(error.value)
 
 
 async def test_in_stream_error_without_status_code(
@@ -426,11 +441,12 @@ async def test_stream_cut_before_finish(
     server: ModelServer, engine: OpenAIChatEngine
 ) -> None:
     server.handler = sse_handler([chunk("a"), chunk("b")])
-    texts: list[str] = []
-    with trio.fail_after(5), pytest.raises(EngineProtocolError) as error:
-        await engine.run_turn(REQUEST, texts.append)
-    assert str(error.value) == "stream ended before the model finished"
-    assert texts == ["a", "b"]
+    listener = Collect()
+    with trio.fail_after(5), pytest.raises(EngineStreamIncompleteError) as error:
+        await engine.run_turn(REQUEST, listener)
+    assert error.value.code == "engine_stream_incomplete"
+    assert "without a finish_reason" in str(error.value)
+    assert listener.texts == ["a", "b"]
 
 
 async def test_not_an_event_stream(
@@ -445,19 +461,21 @@ async def test_read_timeout(server: ModelServer) -> None:
     # Real time: the client gives up after 0.2 s of silence.
     server.handler = sse_handler([chunk("a")], end=False)
     engine = OpenAIChatEngine(base_url=server.url, model="m", read_timeout=0.2)
-    texts: list[str] = []
+    listener = Collect()
     try:
         with trio.fail_after(5):
             with pytest.raises(EngineTimeoutError, match="nothing for 0.2 s"):
-                await engine.run_turn(REQUEST, texts.append)
+                await engine.run_turn(REQUEST, listener)
             await server.disconnected.wait()
     finally:
         await engine.aclose()
-    assert texts == ["a"]
+    assert listener.texts == ["a"]
+    assert listener.retries == []  # text had streamed: never retried
 
 
 async def test_connection_refused() -> None:
-    engine = OpenAIChatEngine(base_url=f"http://127.0.0.1:{dead_port()}/v1", model="m")
+    url = f"http://127.0.0.1:{dead_port()}/v1"
+    engine = OpenAIChatEngine(base_url=url, model="m", retry_attempts=1)
     try:
         with pytest.raises(EngineConnectError):
             await run(engine)
@@ -474,11 +492,12 @@ async def test_cancel_closes_the_response(
     with trio.fail_after(5):
         with trio.CancelScope() as scope:
 
-            def on_text(text: str) -> None:
-                texts.append(text)
-                scope.cancel()
+            class CancelOnText(Collect):
+                def on_text(self, text: str) -> None:
+                    texts.append(text)
+                    scope.cancel()
 
-            await engine.run_turn(REQUEST, on_text)
+            await engine.run_turn(REQUEST, CancelOnText())
             returned = True
         await server.disconnected.wait()
     assert scope.cancelled_caught
@@ -537,3 +556,349 @@ async def test_runtime_cancel_closes_the_model_stream(server: ModelServer) -> No
                         "output_tokens": 3,
                     }
                     break
+
+
+# -- misbehaving servers --------------------------------------------------------
+
+
+def role_delta() -> str:
+    return json.dumps(
+        {
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}
+            ]
+        }
+    )
+
+
+async def test_interrupted_stream_is_incomplete(
+    server: ModelServer, engine: OpenAIChatEngine
+) -> None:
+    """What llama.cpp's server sends a request it interrupts (a role delta,
+    then ``[DONE]``, no finish reason) is not a finished answer."""
+    server.handler = sse_handler([role_delta(), "[DONE]"])
+    with pytest.raises(EngineStreamIncompleteError, match=r"after \[DONE\]"):
+        await run(engine)
+
+
+async def test_runtime_reports_an_interrupted_stream_as_failed(
+    server: ModelServer,
+) -> None:
+    server.handler = sse_handler([role_delta(), chunk("Hal"), "[DONE]"])
+    engine = OpenAIChatEngine(base_url=server.url, model="m")
+    with trio.fail_after(10):
+        async with open_runtime({"local": engine}) as runtime:
+            worker_id = (await runtime.create_worker()).worker_id
+            events = runtime.subscribe(worker_id)
+            await runtime.send_input(worker_id, "hello")
+            async for item in events:
+                assert isinstance(item, Event)
+                if item.type in ("turn.completed", "turn.failed"):
+                    break
+            assert item.type == "turn.failed"
+            assert item.data["error"]["code"] == "engine_stream_incomplete"
+            entries = (await runtime.transcript(worker_id)).entries
+            assert [(e.kind, e.text) for e in entries][1] == ("assistant", "Hal")
+            assert entries[1].status.value == "failed"
+
+
+async def test_length_finish_is_a_truncated_completion(server: ModelServer) -> None:
+    server.handler = sse_handler([chunk("Once upon"), chunk(finish="length"), "[DONE]"])
+    engine = OpenAIChatEngine(base_url=server.url, model="m", max_tokens=2)
+    with trio.fail_after(10):
+        async with open_runtime({"local": engine}) as runtime:
+            worker_id = (await runtime.create_worker()).worker_id
+            answer = await runtime.ask(worker_id, "a story")
+    assert (answer.text, answer.finish_reason, answer.truncated) == (
+        "Once upon",
+        "length",
+        True,
+    )
+
+
+OPENAI_CONTEXT_ERROR = json.dumps(
+    {
+        "error": {
+            "message": "This model's maximum context length is 8192 tokens. However,"
+            " your messages resulted in 9000 tokens. Please reduce the length.",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+)
+LLAMA_CPP_CONTEXT_ERROR = json.dumps(
+    {
+        "error": {
+            "code": 400,
+            "message": "the request exceeds the available context size, try"
+            " increasing it",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": 5000,
+            "n_ctx": 4096,
+        }
+    }
+)
+LLAMA_CPP_PYTHON_CONTEXT_ERROR = json.dumps(
+    {
+        "error": {
+            "message": "Requested tokens (5000) exceed context window of 2048",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(OPENAI_CONTEXT_ERROR, id="openai"),
+        pytest.param(LLAMA_CPP_CONTEXT_ERROR, id="llama.cpp"),
+        pytest.param(LLAMA_CPP_PYTHON_CONTEXT_ERROR, id="llama-cpp-python"),
+    ],
+)
+async def test_context_length_error_is_typed(
+    server: ModelServer, engine: OpenAIChatEngine, body: str
+) -> None:
+    server.handler = error_handler(400, body.encode())
+    with pytest.raises(ContextLengthExceededError) as error:
+        await run(engine)
+    assert error.value.code == "context_length_exceeded"
+    assert error.value.status_code == 400
+    assert len(server.requests) == 1  # a 400 is never retried
+
+
+async def test_after_a_context_error_the_next_turn_sends_less_and_succeeds(
+    server: ModelServer,
+) -> None:
+    engine = OpenAIChatEngine(base_url=server.url, model="m")
+    with trio.fail_after(20):
+        async with open_runtime({"local": engine}) as runtime:
+            worker_id = (await runtime.create_worker()).worker_id
+            server.handler = sse_handler(NORMAL_STREAM)
+            for i in range(6):
+                await runtime.ask(worker_id, f"question {i}")
+            assert len(server.requests[-1].body["messages"]) == 12  # system, 5 + 1
+            server.handler = error_handler(400, OPENAI_CONTEXT_ERROR.encode())
+            with pytest.raises(TurnFailedError) as failed:
+                await runtime.ask(worker_id, "one too many")
+            assert failed.value.error.code == "context_length_exceeded"
+            server.handler = sse_handler(NORMAL_STREAM)
+            answer = await runtime.ask(worker_id, "again")
+            assert answer.text == "Hello world"
+            assert len(server.requests[-1].body["messages"]) < 12
+
+
+def status_handler(statuses: list[tuple[int, dict[str, str]]]) -> Handler:
+    """Answer the n-th request with the n-th status (headers added), then
+    stream ``NORMAL_STREAM`` once they run out."""
+
+    async def handler(server: ModelServer, receive: Receive, send: Send) -> None:
+        number = len(server.requests) - 1
+        if number >= len(statuses):
+            await sse_handler(NORMAL_STREAM)(server, receive, send)
+            return
+        status, headers = statuses[number]
+        body = json.dumps(
+            {"error": {"message": "slow down", "code": "rate_limit_exceeded"}}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")]
+                + [(k.encode(), v.encode()) for k, v in headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return handler
+
+
+async def test_429_is_retried_after_retry_after(server: ModelServer) -> None:
+    # Real time: Retry-After is 1 second.
+    server.handler = status_handler([(429, {"retry-after": "1"})])
+    engine = OpenAIChatEngine(base_url=server.url, model="m")
+    listener = Collect()
+    try:
+        with trio.fail_after(10):
+            started = trio.current_time()
+            completion = await engine.run_turn(REQUEST, listener)
+            elapsed = trio.current_time() - started
+    finally:
+        await engine.aclose()
+    assert completion.finish_reason == "stop"
+    assert listener.texts == ["Hel", "lo", " world"]
+    [retry] = listener.retries
+    assert (retry.attempt, retry.delay) == (2, 1.0)
+    assert isinstance(retry.error, EngineStatusError)
+    assert retry.error.status_code == 429
+    assert len(server.requests) == 2
+    assert elapsed >= 1.0
+
+
+async def test_retries_are_bounded_and_keep_the_provider_status(
+    server: ModelServer,
+) -> None:
+    server.handler = status_handler([(503, {"retry-after": "0"})] * 10)
+    engine = OpenAIChatEngine(base_url=server.url, model="m", retry_attempts=3)
+    listener = Collect()
+    try:
+        with trio.fail_after(10), pytest.raises(EngineStatusError) as error:
+            await engine.run_turn(REQUEST, listener)
+    finally:
+        await engine.aclose()
+    assert [r.attempt for r in listener.retries] == [2, 3]
+    assert len(server.requests) == 3
+    assert error.value.status_code == 503
+    assert error.value.provider_code == "rate_limit_exceeded"
+    assert error.value.details() == {
+        "status_code": 503,
+        "provider_code": "rate_limit_exceeded",
+    }
+
+
+async def test_a_retry_after_longer_than_allowed_fails_at_once(
+    server: ModelServer,
+) -> None:
+    server.handler = status_handler([(429, {"retry-after": "3600"})])
+    engine = OpenAIChatEngine(base_url=server.url, model="m")
+    try:
+        with trio.fail_after(10), pytest.raises(EngineStatusError) as error:
+            await engine.run_turn(REQUEST, Collect())
+    finally:
+        await engine.aclose()
+    assert error.value.status_code == 429
+    assert len(server.requests) == 1
+
+
+async def test_runtime_publishes_each_retry(server: ModelServer) -> None:
+    server.handler = status_handler([(502, {"retry-after": "0"})])
+    engine = OpenAIChatEngine(base_url=server.url, model="m")
+    with trio.fail_after(10):
+        async with open_runtime({"local": engine}) as runtime:
+            worker_id = (await runtime.create_worker()).worker_id
+            events = runtime.subscribe(worker_id)
+            await runtime.send_input(worker_id, "hello")
+            seen = []
+            async for item in events:
+                assert isinstance(item, Event)
+                seen.append(item)
+                if item.type == "turn.completed":
+                    break
+    [retrying] = [e for e in seen if e.type == "turn.retrying"]
+    assert retrying.data["attempt"] == 2
+    assert retrying.data["delay"] == 0.0
+    assert retrying.data["error"]["code"] == "engine_http_error"
+    assert retrying.data["error"]["status_code"] == 502
+
+
+@attrs.define(eq=False)
+class RawServer:
+    """A raw TCP server: per connection, read one request, then act out
+    the next scripted behaviour ("reset", "reset-after-text", "ok")."""
+
+    behaviours: list[str]
+    url: str = ""
+    requests: int = 0
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk_ = await stream.receive_some(65536)
+            if not chunk_:
+                return
+            data += chunk_
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += await stream.receive_some(65536)
+        behaviour = self.behaviours[min(self.requests, len(self.behaviours) - 1)]
+        self.requests += 1
+        headers = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"connection: close\r\n\r\n"
+        )
+        if behaviour == "ok":
+            events = b"".join(f"data: {p}\n\n".encode() for p in NORMAL_STREAM)
+            await stream.send_all(headers + events)
+            await stream.aclose()
+            return
+        if behaviour == "reset-after-text":
+            await stream.send_all(headers + f"data: {chunk('Hel')}\n\n".encode())
+            await trio.sleep(0.05)
+        # SO_LINGER 0: close with a TCP reset, as a crashed server does.
+        stream.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        stream.socket.close()
+
+
+@pytest.fixture
+async def raw_server(nursery: trio.Nursery) -> RawServer:
+    server = RawServer(["ok"])
+    listeners = await nursery.start(
+        partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    server.url = f"http://127.0.0.1:{port}/v1"
+    return server
+
+
+async def test_reset_before_the_first_token_is_retried(raw_server: RawServer) -> None:
+    raw_server.behaviours = ["reset", "ok"]
+    engine = OpenAIChatEngine(base_url=raw_server.url, model="m")
+    listener = Collect()
+    try:
+        with trio.fail_after(10):
+            completion = await engine.run_turn(REQUEST, listener)
+    finally:
+        await engine.aclose()
+    assert completion == Completion("stop", Usage(12, 3))
+    assert listener.texts == ["Hel", "lo", " world"]
+    assert [r.attempt for r in listener.retries] == [2]
+    assert raw_server.requests == 2
+
+
+async def test_reset_after_the_first_token_is_not_retried(
+    raw_server: RawServer,
+) -> None:
+    raw_server.behaviours = ["reset-after-text", "ok"]
+    engine = OpenAIChatEngine(base_url=raw_server.url, model="m")
+    listener = Collect()
+    try:
+        with trio.fail_after(10), pytest.raises(EngineProtocolError) as error:
+            await engine.run_turn(REQUEST, listener)
+    finally:
+        await engine.aclose()
+    assert not isinstance(error.value, EngineStreamIncompleteError)
+    assert listener.texts == ["Hel"]
+    assert listener.retries == []
+    assert raw_server.requests == 1
+
+
+async def test_surrogates_are_joined_or_replaced(
+    server: ModelServer, engine: OpenAIChatEngine
+) -> None:
+    # json.dumps writes a lone surrogate as a \\ud83d escape, as a server
+    # that splits a UTF-16 pair across two chunks does.
+    server.handler = sse_handler(
+        [
+            chunk("smile \ud83d"),
+            chunk("\ude00 ok"),
+            chunk("lone \ud800 here"),
+            chunk("end \udbff"),
+            chunk(finish="stop"),
+        ]
+    )
+    texts, completion = await run(engine)
+    assert "".join(texts) == "smile \U0001f600 oklone \ufffd hereend \ufffd"
+    for text in texts:
+        text.encode("utf-8")  # valid Unicode: no surrogate left
+    assert completion.finish_reason == "stop"

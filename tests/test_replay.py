@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from yoi_runtime._engine import TurnRequest, Usage
+from yoi_runtime._engine import Completion, Retry, TurnRequest, Usage
+from yoi_runtime._errors import EngineStreamIncompleteError
 from yoi_runtime._replay import ReplayEngine
 
 REQUEST = TurnRequest(
@@ -25,6 +27,19 @@ RECORDINGS = [
     "openai-simple_text",
     "openai-tool_call",
 ]
+
+
+class OnText:
+    """A turn listener that hands each text delta to ``take``."""
+
+    def __init__(self, take: Callable[[str], object]) -> None:
+        self.take = take
+
+    def on_text(self, text: str) -> None:
+        self.take(text)
+
+    def on_retry(self, retry: Retry) -> None:
+        raise AssertionError("a replay never retries")
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -47,12 +62,12 @@ async def test_replays_text_and_usage(
     engine = ReplayEngine(recordings_dir, name)
     assert (engine.kind, engine.model) == ("replay", name)
     texts: list[str] = []
-    usage = await engine.run_turn(REQUEST, texts.append)
+    completion = await engine.run_turn(REQUEST, OnText(texts.append))
     assert "".join(texts) == "".join(
         e["text"] for e in events if e["type"] == "text_delta"
     )
     assert all(texts)
-    assert usage == expected_usage
+    assert completion.usage == expected_usage
 
 
 @pytest.mark.parametrize("speed", [1.0, 10.0, 0.5])
@@ -68,7 +83,9 @@ async def test_timing_follows_the_recording(
     engine = ReplayEngine(recordings_dir, name, speed=speed)
     arrivals: list[float] = []
     start = trio.current_time()
-    await engine.run_turn(REQUEST, lambda text: arrivals.append(trio.current_time()))
+    await engine.run_turn(
+        REQUEST, OnText(lambda text: arrivals.append(trio.current_time()))
+    )
     assert trio.current_time() - start == deltas[-1]["t_ms"] / 1000 / speed
     first = next(e for e in deltas if e["text"])
     assert arrivals[0] - start == first["t_ms"] / 1000 / speed
@@ -81,7 +98,7 @@ async def test_infinite_speed_takes_no_time(
     engine = ReplayEngine(recordings_dir, "openai-long_text", speed=math.inf)
     texts: list[str] = []
     start = trio.current_time()
-    await engine.run_turn(REQUEST, texts.append)
+    await engine.run_turn(REQUEST, OnText(texts.append))
     assert trio.current_time() == start
     assert len(texts) > 500
 
@@ -91,7 +108,7 @@ async def test_infinite_speed_still_checkpoints(recordings_dir: Path) -> None:
     texts: list[str] = []
     with trio.CancelScope() as scope:
         scope.cancel()
-        await engine.run_turn(REQUEST, texts.append)
+        await engine.run_turn(REQUEST, OnText(texts.append))
     assert scope.cancelled_caught
     assert texts == []
 
@@ -102,7 +119,7 @@ async def test_cancel_mid_replay(
     engine = ReplayEngine(recordings_dir, "openai-long_text")
     texts: list[str] = []
     with trio.move_on_after(1.0):
-        await engine.run_turn(REQUEST, texts.append)
+        await engine.run_turn(REQUEST, OnText(texts.append))
     assert texts[:2] == ["In", " the"]
     assert 0 < len(texts) < 100
 
@@ -183,6 +200,56 @@ async def test_small_recording_usage_nulls(
     engine = ReplayEngine(tmp_path, "r", speed=2.0)
     texts: list[str] = []
     start = trio.current_time()
-    assert await engine.run_turn(REQUEST, texts.append) == Usage(7, 0)
+    completion = await engine.run_turn(REQUEST, OnText(texts.append))
+    assert completion == Completion("stop", Usage(7, 0))
     assert texts == ["a", "b"]
     assert trio.current_time() - start == 0.25
+
+
+@pytest.mark.parametrize(
+    ("name", "finish_reason"),
+    [
+        ("openai-long_text", "stop"),  # block_stop EndTurn
+        ("anthropic-simple_text", "stop"),  # status completed
+        ("gemini-tool_call", "stop"),  # block_stop EndTurn after a tool call
+        ("openai-tool_call", "tool_calls"),  # a tool call, no stop recorded
+    ],
+)
+async def test_replays_the_recorded_finish_reason(
+    recordings_dir: Path, name: str, finish_reason: str
+) -> None:
+    engine = ReplayEngine(recordings_dir, name, speed=math.inf)
+    completion = await engine.run_turn(REQUEST, OnText(lambda text: None))
+    assert completion.finish_reason == finish_reason
+
+
+@pytest.mark.parametrize(
+    ("stop", "finish_reason"),
+    [
+        (
+            '{"t_ms": 2, "type": "block_stop", "index": 0, "stop_reason": "MaxTokens"}',
+            "length",
+        ),
+        (
+            '{"t_ms": 2, "type": "block_stop", "index": 0, "stop_reason": "Refusal"}',
+            "Refusal",
+        ),
+        (None, None),
+    ],
+)
+async def test_recorded_stop_reasons(
+    tmp_path: Path, stop: str | None, finish_reason: str | None
+) -> None:
+    lines = [HEADER, '{"t_ms": 1, "type": "text_delta", "index": 0, "text": "a"}']
+    if stop is not None:
+        lines.append(stop)
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    engine = ReplayEngine(tmp_path, "r", speed=math.inf)
+    texts: list[str] = []
+    if finish_reason is None:
+        with pytest.raises(EngineStreamIncompleteError):
+            await engine.run_turn(REQUEST, OnText(texts.append))
+    else:
+        completion = await engine.run_turn(REQUEST, OnText(texts.append))
+        assert completion.finish_reason == finish_reason
+    assert texts == ["a"]

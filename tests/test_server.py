@@ -240,7 +240,11 @@ async def test_openapi_document_is_valid(served: Served) -> None:
 
 
 async def test_invalid_json(served: Served) -> None:
-    response = await served.http.post("/v1/workers", content=b"{not json")
+    response = await served.http.post(
+        "/v1/workers",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert error_of(response)["code"] == "invalid_json"
 

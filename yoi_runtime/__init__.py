@@ -4,6 +4,8 @@ Open a :class:`Runtime` with :func:`open_runtime`, create Workers, give them
 input, and follow their events. See ``README.md`` and ``docs/``.
 """
 
+from ._ask import TurnResult as TurnResult
+from ._ask import TurnStream as TurnStream
 from ._engine import Engine as Engine
 from ._engine import EngineInfo as EngineInfo
 from ._engine import Message as Message
@@ -22,6 +24,10 @@ from ._errors import OperationUnsupportedError as OperationUnsupportedError
 from ._errors import RuntimeUnavailableError as RuntimeUnavailableError
 from ._errors import ScopeConflictError as ScopeConflictError
 from ._errors import StoreError as StoreError
+from ._errors import TurnCancelledError as TurnCancelledError
+from ._errors import TurnFailedError as TurnFailedError
+from ._errors import TurnInterruptedError as TurnInterruptedError
+from ._errors import TurnNotCompletedError as TurnNotCompletedError
 from ._errors import UnauthorizedError as UnauthorizedError
 from ._errors import WorkerBusyError as WorkerBusyError
 from ._errors import WorkerError as WorkerError
@@ -33,6 +39,7 @@ from ._events import Event as Event
 from ._events import EventType as EventType
 from ._events import Gap as Gap
 from ._events import Subscription as Subscription
+from ._json_form import to_json as to_json
 from ._openai_chat import OpenAIChatEngine as OpenAIChatEngine
 from ._profiles import COMPANION as COMPANION
 from ._profiles import Profile as Profile

@@ -9,6 +9,11 @@ Config file (every key optional)::
     max_body_bytes = 1048576        # request bodies, in bytes
     heartbeat_interval = 15.0       # seconds without traffic before a heartbeat
     shutdown_timeout = 10.0         # seconds allowed for graceful shutdown
+    allowed_hosts = ["rt.example"]  # Host names served besides loopback and
+                                    # the bind address ("*": any); docs/security.md
+    allowed_origins = []            # browser origins allowed (none by default)
+    keep_alive_timeout = 5.0        # seconds an idle connection is kept
+    max_connections = 1000          # open connections; more get a 503
 
     [engines.local]
     kind = "openai-chat"
@@ -17,6 +22,13 @@ Config file (every key optional)::
     api_key_env = "OPENAI_API_KEY"  # or api_key_file = "key.txt"
     temperature = 0.7               # optional, like max_tokens,
                                     # connect_timeout and read_timeout
+    context_tokens = 8192           # the model's context; the history sent
+                                    # is trimmed to fit (docs/runtime.md)
+    tokenizer = "llama.cpp"         # or "llama-cpp-python", "estimate"
+    max_concurrent = 1              # turns at once; more wait in FIFO order
+    retry_attempts = 4              # attempts per turn before the first token
+    retry_timeout = 30.0            # seconds after which no retry is started
+    retry_wait_max = 8.0            # longest backoff, in seconds
 
     [engines.demo]
     kind = "replay"
@@ -30,6 +42,8 @@ Config file (every key optional)::
     delay = 0.05                    # seconds before each delta
     hang = false                    # wait for cancel after the deltas
     error_status = 503              # fail with this HTTP status
+    finish_reason = "length"        # as reported; "" for none (incomplete)
+    max_concurrent = 1
 
 Without a config file the process has one engine, ``local``, an
 ``openai-chat`` engine at ``--model-url`` / ``YOI_MODEL_URL`` (default
@@ -87,6 +101,12 @@ class OpenAIChatConfig:
     max_tokens: int | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    context_tokens: int | None = None
+    tokenizer: Literal["estimate", "llama.cpp", "llama-cpp-python"] = "estimate"
+    max_concurrent: int | None = None
+    retry_attempts: int = 4
+    retry_timeout: float = 30.0
+    retry_wait_max: float = 8.0
 
 
 @attrs.frozen
@@ -104,6 +124,8 @@ class ScriptedConfig:
     delay: float = 0.0
     hang: bool = False
     error_status: int | None = None
+    finish_reason: str = "stop"
+    max_concurrent: int | None = None
 
 
 #: One ``[engines.NAME]`` table, by its ``kind``.
@@ -121,6 +143,10 @@ class FileConfig:
     max_body_bytes: int = 1024 * 1024
     heartbeat_interval: float = 15.0
     shutdown_timeout: float = 10.0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 1000
     engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
 
 
@@ -258,13 +284,24 @@ def _make_engine(spec: EngineConfig, base_dir: Path, test_engines: bool) -> Engi
             max_tokens=spec.max_tokens,
             connect_timeout=spec.connect_timeout,
             read_timeout=spec.read_timeout,
+            context_tokens=spec.context_tokens,
+            tokenizer=spec.tokenizer,
+            max_concurrent=spec.max_concurrent,
+            retry_attempts=spec.retry_attempts,
+            retry_timeout=spec.retry_timeout,
+            retry_wait_max=spec.retry_wait_max,
         )
     if isinstance(spec, ReplayConfig):
         return ReplayEngine(base_dir / spec.recordings_dir, spec.recording, spec.speed)
     if not test_engines:
         raise ValueError("scripted engines need enable_test_engines = true")
-    if spec.deltas is None and spec.error_status is None and not spec.hang:
-        return ScriptedEngine()
+    if (
+        spec.deltas is None
+        and spec.error_status is None
+        and not spec.hang
+        and spec.finish_reason == "stop"
+    ):
+        return ScriptedEngine(max_concurrent=spec.max_concurrent)
     error = None
     if spec.error_status is not None:
         error = EngineStatusError(
@@ -272,6 +309,10 @@ def _make_engine(spec: EngineConfig, base_dir: Path, test_engines: bool) -> Engi
             status_code=spec.error_status,
         )
     reply = ScriptedReply(
-        deltas=spec.deltas or (), delay=spec.delay, hang=spec.hang, error=error
+        deltas=spec.deltas or (),
+        delay=spec.delay,
+        hang=spec.hang,
+        error=error,
+        finish_reason=spec.finish_reason or None,
     )
-    return ScriptedEngine([reply])
+    return ScriptedEngine([reply], max_concurrent=spec.max_concurrent)

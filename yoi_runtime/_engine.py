@@ -1,19 +1,51 @@
 """The engine interface: what a turn runs.
 
 An engine turns a Worker's history plus one new input into a stream of text
-deltas, then finishes with the token usage, or raises an
-:class:`~yoi_runtime.EngineError`. Engines are shared by every Worker that
-names them, so they keep no per-Worker state.
+deltas, then finishes with a :class:`Completion` (why the model stopped, and
+the token usage), or raises an :class:`~yoi_runtime.EngineError`. Engines are
+shared by every Worker that names them, so they keep no per-Worker state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import attrs
 
-__all__ = ["Engine", "EngineInfo", "Message", "TurnRequest", "Usage"]
+__all__ = [
+    "Completion",
+    "Engine",
+    "EngineInfo",
+    "Message",
+    "Retry",
+    "TurnListener",
+    "TurnRequest",
+    "Usage",
+    "estimate_tokens",
+]
+
+#: Tokens :func:`estimate_tokens` adds per message for the chat template's
+#: role markers and separators.
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+def estimate_tokens(text: str) -> int:
+    """Return a conservative estimate of the tokens ``text`` takes.
+
+    One token per 3 bytes of UTF-8, rounded up: BPE and SentencePiece
+    tokenizers average about 4 bytes a token on English and 3 on most other
+    scripts, so this over-counts rather than under-counts. Used where the
+    model server offers no tokenizer.
+
+    Args:
+        text: Any text.
+
+    Returns:
+        The estimated token count (0 for ``""``).
+    """
+    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 3)
 
 
 @attrs.frozen
@@ -46,6 +78,50 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
         )
+
+
+@attrs.frozen
+class Completion:
+    """How a model's answer ended.
+
+    Attributes:
+        finish_reason: Why the model stopped, exactly as the model server
+            said: ``"stop"`` (it finished), ``"length"`` (the token limit cut
+            it), ``"content_filter"``, ``"tool_calls"``, ...
+        usage: Token counts as the model server reported them (zeros where it
+            reported none).
+    """
+
+    finish_reason: str
+    usage: Usage = Usage()
+
+
+@attrs.frozen
+class Retry:
+    """One retry an engine is about to make.
+
+    Attributes:
+        attempt: The attempt about to be made: 2 for the first retry.
+        delay: Seconds the engine waits before it (from ``Retry-After`` when
+            the server sent one, else exponential backoff with jitter).
+        error: The failure being retried (its ``code``, message, details).
+    """
+
+    attempt: int
+    delay: float
+    error: Exception
+
+
+class TurnListener(Protocol):
+    """What an engine reports to while a turn runs (the Worker)."""
+
+    def on_text(self, text: str) -> None:
+        """Take one non-empty text delta, in order. Never blocks."""
+        ...
+
+    def on_retry(self, retry: Retry) -> None:
+        """Take notice of a retry before its wait begins. Never blocks."""
+        ...
 
 
 @attrs.frozen
@@ -101,25 +177,46 @@ class Engine(Protocol):
     Attributes:
         kind: ``"openai-chat"``, ``"replay"`` or ``"scripted"``.
         model: The model (or recording) name, safe to show.
+        context_tokens: The model's context size in tokens, or None when
+            unknown (the whole history is sent).
+        max_tokens: The cap on answer tokens sent with each request, or None.
+        max_concurrent: How many turns may run on the engine at once, or
+            None for no limit. Turns beyond it wait, ``accepted``, in FIFO
+            order.
     """
 
     kind: str
     model: str
+    context_tokens: int | None
+    max_tokens: int | None
+    max_concurrent: int | None
 
-    async def run_turn(
-        self, request: TurnRequest, on_text: Callable[[str], None]
-    ) -> Usage:
-        """Run one turn, calling ``on_text`` once per non-empty text delta.
-
-        ``on_text`` is synchronous and never blocks; the engine calls it from
-        its own task, in order.
-
-        Returns:
-            The turn's token usage as the model server reported it (zeros
-            where it reported nothing).
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Return the tokens each text takes (a real tokenizer or an estimate).
 
         Raises:
-            EngineError: The model server failed; the turn fails with it.
+            EngineError: The model server's tokenizer failed.
+        """
+        ...
+
+    async def run_turn(
+        self, request: TurnRequest, listener: TurnListener
+    ) -> Completion:
+        """Run one turn, reporting each non-empty text delta to ``listener``.
+
+        ``listener``'s methods are synchronous and never block; the engine
+        calls them from its own task, in order.
+
+        Returns:
+            Why the model stopped and the turn's token usage.
+
+        Raises:
+            EngineStreamIncompleteError: The stream ended without a finish
+                reason.
+            ContextLengthExceededError: The server refused the prompt as too
+                long.
+            EngineError: The model server failed otherwise; the turn fails
+                with it.
 
         Cancellation:
             The Worker cancels the task running this call to cancel a turn.

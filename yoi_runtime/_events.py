@@ -27,6 +27,9 @@ __all__ = ["Event", "EventType", "Gap", "Subscription"]
 #: The maximum number of items one :meth:`Subscription.receive_batch` returns.
 DEFAULT_BATCH = 256
 
+#: Bytes counted for an event besides its text (the objects holding it).
+EVENT_OVERHEAD = 512
+
 
 class EventType(enum.StrEnum):
     """Every event type; ``docs/events.md`` shows an example of each."""
@@ -37,6 +40,7 @@ class EventType(enum.StrEnum):
     WORKER_FAILED = "worker.failed"
     TURN_ACCEPTED = "turn.accepted"
     TURN_STARTED = "turn.started"
+    TURN_RETRYING = "turn.retrying"
     TURN_TEXT_DELTA = "turn.text_delta"
     TURN_COMPLETED = "turn.completed"
     TURN_FAILED = "turn.failed"
@@ -92,11 +96,29 @@ class Gap:
         return self.resume_after - self.after
 
 
+def event_bytes(event: Event) -> int:
+    """Estimate the memory ``event`` holds, in bytes: its text (each string
+    in ``data``, one level deep, counted one byte a character) plus
+    :data:`EVENT_OVERHEAD`."""
+    size = EVENT_OVERHEAD
+    for value in event.data.values():
+        if isinstance(value, str):
+            size += len(value)
+        elif isinstance(value, Mapping):
+            for inner in value.values():
+                if isinstance(inner, str):
+                    size += len(inner)
+    return size
+
+
 class EventLog:
     """A bounded, append-only list of events numbered from 1 without gaps.
 
     It retains at least ``retention`` of the newest events and trims in bulk
-    when it holds a quarter more, so appending stays O(1) amortised.
+    when it holds a quarter more, so appending stays O(1) amortised. With a
+    byte budget (``max_bytes``, :func:`event_bytes`) it also trims, down to
+    three quarters of the budget, when its events hold more; the newest
+    event always stays. Readers behind what it retains get a :class:`Gap`.
 
     Numbering and publishing are separate steps: a writer takes
     :attr:`next_position` for a new event at once, and :meth:`append` makes
@@ -104,18 +126,56 @@ class EventLog:
     appends only once the event is committed).
     """
 
-    __slots__ = ("_closed", "_events", "_first", "_lot", "_retention", "next_position")
+    __slots__ = (
+        "_bytes",
+        "_closed",
+        "_events",
+        "_first",
+        "_lot",
+        "_max_bytes",
+        "_retention",
+        "next_position",
+    )
 
     def __init__(
-        self, retention: int, *, first: int = 1, events: list[Event] | None = None
+        self,
+        retention: int,
+        *,
+        first: int = 1,
+        events: list[Event] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self._events: list[Event] = [] if events is None else events
         self._first = first
         self._retention = retention
+        self._max_bytes = max_bytes
+        self._bytes = sum(map(event_bytes, self._events))
         self._lot: trio.lowlevel.ParkingLot | None = None
         self._closed = False
         #: The position the next new event will carry.
         self.next_position = first + len(self._events)
+        self._trim()
+
+    @property
+    def first(self) -> int:
+        """The position of the oldest retained event (:attr:`last` + 1 when
+        none is retained)."""
+        return self._first
+
+    @property
+    def retained_bytes(self) -> int:
+        """The estimated memory of the retained events, in bytes."""
+        return self._bytes
+
+    def set_max_bytes(self, max_bytes: int | None) -> None:
+        """Set the byte budget (None: none) and trim to it now.
+
+        Args:
+            max_bytes: The most the retained events may hold, in bytes
+                (:func:`event_bytes`).
+        """
+        self._max_bytes = max_bytes
+        self._trim()
 
     @property
     def last(self) -> int:
@@ -130,12 +190,31 @@ class EventLog:
         """Publish the event after :attr:`last` and wake waiting readers."""
         events = self._events
         events.append(event)
-        if len(events) > self._retention + (self._retention >> 2):
-            drop = len(events) - self._retention
-            del events[:drop]
-            self._first += drop
+        self._bytes += event_bytes(event)
+        if len(events) > self._retention + (self._retention >> 2) or (
+            self._max_bytes is not None and self._bytes > self._max_bytes
+        ):
+            self._trim()
         if self._lot:  # only when someone is parked
             self._lot.unpark_all()
+
+    def _trim(self) -> None:
+        """Drop the oldest events past the count or the byte budget."""
+        events = self._events
+        drop = 0
+        if len(events) > self._retention + (self._retention >> 2):
+            drop = len(events) - self._retention
+        freed = sum(map(event_bytes, events[:drop]))
+        budget = self._max_bytes
+        if budget is not None and self._bytes - freed > budget:
+            target = budget - (budget >> 2)
+            while drop < len(events) - 1 and self._bytes - freed > target:
+                freed += event_bytes(events[drop])
+                drop += 1
+        if drop:
+            del events[:drop]
+            self._first += drop
+            self._bytes -= freed
 
     def close(self) -> None:
         """Mark the log finished: subscribers drain it, then end."""

@@ -10,19 +10,35 @@ Workers are busy, the more each commit carries.
 
 Commands that must not be acknowledged before they are durable (create,
 input, cancel, stop) call :meth:`Journal.wait_committed` after their change.
+
+Store faults never take the Runtime down:
+
+- A batch that fails as a whole (disk full, I/O error) is kept and written
+  again, in order, after 0.05 s, then twice as long each time up to 2 s.
+  Meanwhile :attr:`Journal.problem` says why (the Runtime is ``degraded``
+  and refuses commands with it), waiters get it, and nothing of the batch is
+  published. The first write that succeeds clears it: every change noted in
+  the meantime is committed, then published, as usual.
+- A row SQLite cannot bind is repaired or left out by the store
+  (:meth:`SQLiteStore.write`); each becomes a diagnostic, and a command
+  waiting on a change of that Worker whose row was left out gets a
+  :class:`StoreError`.
+- Anything else (a bug) still ends the Runtime through ``on_failure``.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import trio
 
-from ._errors import RuntimeUnavailableError
+from ._errors import RuntimeUnavailableError, StoreError, StoreWriteError
 from ._events import Event, EventLog
 from ._sqlite_store import SQLiteStore
 from ._store import Batch
+from ._store_faults import RowProblem, write_error
 from ._types import TranscriptEntry
 
 if TYPE_CHECKING:
@@ -35,6 +51,15 @@ __all__ = ["Journal"]
 _MAX_GATHER_PASSES = 16
 #: Passes in a row that add nothing after which the batch is taken.
 _QUIET_PASSES = 2
+#: Seconds before a failed batch is written again: the first wait, the most.
+_RETRY_FIRST = 0.05
+_RETRY_MOST = 2.0
+
+#: ``diagnose(level, code, message, worker_id)``, as :meth:`Hub.diagnose`.
+Diagnose = Callable[[str, str, str, "str | None"], None]
+#: A batch taken for writing: its generation, the batch, the events to
+#: publish (with their Worker's log) and the logs to close afterwards.
+_Pending = tuple[int, Batch, list[tuple[Event, EventLog]], list[EventLog]]
 
 
 class Journal:
@@ -43,16 +68,32 @@ class Journal:
     Args:
         store: The open store; every call to it runs in a thread, one at a time.
         runtime_log: The Runtime-wide log, appended to on commit.
+        diagnose: Records a diagnostic (a write failing and recovering, a row
+            repaired or left out).
 
     Attributes:
-        on_failure: Called with a message once if a write fails; the Runtime
-            sets it, and stops taking commands when it is called.
+        on_failure: Called with a message once if the writer breaks (a bug,
+            not a store fault); the Runtime sets it, and stops taking
+            commands when it is called.
+        problem: Why writes are failing now (disk full, I/O error), or None.
     """
 
-    def __init__(self, store: SQLiteStore, runtime_log: EventLog) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        runtime_log: EventLog,
+        diagnose: Diagnose = lambda level, code, message, worker_id: None,
+    ) -> None:
         self._store = store
         self._runtime_log = runtime_log
+        self._diagnose = diagnose
         self.on_failure: Callable[[str], None] = lambda message: None
+        self.problem: StoreWriteError | None = None
+        #: The batch that failed to write, kept to be written again.
+        self._pending: _Pending | None = None
+        #: Per Worker, the last generation in which a row of it was left out.
+        self._rejected: dict[str, tuple[int, str]] = {}
+        self._retry_wake = trio.lowlevel.ParkingLot()
         self._limiter = trio.CapacityLimiter(1)
         self._events: list[tuple[Event, EventLog]] = []
         self._closing: list[EventLog] = []
@@ -144,11 +185,19 @@ class Journal:
 
     # -- waiting --------------------------------------------------------------
 
-    async def wait_committed(self) -> None:
+    async def wait_committed(self, worker_id: str | None = None) -> None:
         """Block until everything noted so far is committed.
 
+        Args:
+            worker_id: The Worker whose change the caller waits for: if a row
+                of it was left out of the commit, this raises.
+
         Raises:
-            RuntimeUnavailableError: A write failed, so it never will be.
+            StoreWriteError: Writes are failing (:attr:`problem`; a
+                :class:`StorageFullError` for a full disk): the change is not
+                acknowledged (it is written later if a write succeeds again).
+            StoreError: A row of ``worker_id`` could not be stored.
+            RuntimeUnavailableError: The writer broke, so it never will be.
 
         Cancellation:
             Cancelling the wait cancels nothing else: the changes still
@@ -158,7 +207,16 @@ class Journal:
         while self._committed < target:
             if self._failure is not None:
                 raise RuntimeUnavailableError(self._failure)
+            if self.problem is not None:
+                raise type(self.problem)(self.problem.message)
             await self._committed_lot.park()
+        if worker_id is not None:
+            rejected = self._rejected.get(worker_id)
+            if rejected is not None and rejected[0] == target:
+                raise StoreError(
+                    f"the change to worker {worker_id} could not be stored: "
+                    f"{rejected[1]}"
+                )
         await trio.lowlevel.checkpoint()
 
     async def read_transcript(
@@ -173,24 +231,42 @@ class Journal:
     # -- the writer -----------------------------------------------------------
 
     def close(self) -> None:
-        """Let :meth:`run` return once what is noted is committed."""
+        """Let :meth:`run` return once what is noted is committed (or, while
+        writes fail, after one more attempt)."""
         self._closed = True
         self._wake.unpark_all()
+        self._retry_wake.unpark_all()
 
     async def run(self) -> None:
         """The writer task: commit batches until :meth:`close` and idle.
 
-        Never raises for a failed write: that is reported through
-        ``on_failure``, and every later :meth:`wait_committed` raises.
+        Never raises for a failed write: a store fault sets :attr:`problem`
+        and the batch is written again (see the module docstring); a bug is
+        reported through ``on_failure``, and every later
+        :meth:`wait_committed` raises.
         """
+        delay = _RETRY_FIRST
         while self._failure is None:
-            if not self._has_work():
-                if self._closed:
-                    return
-                await self._wake.park()
+            if self._pending is None:
+                if not self._has_work():
+                    if self._closed:
+                        return
+                    await self._wake.park()
+                    continue
+                await self._gather()
+                self._pending = self._take()
+            if await self._commit(self._pending):
+                self._pending = None
+                delay = _RETRY_FIRST
                 continue
-            await self._gather()
-            await self._commit()
+            if self._closed:
+                # Nothing of it was acknowledged; end the streams anyway.
+                for log in [*self._pending[3], *self._closing]:
+                    log.close()
+                return
+            with trio.move_on_after(delay):
+                await self._retry_wake.park()
+            delay = min(delay * 2, _RETRY_MOST)
 
     async def _gather(self) -> None:
         """Let tasks that are ready add to the batch before it is taken.
@@ -208,7 +284,8 @@ class Journal:
             if quiet == _QUIET_PASSES:
                 return
 
-    async def _commit(self) -> None:
+    def _take(self) -> _Pending:
+        """Take what is noted as the next batch (a new generation)."""
         generation = self._generation
         self._generation += 1
         events, self._events = self._events, []
@@ -224,17 +301,52 @@ class Journal:
         )
         self._workers, self._turns, self._entries = {}, {}, {}
         self._claims, self._releases, self._runtime_id = [], [], None
+        return generation, batch, events, closing
+
+    async def _commit(self, pending: _Pending) -> bool:
+        """Write one batch and publish it; False if the store failed."""
+        generation, batch, events, closing = pending
         try:
-            await trio.to_thread.run_sync(
-                self._store.write, batch, limiter=self._limiter
+            problems = await trio.to_thread.run_sync(
+                self._write, batch, limiter=self._limiter
             )
         except Exception as exc:
-            self._failure = f"the runtime's store failed to write: {exc}"
+            self._failure = f"the runtime's store writer failed: {exc!r}"
             for log in closing:
                 log.close()
             self._committed_lot.unpark_all()
             self.on_failure(self._failure)
-            return
+            return True
+        if isinstance(problems, StoreWriteError):
+            self._write_failed(problems)
+            return False
+        if self.problem is not None:
+            self._diagnose(
+                "info",
+                "store_recovered",
+                "the store is written again; commands are served",
+                None,
+            )
+            self.problem = None
+        for problem in problems:
+            if problem.repaired:
+                self._diagnose(
+                    "warning",
+                    "store_value_repaired",
+                    f"a {problem.table} row had a value SQLite cannot store "
+                    f"({problem.error}); it was stored with U+FFFD for each lone "
+                    "surrogate",
+                    problem.worker_id,
+                )
+            else:
+                self._rejected[problem.worker_id] = (generation, problem.error)
+                self._diagnose(
+                    "error",
+                    "store_row_rejected",
+                    f"a {problem.table} row could not be stored and was left out "
+                    f"({problem.error})",
+                    problem.worker_id,
+                )
         runtime_log = self._runtime_log
         for event, log in events:
             log.append(event)
@@ -242,4 +354,20 @@ class Journal:
         for log in closing:
             log.close()
         self._committed = generation
+        self._committed_lot.unpark_all()
+        return True
+
+    def _write(self, batch: Batch) -> list[RowProblem] | StoreWriteError:
+        """Write ``batch`` (in a thread); a failure of the whole batch is
+        returned, with its cause found out there (it looks at the disk)."""
+        try:
+            return self._store.write(batch)
+        except sqlite3.Error as exc:
+            return write_error(exc, self._store.path)
+
+    def _write_failed(self, problem: StoreWriteError) -> None:
+        """A batch failed as a whole: be degraded until a write succeeds."""
+        if self.problem is None or problem.code != self.problem.code:
+            self._diagnose("error", problem.code, problem.message, None)
+        self.problem = problem
         self._committed_lot.unpark_all()

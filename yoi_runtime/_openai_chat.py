@@ -4,22 +4,38 @@ One turn is one ``POST {base_url}/chat/completions`` with ``stream: true``;
 the Server-Sent Events of the response are read with :mod:`httpx_sse` and
 interpreted by :class:`_StreamDecoder` (sans-IO, no sockets).
 
+A turn is complete only when the model said so: a choice carried a
+``finish_reason``. ``[DONE]`` alone is not enough (llama.cpp's server, vLLM
+and Ollama end an aborted generation with a role delta and ``[DONE]``).
+
 Errors (every failure becomes exactly one :class:`~yoi_runtime.EngineError`):
 
-=====================================================  =======================
+=====================================================  ===========================
 What happened                                          Raised
-=====================================================  =======================
+=====================================================  ===========================
 key source configured but unreadable / empty           EngineConfigError
 connection refused, DNS failure, proxy failure         EngineConnectError
 connect, write, pool or read timeout                   EngineTimeoutError
+HTTP 400 saying the prompt is too long                 ContextLengthExceededError
 HTTP status >= 400                                     EngineStatusError
 in-stream ``{"error": {"code": 4xx/5xx, ...}}``        EngineStatusError
 in-stream ``{"error": ...}`` without such a code       EngineProtocolError
 not ``text/event-stream``; ``data:`` not a JSON
 object or without ``choices``; bad ``usage``           EngineProtocolError
 connection broken mid-response; malformed HTTP         EngineProtocolError
-stream ended without ``[DONE]`` or ``finish_reason``   EngineProtocolError
-=====================================================  =======================
+stream ended without any ``finish_reason``             EngineStreamIncompleteError
+=====================================================  ===========================
+
+Retries: before the first text delta, a connection failure (refused, reset,
+connect timeout), HTTP 429 and 500/502/503/504 are retried with exponential
+backoff and jitter (by :mod:`stamina`), waiting what ``Retry-After`` says when
+the server sends it, up to ``retry_attempts`` attempts and ``retry_timeout``
+seconds; each retry is reported to the turn's listener first. Once text has
+streamed nothing is retried. The last failure is raised as it was (its HTTP
+status and the provider's error code kept).
+
+Text: surrogate pairs split across two deltas are joined, and a lone
+surrogate becomes U+FFFD, so the text is always valid Unicode.
 
 The API key is read when a turn starts and lives only in that turn's request
 headers; it is never stored on the engine, logged, or put in a message.
@@ -28,23 +44,37 @@ headers; it is never stored on the engine, logged, or put in a message.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import json
 import os
+import random
 import re
-from collections.abc import AsyncGenerator, Callable, Iterator
-from typing import Any, cast
+import time
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from typing import Any, Literal, cast
 
 import attrs
 import httpx
 import httpx_sse
+import stamina
 import trio
 
-from ._engine import TurnRequest, Usage
+from ._engine import (
+    Completion,
+    Retry,
+    TurnListener,
+    TurnRequest,
+    Usage,
+    estimate_tokens,
+)
 from ._errors import (
+    ContextLengthExceededError,
     EngineConfigError,
     EngineConnectError,
+    EngineError,
     EngineProtocolError,
     EngineStatusError,
+    EngineStreamIncompleteError,
     EngineTimeoutError,
 )
 
@@ -58,6 +88,37 @@ _EXCERPT_CHARS = 200
 _CLOSE_TIMEOUT = 5.0
 #: Reading past ``[DONE]`` to the end of the body stops after this many seconds.
 _DRAIN_TIMEOUT = 1.0
+#: The first retry waits about this many seconds; each next one twice as long.
+_RETRY_WAIT_INITIAL = 0.5
+#: Up to this many seconds of random jitter are added to each backoff.
+_RETRY_JITTER = 0.5
+#: HTTP statuses worth retrying: rate limited, or the server is (briefly) down.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Token counts remembered per engine (text -> count), newest kept.
+_TOKEN_CACHE_SIZE = 4096
+#: Server messages that mean "the prompt does not fit the context".
+_CONTEXT_MESSAGE = re.compile(
+    r"context[ _](length|window|size)|maximum context|exceeds? (the )?"
+    r"(available )?context|too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+#: Any UTF-16 surrogate code point (only ever there by mistake).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_text(text: str) -> tuple[str, str]:
+    """Join surrogate pairs and replace lone surrogates with U+FFFD.
+
+    Returns:
+        The repaired text, and a trailing high surrogate held back because
+        its pair may start the next delta ("" if none).
+    """
+    held = ""
+    if "\ud800" <= text[-1] <= "\udbff":
+        text, held = text[:-1], text[-1]
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text, held
 
 
 def _excerpt(text: str, secret: str | None) -> str:
@@ -122,14 +183,17 @@ class _StreamDecoder:
         secret: The turn's API key, blanked out of any server message quoted
             in an error.
         done: ``[DONE]`` was seen.
-        finished: Some choice carried a ``finish_reason``.
+        finish_reason: The last ``finish_reason`` a choice carried, or None.
         usage: The last usage the server reported (zeros if none).
+        streamed: Some text was returned (retrying is no longer safe).
     """
 
     secret: str | None = attrs.field(default=None, repr=False)
     done: bool = False
-    finished: bool = False
+    finish_reason: str | None = None
     usage: Usage = Usage()
+    streamed: bool = False
+    _held: str = ""
 
     def feed(self, data: str) -> list[str]:
         """Interpret one event's data.
@@ -180,8 +244,13 @@ class _StreamDecoder:
                 raise EngineProtocolError(
                     "the model server sent a choice that is not a JSON object"
                 )
-            if choice.get("finish_reason") is not None:
-                self.finished = True
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                if not isinstance(reason, str) or not reason:
+                    raise EngineProtocolError(
+                        "the model server sent a finish_reason that is not text"
+                    )
+                self.finish_reason = reason
             delta = choice.get("delta")
             content = delta.get("content") if isinstance(delta, dict) else None
             if content is not None and not isinstance(content, str):
@@ -189,22 +258,37 @@ class _StreamDecoder:
                     "the model server sent a delta whose content is not text"
                 )
             if content:
-                texts.append(content)
+                if self._held:
+                    content, self._held = self._held + content, ""
+                if not content.isascii() and _SURROGATE.search(content):
+                    content, self._held = _valid_text(content)
+                if content:
+                    texts.append(content)
+        if texts:
+            self.streamed = True
         return texts
 
-    def finish(self) -> Usage:
-        """Check the stream ended properly and return its usage.
+    def finish(self) -> tuple[list[str], Completion]:
+        """Check the model said it finished; return the last text and outcome.
 
         Returns:
-            The token usage the server reported last (zeros if none).
+            Text still held back (a lone high surrogate at the very end, as
+            U+FFFD), and the finish reason with the usage the server reported
+            last (zeros if none).
 
         Raises:
-            EngineProtocolError: Neither ``[DONE]`` nor a ``finish_reason``
-                was seen.
+            EngineStreamIncompleteError: No choice carried a ``finish_reason``
+                (with or without ``[DONE]``).
         """
-        if not (self.done or self.finished):
-            raise EngineProtocolError("stream ended before the model finished")
-        return self.usage
+        texts = ["\ufffd"] if self._held else []
+        self._held = ""
+        if self.finish_reason is None:
+            raise EngineStreamIncompleteError(
+                "the model server ended the stream without a finish_reason"
+                + (" after [DONE]" if self.done else "")
+                + " (the generation was aborted or cut off)"
+            )
+        return texts, Completion(self.finish_reason, self.usage)
 
     def _raise_stream_error(self, error: object) -> None:
         message = _excerpt(_error_message(error) or "no message", self.secret)
@@ -214,6 +298,11 @@ class _StreamDecoder:
             and not isinstance(code, bool)
             and (400 <= code <= 599)
         ):
+            if code == 400 and _CONTEXT_MESSAGE.search(message):
+                raise ContextLengthExceededError(
+                    f"the prompt does not fit the model's context: {message}",
+                    status_code=code,
+                )
             raise EngineStatusError(
                 f"the model server failed mid-stream with {code}: {message}",
                 status_code=code,
@@ -276,6 +365,68 @@ def _check_positive(instance: object, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must be > 0 seconds, got {value!r}")
 
 
+def _check_count(instance: object, attribute: Any, value: int | None) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or value < 1
+    ):
+        raise ValueError(f"{attribute.name} must be a whole number >= 1, got {value!r}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Return the seconds ``Retry-After`` asks for (delta or HTTP date)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _provider_code(body: bytes) -> str | None:
+    """Return the error body's ``code`` (or ``type``) string, if any."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    error = value.get("error") if isinstance(value, dict) else None
+    if not isinstance(error, dict):
+        error = value if isinstance(value, dict) else {}
+    for key in ("code", "type"):
+        code = error.get(key)
+        if isinstance(code, str) and code:
+            return code[:100]
+    return None
+
+
+class _Retryable(Exception):
+    """Carries an engine error that may be retried (to stamina and back)."""
+
+    def __init__(self, error: EngineError, delay: float | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.delay = delay
+
+
+def _retryable(error: EngineError) -> bool:
+    """Whether ``error``, raised before any text streamed, is worth a retry."""
+    if isinstance(error, EngineStatusError):
+        return error.status_code in _RETRY_STATUSES
+    if isinstance(error, EngineConnectError):
+        return True
+    cause = error.__cause__
+    if isinstance(error, EngineTimeoutError):
+        return isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout)
+    if isinstance(error, EngineProtocolError):
+        # The connection broke (reset, closed) before a response came.
+        return isinstance(cause, httpx.NetworkError | httpx.RemoteProtocolError)
+    return False
+
+
 @attrs.define(eq=False)
 class OpenAIChatEngine:
     """An engine that streams from an OpenAI-compatible Chat Completions server.
@@ -302,10 +453,26 @@ class OpenAIChatEngine:
         read_timeout: Longest silence between two reads of the response, in
             seconds (not a cap on the whole turn: wrap the turn in
             ``trio.fail_after`` for that).
+        context_tokens: The model's context size in tokens (what the server
+            was started with), or None when unknown: then the whole history
+            (up to ``Limits.history_turns``) is sent.
+        max_concurrent: Turns that may run on this engine at once (None: no
+            limit). Turns beyond it wait, ``accepted``, in FIFO order. A
+            single-slot local server wants 1.
+        tokenizer: How prompt tokens are counted for the context budget:
+            ``"estimate"`` (:func:`~yoi_runtime._engine.estimate_tokens`,
+            conservative), ``"llama.cpp"`` (the server's ``POST /tokenize``)
+            or ``"llama-cpp-python"`` (its ``POST /extras/tokenize/count``).
+            A tokenizer request that fails falls back to the estimate.
+        retry_attempts: Attempts per turn, the first included (1: no retry).
+        retry_timeout: Seconds after which no further retry is started.
+        retry_wait_max: The longest backoff between two attempts, in seconds
+            (a longer ``Retry-After`` ends the retries instead).
 
     Raises:
         ValueError: ``base_url`` is not an http(s) URL or holds credentials,
-            both key sources are given, or a timeout is not > 0.
+            both key sources are given, a timeout is not > 0, or a count is
+            not >= 1.
 
     Attributes:
         kind: ``"openai-chat"``.
@@ -319,32 +486,83 @@ class OpenAIChatEngine:
     max_tokens: int | None = None
     connect_timeout: float = attrs.field(default=10.0, validator=_check_positive)
     read_timeout: float = attrs.field(default=60.0, validator=_check_positive)
+    context_tokens: int | None = attrs.field(default=None, validator=_check_count)
+    max_concurrent: int | None = attrs.field(default=None, validator=_check_count)
+    tokenizer: Literal["estimate", "llama.cpp", "llama-cpp-python"] = attrs.field(
+        default="estimate",
+        validator=attrs.validators.in_(("estimate", "llama.cpp", "llama-cpp-python")),
+    )
+    retry_attempts: int = attrs.field(default=4, validator=_check_count)
+    retry_timeout: float = attrs.field(default=30.0, validator=_check_positive)
+    retry_wait_max: float = attrs.field(default=8.0, validator=_check_positive)
     kind: str = attrs.field(default="openai-chat", init=False)
     _client: httpx.AsyncClient | None = attrs.field(
         default=None, init=False, repr=False
     )
     _closed: bool = attrs.field(default=False, init=False, repr=False)
+    _token_counts: dict[str, int] = attrs.field(factory=dict, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.api_key_env is not None and self.api_key_file is not None:
             raise ValueError("give api_key_env or api_key_file, not both")
 
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Return the tokens each text takes, by the configured ``tokenizer``.
+
+        Counts are cached per text, so a Worker's history is tokenized once.
+        A tokenizer request that fails (or an ``"estimate"`` tokenizer) gives
+        :func:`~yoi_runtime._engine.estimate_tokens`.
+        """
+        if self.tokenizer == "estimate":
+            await trio.lowlevel.checkpoint()
+            return [estimate_tokens(text) for text in texts]
+        cache = self._token_counts
+        counts = []
+        for text in texts:
+            count = cache.get(text)
+            if count is None:
+                count = await self._tokenize(text)
+                if len(cache) >= _TOKEN_CACHE_SIZE:
+                    del cache[next(iter(cache))]
+                cache[text] = count
+            counts.append(count)
+        return counts
+
+    async def _tokenize(self, text: str) -> int:
+        root = self.base_url.rstrip("/").removesuffix("/v1")
+        if self.tokenizer == "llama.cpp":
+            url, body, field = f"{root}/tokenize", {"content": text}, "tokens"
+        else:
+            url, body, field = f"{root}/extras/tokenize/count", {"input": text}, "count"
+        try:
+            with trio.move_on_after(self.read_timeout):
+                response = await self._get_client().post(url, json=body)
+                value = response.json().get(field) if response.is_success else None
+                if isinstance(value, list):
+                    return len(value)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return value
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+        return estimate_tokens(text)
+
     async def run_turn(
-        self, request: TurnRequest, on_text: Callable[[str], None]
-    ) -> Usage:
-        """Stream one chat completion, calling ``on_text`` per text delta.
+        self, request: TurnRequest, listener: TurnListener
+    ) -> Completion:
+        """Stream one chat completion, reporting each text delta to ``listener``.
 
         After ``[DONE]`` the rest of the body (normally none) is read for up
         to 1 second, so the connection can go back to the pool.
 
         Args:
             request: The turn; its :meth:`~TurnRequest.messages` are sent.
-            on_text: Called synchronously with each non-empty text delta, in
-                order.
+            listener: Told each non-empty text delta, in order, and each
+                retry before its wait.
 
         Returns:
-            The token usage from the stream's usage chunk (``prompt_tokens``,
-            ``completion_tokens``), or zeros if the server sent none.
+            The model's ``finish_reason`` and the token usage from the
+            stream's usage chunk (``prompt_tokens``, ``completion_tokens``;
+            zeros if the server sent none).
 
         Raises:
             EngineConfigError: The key's env var is unset or empty, or the key
@@ -352,17 +570,20 @@ class OpenAIChatEngine:
             EngineConnectError: The server cannot be reached.
             EngineTimeoutError: Connecting took over ``connect_timeout``, or
                 the server was silent for over ``read_timeout`` seconds.
+            ContextLengthExceededError: The server refused the prompt as
+                longer than the model's context.
             EngineStatusError: The server answered HTTP >= 400 (the message
                 quotes at most 200 characters of its error), or reported an
                 error with an HTTP status code inside the stream.
-            EngineProtocolError: The stream was malformed, or ended before
-                ``[DONE]`` and before any ``finish_reason``.
+            EngineStreamIncompleteError: The stream ended without a
+                ``finish_reason``.
+            EngineProtocolError: The stream was malformed or broke off.
             trio.ClosedResourceError: :meth:`aclose` was called already.
 
         Cancellation:
             Leaving the ``async with`` around the response closes it (and its
             connection) before the cancellation propagates, so the server
-            sees the client go away.
+            sees the client go away. A retry's wait is cancelled at once.
         """
         if self._closed:
             raise trio.ClosedResourceError("the engine is closed")
@@ -380,33 +601,77 @@ class OpenAIChatEngine:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
+        attempt = 1
+        deadline = trio.current_time() + self.retry_timeout
+
+        def backoff(exc: Exception) -> bool | float:
+            nonlocal attempt
+            if not isinstance(exc, _Retryable) or attempt >= self.retry_attempts:
+                return False
+            delay = exc.delay
+            if delay is None:
+                delay = min(
+                    _RETRY_WAIT_INITIAL * 2 ** (attempt - 1), self.retry_wait_max
+                ) + random.uniform(0, _RETRY_JITTER)
+            elif delay > self.retry_wait_max:
+                return False
+            if trio.current_time() + delay > deadline:
+                return False
+            attempt += 1
+            listener.on_retry(Retry(attempt, delay, exc.error))
+            return delay
+
+        try:
+            async for retrying in stamina.retry_context(
+                on=backoff, attempts=self.retry_attempts, timeout=None
+            ):
+                with retrying:
+                    return await self._attempt(body, headers, key, listener)
+        except _Retryable as exc:
+            raise exc.error from exc.error.__cause__
+        raise AssertionError("unreachable: stamina ends with a result or an error")
+
+    async def _attempt(
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        key: str | None,
+        listener: TurnListener,
+    ) -> Completion:
+        """One request; a failure before any text is wrapped in _Retryable
+        when it is worth a retry."""
         decoder = _StreamDecoder(secret=key)
         url = self.base_url.rstrip("/") + "/chat/completions"
-        with _map_httpx_errors(self.connect_timeout, self.read_timeout):
-            async with httpx_sse.aconnect_sse(
-                self._get_client(), "POST", url, json=body, headers=headers
-            ) as source:
-                response = source.response
-                if response.status_code >= 400:
-                    excerpt = _body_excerpt(await _read_prefix(response), key)
-                    raise EngineStatusError(
-                        f"the model server answered HTTP {response.status_code}"
-                        + (f": {excerpt}" if excerpt else ""),
-                        status_code=response.status_code,
-                    )
-                async with contextlib.aclosing(source.aiter_sse()) as events:
-                    try:
-                        async for event in events:
-                            for text in decoder.feed(event.data):
-                                on_text(text)
-                            if decoder.done:
-                                break
-                    except Exception:
-                        await _stop_reading(events, grace=0)
-                        raise
-                    if decoder.done:
-                        await _stop_reading(events, grace=_DRAIN_TIMEOUT)
-        return decoder.finish()
+        on_text = listener.on_text
+        try:
+            with _map_httpx_errors(self.connect_timeout, self.read_timeout):
+                async with httpx_sse.aconnect_sse(
+                    self._get_client(), "POST", url, json=body, headers=headers
+                ) as source:
+                    response = source.response
+                    if response.status_code >= 400:
+                        raise await _status_error(response, key)
+                    async with contextlib.aclosing(source.aiter_sse()) as events:
+                        try:
+                            async for event in events:
+                                for text in decoder.feed(event.data):
+                                    on_text(text)
+                                if decoder.done:
+                                    break
+                        except Exception:
+                            await _stop_reading(events, grace=0)
+                            raise
+                        if decoder.done:
+                            await _stop_reading(events, grace=_DRAIN_TIMEOUT)
+        except EngineError as exc:
+            if decoder.streamed or not _retryable(exc):
+                raise
+            delay = exc.retry_after if isinstance(exc, EngineStatusError) else None
+            raise _Retryable(exc, delay) from exc
+        texts, completion = decoder.finish()
+        for text in texts:
+            on_text(text)
+        return completion
 
     async def aclose(self) -> None:
         """Close the connection pool. Idempotent; later turns raise.
@@ -473,6 +738,30 @@ async def _stop_reading(chunks: AsyncGenerator[Any, None], *, grace: float) -> N
     with trio.move_on_after(grace), contextlib.suppress(httpx.RequestError):
         async for _ in chunks:
             pass
+
+
+async def _status_error(response: httpx.Response, key: str | None) -> EngineError:
+    """Return the error for an HTTP error answer (its body read in part)."""
+    status = response.status_code
+    prefix = await _read_prefix(response)
+    excerpt = _body_excerpt(prefix, key)
+    code = _provider_code(prefix)
+    if status in (400, 413) and (
+        code in _CONTEXT_CODES or _CONTEXT_MESSAGE.search(excerpt)
+    ):
+        return ContextLengthExceededError(
+            "the prompt does not fit the model's context: "
+            f"HTTP {status}" + (f": {excerpt}" if excerpt else ""),
+            status_code=status,
+        )
+    return EngineStatusError(
+        f"the model server answered HTTP {status}"
+        + (f" ({code})" if code else "")
+        + (f": {excerpt}" if excerpt else ""),
+        status_code=status,
+        provider_code=code,
+        retry_after=_retry_after(response),
+    )
 
 
 async def _read_prefix(response: httpx.Response) -> bytes:

@@ -4,7 +4,11 @@ Recordings are ``yoi-recorded-llm-stream/1`` files (one JSON object a line: a
 header, then events with ``t_ms`` = milliseconds since the request). Only the
 ``text_delta`` events (every block ``index``, in file order) and the last
 ``usage`` event are replayed; tool calls, pings and block boundaries are
-ignored.
+ignored. The finish reason is the one recorded: a ``block_stop``'s
+``stop_reason`` (``EndTurn`` reads as ``"stop"``), else ``"stop"`` when a
+``block_stop`` or a ``status: completed`` was recorded, else ``"tool_calls"``
+when the recording holds a tool call; a recording with none of these replays
+as an incomplete stream (``engine_stream_incomplete``).
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
-from ._engine import TurnRequest, Usage
+from ._engine import Completion, TurnListener, TurnRequest, Usage, estimate_tokens
+from ._errors import EngineStreamIncompleteError
 
 __all__ = ["ReplayEngine"]
 
@@ -58,11 +63,23 @@ def _count(event: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
-def _load(path: Path) -> tuple[tuple[_Delta, ...], Usage]:
+#: Recorded ``stop_reason`` values (yoi's StopReason) as Chat Completions
+#: finish reasons; others are kept as recorded.
+_STOP_REASONS = {
+    "EndTurn": "stop",
+    "StopSequence": "stop",
+    "MaxTokens": "length",
+    "ToolUse": "tool_calls",
+    "ContentFilter": "content_filter",
+}
+
+
+def _load(path: Path) -> tuple[tuple[_Delta, ...], Usage, str | None]:
     """Read and validate one recording.
 
     Returns:
-        The text deltas in file order, and the last usage (zeros if none).
+        The text deltas in file order, the last usage (zeros if none), and
+        the recorded finish reason (None if it recorded none).
 
     Raises:
         ValueError: The file is missing, unreadable or not a valid recording.
@@ -74,6 +91,8 @@ def _load(path: Path) -> tuple[tuple[_Delta, ...], Usage]:
     deltas: list[_Delta] = []
     usage = Usage()
     header_seen = False
+    stop_reason: str | None = None
+    stopped = tool_call = False
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -105,11 +124,24 @@ def _load(path: Path) -> tuple[tuple[_Delta, ...], Usage]:
             usage = Usage(
                 _count(obj, "input_tokens", where), _count(obj, "output_tokens", where)
             )
+        elif kind == "block_stop":
+            stopped = True
+            reason = obj.get("stop_reason")
+            if isinstance(reason, str):
+                stop_reason = _STOP_REASONS.get(reason, reason)
+        elif kind == "status":
+            stopped = stopped or obj.get("status") == "completed"
+        elif kind == "tool_call_start":
+            tool_call = True
         elif not isinstance(kind, str):
             raise ValueError(f"{where}: event without a type")
     if not header_seen:
         raise ValueError(f"{path.name}: empty file, expected a {_FORMAT!r} header")
-    return tuple(deltas), usage
+    if stop_reason is None and stopped:
+        stop_reason = "stop"
+    if stop_reason is None and tool_call:
+        stop_reason = "tool_calls"
+    return tuple(deltas), usage, stop_reason
 
 
 @attrs.define(eq=False)
@@ -141,8 +173,12 @@ class ReplayEngine:
     speed: float = attrs.field(default=1.0, validator=_check_speed)
     kind: str = attrs.field(default="replay", init=False)
     model: str = attrs.field(init=False)
+    context_tokens: int | None = attrs.field(default=None, init=False)
+    max_tokens: int | None = attrs.field(default=None, init=False)
+    max_concurrent: int | None = attrs.field(default=None, init=False)
     _deltas: tuple[_Delta, ...] = attrs.field(init=False, repr=False)
     _usage: Usage = attrs.field(init=False, repr=False)
+    _finish_reason: str | None = attrs.field(init=False, repr=False)
 
     @model.default
     def _model_default(self) -> str:
@@ -155,7 +191,7 @@ class ReplayEngine:
         path = self.recordings_dir / (name + _SUFFIX)
         if not path.is_file():
             raise ValueError(f"no recording {name!r} in {self.recordings_dir}")
-        self._deltas, self._usage = _load(path)
+        self._deltas, self._usage, self._finish_reason = _load(path)
 
     @staticmethod
     def list_recordings(recordings_dir: str | os.PathLike[str]) -> list[str]:
@@ -175,9 +211,14 @@ class ReplayEngine:
             raise ValueError(f"{path} is not a directory")
         return sorted(p.stem for p in path.glob("*" + _SUFFIX) if p.is_file())
 
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Estimate each text's tokens with :func:`estimate_tokens`."""
+        await trio.lowlevel.checkpoint()
+        return [estimate_tokens(text) for text in texts]
+
     async def run_turn(
-        self, request: TurnRequest, on_text: Callable[[str], None]
-    ) -> Usage:
+        self, request: TurnRequest, listener: TurnListener
+    ) -> Completion:
         """Replay the recording; the request's content is ignored.
 
         Each text delta is delivered at ``start + t_ms / 1000 / speed``
@@ -186,16 +227,21 @@ class ReplayEngine:
 
         Args:
             request: The turn (unused: this is a replay).
-            on_text: Called synchronously with each non-empty text delta.
+            listener: Told each non-empty text delta.
 
         Returns:
-            The recording's last ``usage`` (``null`` counts read as 0).
+            The recorded finish reason and the recording's last ``usage``
+            (``null`` counts read as 0).
+
+        Raises:
+            EngineStreamIncompleteError: The recording has no finish reason.
 
         Cancellation:
             Holds nothing; a cancelled replay just stops delivering deltas.
             With ``speed = math.inf`` every delta is still a checkpoint.
         """
         start = trio.current_time()
+        on_text = listener.on_text
         deltas: Sequence[_Delta] = self._deltas
         for delta in deltas:
             if math.isinf(self.speed):
@@ -204,7 +250,11 @@ class ReplayEngine:
                 await trio.sleep_until(start + delta.t_ms / 1000 / self.speed)
             if delta.text:
                 on_text(delta.text)
-        return self._usage
+        if self._finish_reason is None:
+            raise EngineStreamIncompleteError(
+                "the recording ends without a finish reason"
+            )
+        return Completion(self._finish_reason, self._usage)
 
     async def aclose(self) -> None:
         """Do nothing: a replay holds no resources. Idempotent."""

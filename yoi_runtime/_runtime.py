@@ -5,17 +5,20 @@ from __future__ import annotations
 import datetime
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
 import attrs
 import trio
 
+from . import _ask
+from ._ask import DEFAULT_CANCEL_TIMEOUT, TurnResult, TurnStream
 from ._engine import Engine, EngineInfo, Usage
 from ._errors import (
     InvalidInputError,
+    LimitExceededError,
     OperationUnsupportedError,
     RuntimeUnavailableError,
     ScopeConflictError,
@@ -62,7 +65,7 @@ _MAX_LIMIT = 500
 #: The most exclusive scopes one Worker may claim; each is 1-1024 characters
 #: without control characters.
 _MAX_SCOPES = 16
-_SCOPE_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,1024}")
+_SCOPE_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,1024}")
 
 
 def _check_scopes(scopes: Sequence[str] | None) -> tuple[str, ...]:
@@ -85,6 +88,35 @@ def _check_scopes(scopes: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(scopes)
 
 
+#: The longest cancel or stop reason, in characters.
+_MAX_REASON = 1_000
+
+#: Characters refused in display names: C0 and C1 controls, and the
+#: Unicode line and paragraph separators.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: A surrogate code point: never valid text on its own (UTF-8 cannot encode it).
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+
+
+def _check_text(value: str | None, path: str, most: int | None = None) -> None:
+    """Refuse text that is not a string, is too long, or has a surrogate.
+
+    Raises:
+        InvalidInputError: ``path`` names the field.
+    """
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{path} must be a string", path=path)
+    if most is not None and len(value) > most:
+        raise InvalidInputError(f"{path} is longer than {most} characters", path=path)
+    if _SURROGATE_RE.search(value) is not None:
+        raise InvalidInputError(
+            f"{path} contains a lone surrogate (not a Unicode character)",
+            path=path,
+        )
+
+
 def _check_id(value: str, path: str) -> None:
     if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
         raise InvalidInputError(
@@ -104,6 +136,24 @@ def _check_limit(limit: int | None) -> int:
             f"limit must be between 1 and {_MAX_LIMIT}", path="limit"
         )
     return limit
+
+
+class _Diagnostics(list[Diagnostic]):
+    """A Runtime's diagnostics: the newest ``most``, oldest first."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__()
+        self._most = most
+
+    def append(self, item: Diagnostic, /) -> None:
+        super().append(item)
+        if len(self) > self._most:
+            del self[: len(self) - self._most]
+
+    def extend(self, items: Iterable[Diagnostic], /) -> None:
+        super().extend(items)
+        if len(self) > self._most:
+            del self[: len(self) - self._most]
 
 
 @attrs.define(eq=False)
@@ -140,20 +190,49 @@ class Runtime:
 
     # -- helpers ----------------------------------------------------------------
 
+    @property
+    def status(self) -> str:
+        """``"serving"``; ``"degraded"`` while the durable store cannot be
+        written (commands are refused, reads work; :attr:`status_reason`
+        says why; it serves again by itself once a write succeeds);
+        ``"closing"`` or ``"closed"``."""
+        if self._status == "serving" and self.status_reason is not None:
+            return "degraded"
+        return self._status
+
+    @property
+    def status_reason(self) -> str | None:
+        """Why the Runtime is degraded (the real cause, such as a full disk),
+        or None."""
+        journal = self._hub.journal
+        if journal is None or journal.problem is None:
+            return None
+        return journal.problem.message
+
     def _check_serving(self) -> None:
         if self._status != "serving":
             raise RuntimeUnavailableError(
                 f"runtime {self.runtime_id} is {self._status}"
             )
+        journal = self._hub.journal
+        if journal is not None and journal.problem is not None:
+            problem = journal.problem
+            raise type(problem)(problem.message)
 
-    async def _committed(self) -> None:
+    async def _committed(self, worker_id: str | None = None) -> None:
         """Return once the changes made so far are durable (at once in
-        memory), so the caller can acknowledge them."""
+        memory), so the caller can acknowledge them.
+
+        Raises:
+            StoreWriteError: The store cannot be written now (the Runtime is
+                degraded); the change is not acknowledged.
+            StoreError: A row of ``worker_id``'s change could not be stored.
+        """
         journal = self._hub.journal
         if journal is None:
             await trio.lowlevel.cancel_shielded_checkpoint()
         else:
-            await journal.wait_committed()
+            await journal.wait_committed(worker_id)
 
     def _worker(self, worker_id: str) -> Worker:
         try:
@@ -182,10 +261,13 @@ class Runtime:
 
         Args:
             profile: A profile name from :attr:`Capabilities.profiles`.
-            display_name: A label for people; never used as identity.
+            display_name: A label for people; never used as identity. At
+                most ``Limits.max_display_name_chars`` characters, without
+                control characters.
             engine: An engine name from :attr:`Capabilities.engines`; None
                 picks the Runtime's default engine.
-            system_prompt: Replaces the profile's system prompt.
+            system_prompt: Replaces the profile's system prompt; at most
+                ``Limits.max_system_prompt_chars`` characters.
             worker_id: Your own id, for idempotent create: creating again with
                 the same id and settings returns the existing Worker.
             scopes: Exclusive scopes to claim in the allocation registry (for
@@ -197,15 +279,28 @@ class Runtime:
             The new (or existing) Worker, ``idle``.
 
         Raises:
-            InvalidInputError: Unknown profile or engine, or a malformed id.
+            InvalidInputError: Unknown profile or engine, a malformed id, a
+                display name or system prompt too long or with a lone
+                surrogate, a display name with a control character.
             OperationUnsupportedError: A profile that needs tools (``coder``,
                 ``reviewer``) on a Runtime that offers none.
             WorkerExistsError: ``worker_id`` exists with other settings.
             ScopeConflictError: A live Worker holds one of ``scopes``; its
                 id is the error's ``worker_id``.
+            LimitExceededError: The Runtime holds ``Limits.max_workers``.
+            StoreWriteError: The durable store cannot be written now
+                (:class:`StorageFullError` for a full disk).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
+        limits = self._hub.limits
+        _check_text(display_name, "display_name", limits.max_display_name_chars)
+        if display_name is not None and _CONTROL_RE.search(display_name):
+            raise InvalidInputError(
+                "display_name must not contain control characters",
+                path="display_name",
+            )
+        _check_text(system_prompt, "system_prompt", limits.max_system_prompt_chars)
         if profile not in self._profiles:
             if profile in TOOL_PROFILES:
                 raise OperationUnsupportedError(
@@ -239,6 +334,13 @@ class Runtime:
                     )
                 await self._committed()
                 return existing.summary()
+        if len(self._workers) >= limits.max_workers:
+            raise LimitExceededError(
+                f"runtime {self.runtime_id} holds {limits.max_workers} Workers, "
+                "its limit",
+                limit="max_workers",
+                value=limits.max_workers,
+            )
         hub = self._hub
         for scope in claimed:
             holder = hub.allocations.get(scope)
@@ -265,10 +367,11 @@ class Runtime:
         for scope in claimed:
             hub.claim(scope, worker_id)
         worker.announce()
-        await self._committed()
+        await self._committed(worker_id)
         return worker.summary()
 
     def _adopt(self, worker: Worker) -> None:
+        worker.log.set_max_bytes(self._hub.limits.worker_event_bytes)
         self._workers[worker.worker_id] = worker
         self._ordered.append(worker)
         if worker.status not in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
@@ -299,8 +402,12 @@ class Runtime:
             WorkerBusyError: A turn is already accepted or running; nothing
                 was queued.
             WorkerStoppedError: The Worker is stopped or failed.
-            InvalidInputError: ``text`` is not a string, empty or too long.
+            InvalidInputError: ``text`` is not a string, empty, too long or
+                has a lone surrogate.
             IdempotencyConflictError: ``input_id`` was sent with other text.
+            StoreWriteError: The durable store cannot be written now
+                (:class:`StorageFullError` for a full disk); the input was
+                not acknowledged.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
@@ -312,11 +419,12 @@ class Runtime:
                 f"input is longer than {self._hub.limits.max_input_chars} characters",
                 path="text",
             )
+        _check_text(text, "text")
         if input_id is not None:
             _check_id(input_id, "input_id")
         turn = worker.accept_input(text, input_id)
         # Let the actor start the turn before the caller goes on.
-        await self._committed()
+        await self._committed(worker_id)
         return turn
 
     async def cancel(
@@ -332,7 +440,8 @@ class Runtime:
             worker_id: The Worker.
             turn_id: The turn you mean to cancel. If it has already ended the
                 outcome says so; None means whatever turn is active.
-            reason: Recorded in the ``turn.cancelled`` event.
+            reason: Recorded in the ``turn.cancelled`` event (at most 1,000
+                characters).
 
         Returns:
             ``cancelled``; ``no_active_turn``; or ``already_completed`` when
@@ -341,6 +450,7 @@ class Runtime:
         await trio.lowlevel.checkpoint()
         self._check_serving()
         worker = self._worker(worker_id)
+        _check_text(reason, "reason", _MAX_REASON)
         turn = worker.find_turn(turn_id)
         if turn is None:
             return CancelResult(CancelOutcome.NO_ACTIVE_TURN, worker_id)
@@ -363,7 +473,7 @@ class Runtime:
         Args:
             worker_id: The Worker.
             reason: Recorded in the ``turn.cancelled`` and ``worker.stopped``
-                events.
+                events (at most 1,000 characters).
 
         Returns:
             The Worker, ``stopped`` (or ``failed`` if it had crashed).
@@ -371,10 +481,78 @@ class Runtime:
         await trio.lowlevel.checkpoint()
         self._check_serving()
         worker = self._worker(worker_id)
+        _check_text(reason, "reason", _MAX_REASON)
         worker.stop(reason)
         await worker.wait_ended()
         await self._committed()
         return worker.summary()
+
+    async def ask(
+        self,
+        worker_id: str,
+        text: str,
+        *,
+        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+    ) -> TurnResult:
+        """Give a Worker input and return its whole answer.
+
+        Subscribes, sends ``text`` and waits for the turn's end (see
+        ``docs/embedding.md``).
+
+        Args:
+            worker_id: The Worker.
+            text: The user input (at most ``Limits.max_input_chars`` chars).
+            cancel_timeout: Seconds allowed for cancelling the turn when this
+                call is cancelled.
+
+        Returns:
+            The completed turn's text, finish reason, usage and ids.
+
+        Raises:
+            TurnFailedError: The turn failed (``error.code`` says why).
+            TurnCancelledError: Someone cancelled the turn or stopped the
+                Worker, or the Runtime closed.
+            WorkerBusyError: A turn is already accepted or running.
+            WorkerStoppedError: The Worker is stopped or failed.
+            InvalidInputError: ``text`` is not a string, empty or too long.
+
+        Cancellation:
+            Cancelling the call cancels the turn.
+        """
+        return await _ask.ask(self, worker_id, text, cancel_timeout=cancel_timeout)
+
+    def open_turn(
+        self,
+        worker_id: str,
+        text: str,
+        *,
+        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+    ) -> AbstractAsyncContextManager[TurnStream]:
+        """Give a Worker input and stream that turn's answer.
+
+        Use it as ``async with runtime.open_turn(worker_id, text) as turn:``,
+        iterate ``turn`` for the text deltas, then read ``turn.result``.
+
+        Args:
+            worker_id: The Worker.
+            text: The user input (at most ``Limits.max_input_chars`` chars).
+            cancel_timeout: Seconds allowed for cancelling the turn when the
+                block is left before the turn ended.
+
+        Returns:
+            An async context manager yielding a :class:`TurnStream`, whose
+            iteration raises the turn's :class:`TurnNotCompletedError` if it
+            did not complete.
+
+        Raises:
+            (on entering) WorkerBusyError, WorkerStoppedError,
+            InvalidInputError: As :meth:`send_input`.
+
+        Cancellation:
+            Leaving the block before the turn ended (``break``, an error, a
+            cancelled scope) cancels the turn.
+        """
+        return _ask.open_turn(self, worker_id, text, cancel_timeout=cancel_timeout)
 
     # -- observation ------------------------------------------------------------
 
@@ -491,7 +669,7 @@ class Runtime:
             runtime_id=self.runtime_id,
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
-            status=self._status,
+            status=self.status,
             started_at=self.started_at,
             workers=counts,
             usage=self._hub.usage,
@@ -629,7 +807,11 @@ async def open_runtime(
             hub = Hub(
                 runtime_id or "rt-" + secrets.token_hex(8),
                 limits,
-                EventLog(limits.runtime_event_retention),
+                EventLog(
+                    limits.runtime_event_retention,
+                    max_bytes=limits.runtime_event_bytes,
+                ),
+                diagnostics=_Diagnostics(limits.max_diagnostics),
             )
             async with _run(hub, settings, None) as runtime:
                 yield runtime
@@ -715,9 +897,15 @@ async def _open_durable(
             limits.runtime_event_retention,
             first=snapshot.last_cursor - len(events) + 1,
             events=events,
+            max_bytes=limits.runtime_event_bytes,
         )
-        hub = Hub(stored_id or runtime_id or "rt-" + secrets.token_hex(8), limits, log)
-        hub.journal = Journal(store, log)
+        hub = Hub(
+            stored_id or runtime_id or "rt-" + secrets.token_hex(8),
+            limits,
+            log,
+            diagnostics=_Diagnostics(limits.max_diagnostics),
+        )
+        hub.journal = Journal(store, log, hub.diagnose)
         if stored_id is None:
             hub.journal.set_runtime_id(hub.runtime_id)
         yield hub, snapshot

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from ._engine import TurnRequest, Usage
+from ._engine import Completion, TurnListener, TurnRequest, Usage, estimate_tokens
+from ._errors import EngineStreamIncompleteError
 
 __all__ = ["ScriptedEngine", "ScriptedReply"]
 
@@ -28,6 +29,8 @@ class ScriptedReply:
             :class:`EngineError` fails the turn with its code; any other
             exception fails it as ``engine_crashed``).
         hang: After the deltas, wait until cancelled instead of finishing.
+        finish_reason: The finish reason reported at the end; None ends the
+            stream without one (``engine_stream_incomplete``).
     """
 
     deltas: Sequence[str] = ()
@@ -35,6 +38,7 @@ class ScriptedReply:
     usage: Usage | None = None
     error: Exception | None = None
     hang: bool = False
+    finish_reason: str | None = "stop"
 
 
 def echo(request: TurnRequest) -> ScriptedReply:
@@ -51,6 +55,10 @@ class ScriptedEngine:
             or a sequence of replies used in turn (the last one repeats).
             Defaults to :func:`echo`.
         model: The model name it reports.
+        context_tokens: The context size to budget the history against (with
+            :func:`estimate_tokens`), or None.
+        max_tokens: Answer tokens reserved out of ``context_tokens``, or None.
+        max_concurrent: Turns that may run at once, or None for no limit.
 
     Attributes:
         requests: The last 100 requests received, oldest first (for
@@ -59,6 +67,9 @@ class ScriptedEngine:
 
     script: Callable[[TurnRequest], ScriptedReply] | Sequence[ScriptedReply] = echo
     model: str = "scripted"
+    context_tokens: int | None = None
+    max_tokens: int | None = None
+    max_concurrent: int | None = None
     kind: str = attrs.field(default="scripted", init=False)
     _turns: int = attrs.field(default=0, init=False)
     requests: deque[TurnRequest] = attrs.field(
@@ -71,11 +82,17 @@ class ScriptedEngine:
         self._turns += 1
         return self.script[min(self._turns, len(self.script)) - 1]
 
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Estimate each text's tokens with :func:`estimate_tokens`."""
+        await trio.lowlevel.checkpoint()
+        return [estimate_tokens(text) for text in texts]
+
     async def run_turn(
-        self, request: TurnRequest, on_text: Callable[[str], None]
-    ) -> Usage:
+        self, request: TurnRequest, listener: TurnListener
+    ) -> Completion:
         """Stream the scripted reply for ``request`` (see :class:`ScriptedReply`)."""
         self.requests.append(request)
+        on_text = listener.on_text
         reply = self._reply(request)
         if not reply.delay:
             # An instant reply, done like trio's own synchronous operations:
@@ -91,11 +108,16 @@ class ScriptedEngine:
             await trio.sleep_forever()
         if reply.error is not None:
             raise reply.error
+        if reply.finish_reason is None:
+            raise EngineStreamIncompleteError(
+                "the scripted stream ended without a finish reason"
+            )
         if not reply.delay:
             await trio.lowlevel.cancel_shielded_checkpoint()
-        if reply.usage is not None:
-            return reply.usage
-        return Usage(len(request.input.split()), len(reply.deltas))
+        usage = reply.usage
+        if usage is None:
+            usage = Usage(len(request.input.split()), len(reply.deltas))
+        return Completion(reply.finish_reason, usage)
 
     async def aclose(self) -> None:
         """Nothing to release."""

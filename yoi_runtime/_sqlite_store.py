@@ -5,11 +5,19 @@ Every method here blocks: the Runtime calls them through
 time uses the connection and the event loop never waits on the disk.
 
 One process at a time: :meth:`SQLiteStore.open` takes an exclusive
-``flock`` on ``PATH.lock`` (holding the pid) for as long as the store is
-open. The kernel releases it when the process dies, however it dies, so a
-second process pointed at the same file is refused with :class:`StoreError`
-while the first runs, and whatever a dead process left behind (its
-allocations) is known to be stale when the next one opens the file.
+``flock`` on the database file itself and on ``PATH.lock`` (holding the pid)
+for as long as the store is open (:func:`._store_faults.lock_store`). The
+kernel releases them when the process dies, however it dies, so a second
+process pointed at the same file, under any name (a symlink, a hard link),
+is refused with :class:`StoreError` while the first runs, and whatever a dead
+process left behind (its allocations) is known to be stale when the next one
+opens the file.
+
+Faults (:mod:`._store_faults`): a damaged or empty file is a one-line
+:class:`StoreError` at open; a row SQLite cannot bind is repaired or left
+out (:meth:`SQLiteStore.write` reports it) instead of failing its batch; a
+batch that fails as a whole (disk full, I/O error) is rolled back and raises
+``sqlite3.Error``, so the caller can retry it.
 
 Schema changes are numbered migrations (``PRAGMA user_version``): an older
 file is migrated when opened, a newer one is refused.
@@ -23,7 +31,6 @@ transcript restarts after the last row that could not be read.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import os
 import sqlite3
@@ -36,6 +43,14 @@ from ._engine import Usage
 from ._errors import StoreError
 from ._events import Event, EventType
 from ._store import Batch, StoredWorker, StoreSnapshot, WorkerRecord
+from ._store_faults import (
+    DATA_ERRORS,
+    RowProblem,
+    StoreLock,
+    damaged,
+    lock_store,
+    repair_row,
+)
 from ._types import Diagnostic, TranscriptEntry, TurnError, TurnStatus, TurnSummary
 from ._wire import converter
 
@@ -72,6 +87,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE allocations (scope TEXT PRIMARY KEY,"
         " worker_id TEXT NOT NULL, owner TEXT NOT NULL, acquired_at TEXT NOT NULL)",
     ),
+    # 3: Why the model stopped, per turn and per assistant entry, and how many
+    # earlier turns a turn's prompt left out.
+    (
+        "ALTER TABLE turns ADD COLUMN finish_reason TEXT",
+        "ALTER TABLE turns ADD COLUMN history_omitted INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE transcript ADD COLUMN finish_reason TEXT",
+    ),
 )
 
 #: The schema version this code writes.
@@ -88,10 +110,10 @@ class SQLiteStore:
     Open it with :meth:`open`; every method blocks.
     """
 
-    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, lock: StoreLock) -> None:
         self.path = path
         self._db = db
-        self._lock_fd = lock_fd
+        self._lock = lock
         self._owner = f"pid {os.getpid()}"
         #: Per Worker, the oldest ``seq`` still in the events table.
         self._first_seq: dict[str, int] = {}
@@ -102,21 +124,25 @@ class SQLiteStore:
         """Lock, open and migrate the store at ``path`` (created if missing).
 
         Args:
-            path: The SQLite file; ``PATH.lock`` is created beside it.
+            path: The SQLite file (symlinks are resolved); ``PATH.lock`` is
+                created beside it.
             synchronous: SQLite's ``synchronous`` setting: ``"FULL"`` (each
                 commit reaches the disk: an acknowledged input survives a
                 power cut) or ``"NORMAL"`` (it survives the process dying).
 
         Raises:
-            StoreError: Another process has the store open, the file is not
-                a yoi-runtime store, or its schema is newer than this code.
+            StoreError: Another process has the store open (under any name),
+                the file is empty, damaged or not a yoi-runtime store, or its
+                schema is newer than this code.
         """
         path = Path(path)
-        lock_fd = _lock(path)
+        lock = lock_store(path)
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                lock.path, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
-            os.close(lock_fd)
+            lock.release()
             raise StoreError(f"cannot open store {path}: {exc}") from None
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -124,21 +150,30 @@ class SQLiteStore:
             _migrate(db, path)
         except sqlite3.DatabaseError as exc:
             db.close()
-            os.close(lock_fd)
-            raise StoreError(f"{path} is not a yoi-runtime store: {exc}") from None
+            lock.release()
+            raise damaged(path, exc) from None
         except BaseException:
             db.close()
-            os.close(lock_fd)
+            lock.release()
             raise
-        return cls(path, db, lock_fd)
+        return cls(path, db, lock)
 
     def close(self) -> None:
-        """Release this process's allocations, close the file, drop the lock."""
+        """Release this process's allocations, close the file, drop the lock.
+
+        Never fails for a full disk: allocation rows left behind are
+        reclaimed by the next process to open the store.
+        """
         try:
-            self._db.execute("DELETE FROM allocations WHERE owner = ?", (self._owner,))
+            try:
+                self._db.execute(
+                    "DELETE FROM allocations WHERE owner = ?", (self._owner,)
+                )
+            except sqlite3.Error:
+                pass
             self._db.close()
         finally:
-            os.close(self._lock_fd)
+            self._lock.release()
 
     # -- reading --------------------------------------------------------------
 
@@ -153,7 +188,24 @@ class SQLiteStore:
 
         Allocation rows are all a dead process's (this one holds the lock):
         they are returned and deleted.
+
+        Raises:
+            StoreError: The file is damaged (a page SQLite cannot read, a
+                table missing): one line naming the file and what to do.
         """
+        try:
+            return self._load(
+                worker_event_retention, runtime_event_retention, transcript_retention
+            )
+        except sqlite3.DatabaseError as exc:
+            raise damaged(self.path, exc) from None
+
+    def _load(
+        self,
+        worker_event_retention: int,
+        runtime_event_retention: int,
+        transcript_retention: int,
+    ) -> StoreSnapshot:
         self._retention = worker_event_retention
         diagnostics: list[Diagnostic] = []
 
@@ -295,25 +347,50 @@ class SQLiteStore:
 
     # -- writing --------------------------------------------------------------
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> list[RowProblem]:
         """Commit one batch in one transaction (all of it or none of it).
 
         Also trims each Worker's events to its retention (with a quarter's
         slack, so trimming is rare).
 
+        A row whose values SQLite cannot bind (a lone surrogate, an integer
+        past 64 bits) does not fail the batch: the batch is written again
+        row by row, that row repaired (:func:`._store_faults.repair_row`) or,
+        if it still fails, left out.
+
+        Returns:
+            The rows written repaired or left out (usually none).
+
         Raises:
-            sqlite3.Error: The write failed (disk full, I/O error).
+            sqlite3.Error: The write failed as a whole (disk full, I/O
+                error); nothing of the batch is committed and it can be
+                written again.
         """
+        try:
+            self._write(batch, None)
+        except DATA_ERRORS:
+            problems: list[RowProblem] = []
+            self._write(batch, problems)
+            return problems
+        return []
+
+    def _write(self, batch: Batch, problems: list[RowProblem] | None) -> None:
+        """Write ``batch``: fast (``executemany``) when ``problems`` is None,
+        else one row at a time, noting each row that needed help there."""
         db = self._db
+        _rollback(db)
         db.execute("BEGIN IMMEDIATE")
         try:
+            put = self._many if problems is None else partial(self._each, problems)
             if batch.runtime_id is not None:
-                db.execute(
+                put(
+                    "meta",
                     "INSERT OR REPLACE INTO meta VALUES ('runtime_id', ?)",
-                    (batch.runtime_id,),
+                    [(batch.runtime_id,)],
                 )
             dumps = json.dumps
-            db.executemany(
+            put(
+                "events",
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (
@@ -326,18 +403,22 @@ class SQLiteStore:
                     )
                     for e in batch.events
                 ],
+                1,
             )
-            db.executemany(
+            put(
+                "workers",
                 "INSERT OR REPLACE INTO workers VALUES (?, ?, ?)",
                 [(w.worker_id, w.ordinal, converter.dumps(w)) for w in batch.workers],
             )
-            db.executemany(
+            put(
+                "turns",
                 "INSERT OR REPLACE INTO turns VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_turn_row(turn) for turn in batch.turns],
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO transcript VALUES (?, ?, ?, ?, ?, ?, ?)",
+            put(
+                "transcript",
+                "INSERT OR REPLACE INTO transcript VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         w,
@@ -347,29 +428,66 @@ class SQLiteStore:
                         e.text,
                         e.status.value,
                         e.at.isoformat(),
+                        e.finish_reason,
                     )
                     for w, e in batch.transcript
                 ],
             )
-            db.executemany(
+            put(
+                "allocations",
                 "DELETE FROM allocations WHERE scope = ?",
                 [(scope,) for scope in batch.releases],
             )
             now = _now().isoformat()
-            db.executemany(
+            put(
+                "allocations",
                 "INSERT INTO allocations VALUES (?, ?, ?, ?)",
                 [(s, w, self._owner, now) for s, w in batch.claims],
             )
-            self._trim(batch.events)
+            trimmed = self._trim(batch.events)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
+        self._first_seq.update(trimmed)
 
-    def _trim(self, events: Sequence[Event]) -> None:
+    def _many(
+        self, table: str, sql: str, rows: list[tuple[Any, ...]], owner: int = 0
+    ) -> None:
+        if rows:
+            self._db.executemany(sql, rows)
+
+    def _each(
+        self,
+        problems: list[RowProblem],
+        table: str,
+        sql: str,
+        rows: list[tuple[Any, ...]],
+        owner: int = 0,
+    ) -> None:
+        db = self._db
+        for row in rows:
+            try:
+                db.execute(sql, row)
+                continue
+            except DATA_ERRORS as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            fixed = repair_row(row)
+            repaired = fixed != row
+            if repaired:
+                try:
+                    db.execute(sql, fixed)
+                except DATA_ERRORS:
+                    repaired = False
+            problems.append(RowProblem(table, str(row[owner]), repaired, error))
+
+    def _trim(self, events: Sequence[Event]) -> dict[str, int]:
+        """Delete each Worker's events past its retention; return the new
+        oldest ``seq`` of each Worker trimmed (to keep once committed)."""
         retention = self._retention
+        trimmed: dict[str, int] = {}
         if not retention:
-            return
+            return trimmed
         newest: dict[str, int] = {}
         for event in events:
             newest[event.worker_id] = event.seq
@@ -381,26 +499,19 @@ class SQLiteStore:
                     "DELETE FROM events WHERE worker_id = ? AND seq < ?",
                     (worker_id, keep_from),
                 )
-                self._first_seq[worker_id] = keep_from
+                trimmed[worker_id] = keep_from
+        return trimmed
 
 
-def _lock(path: Path) -> int:
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot open store lock {lock_path}: {exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StoreError(
-            f"store {path} is in use by another yoi-runtime process (pid {holder})"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
+def _rollback(db: sqlite3.Connection) -> None:
+    """End an open transaction; a failing ROLLBACK (SQLite may have rolled
+    back by itself, e.g. on a full disk) never hides the error that led
+    here."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
@@ -436,7 +547,8 @@ def _parse(text: Any, cls: type[T]) -> T | None:
 #: The turn columns :func:`_parse_turn` reads, in table order after worker_id.
 _TURN_COLUMNS = (
     "turn_no, status, input, accepted_at, started_at, ended_at, input_tokens,"
-    " output_tokens, error_code, error_message, reason, input_id"
+    " output_tokens, error_code, error_message, reason, input_id, finish_reason,"
+    " history_omitted"
 )
 
 
@@ -460,6 +572,8 @@ def _turn_row(turn: TurnSummary) -> tuple[Any, ...]:
         None if error is None else error.message,
         turn.reason,
         turn.input_id,
+        turn.finish_reason,
+        turn.history_omitted,
     )
 
 
@@ -469,7 +583,7 @@ def _time(value: Any) -> datetime.datetime | None:
 
 def _parse_turn(worker_id: str, row: Sequence[Any]) -> TurnSummary | None:
     (number, status, text, accepted, started, ended, tokens_in, tokens_out,
-     code, message, reason, input_id) = row  # fmt: skip
+     code, message, reason, input_id, finish_reason, omitted) = row  # fmt: skip
     try:
         if not isinstance(text, str) or not isinstance(tokens_in + tokens_out, int):
             return None
@@ -485,23 +599,28 @@ def _parse_turn(worker_id: str, row: Sequence[Any]) -> TurnSummary | None:
             error=None if code is None else TurnError(str(code), str(message)),
             reason=reason,
             input_id=input_id,
+            finish_reason=None if finish_reason is None else str(finish_reason),
+            truncated=finish_reason == "length",
+            history_omitted=int(omitted),
         )
     except (TypeError, ValueError):
         return None
 
 
 #: The transcript columns :func:`_parse_entry` reads.
-_ENTRY_COLUMNS = "idx, kind, turn_id, text, status, at"
+_ENTRY_COLUMNS = "idx, kind, turn_id, text, status, at, finish_reason"
 
 
 def _parse_entry(row: Sequence[Any]) -> TranscriptEntry | None:
-    index, kind, turn_id, text, status, at = row
+    index, kind, turn_id, text, status, at, finish_reason = row
     try:
         if not isinstance(text, str) or kind not in ("user", "assistant", "error"):
             return None
         return TranscriptEntry(
             index, kind, str(turn_id), text, TurnStatus(status),
             datetime.datetime.fromisoformat(at),
+            None if finish_reason is None else str(finish_reason),
+            finish_reason == "length",
         )  # fmt: skip
     except (TypeError, ValueError):
         return None

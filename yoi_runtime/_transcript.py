@@ -22,7 +22,7 @@ MAX_PAGE = 500
 class _Entry:
     """A mutable transcript entry; an assistant entry grows while streaming."""
 
-    __slots__ = ("at", "index", "kind", "parts", "status", "turn_id")
+    __slots__ = ("at", "finish_reason", "index", "kind", "parts", "status", "turn_id")
 
     def __init__(
         self,
@@ -39,6 +39,7 @@ class _Entry:
         self.parts = [text]
         self.status = status
         self.at = at
+        self.finish_reason: str | None = None
 
     def snapshot(self) -> TranscriptEntry:
         if len(self.parts) > 1:
@@ -50,6 +51,8 @@ class _Entry:
             text=self.parts[0],
             status=self.status,
             at=self.at,
+            finish_reason=self.finish_reason,
+            truncated=self.finish_reason == "length",
         )
 
 
@@ -76,9 +79,12 @@ class Transcript:
     def restore(self, entries: list[TranscriptEntry], last: int) -> list[_Entry]:
         """Load stored entries (gap-free, oldest first, ending at ``last``)
         into an empty transcript, and return them."""
-        self._entries = [
-            _Entry(e.index, e.kind, e.turn_id, e.text, e.status, e.at) for e in entries
-        ]
+        restored = []
+        for e in entries:
+            entry = _Entry(e.index, e.kind, e.turn_id, e.text, e.status, e.at)
+            entry.finish_reason = e.finish_reason
+            restored.append(entry)
+        self._entries = restored
         self._first = last - len(entries) + 1
         return list(self._entries)
 

@@ -103,6 +103,14 @@ class TurnSummary:
         error: Why it failed, when ``status`` is ``failed``.
         reason: The reason given to cancel or stop, when ``cancelled``.
         input_id: The caller's idempotency key for the input, or None.
+        finish_reason: Why the model stopped, exactly as the model server
+            said (``"stop"``, ``"length"``, ``"content_filter"``, ...), when
+            ``completed``; None otherwise (a stream that ended without one
+            fails the turn with ``engine_stream_incomplete``).
+        truncated: True when the answer was cut by the token limit
+            (``finish_reason == "length"``).
+        history_omitted: Earlier completed turns left out of the prompt so it
+            fit the engine's context (0 when the whole history was sent).
     """
 
     turn_id: str
@@ -116,6 +124,9 @@ class TurnSummary:
     error: TurnError | None = None
     reason: str | None = None
     input_id: str | None = None
+    finish_reason: str | None = None
+    truncated: bool = False
+    history_omitted: int = 0
 
 
 @attrs.frozen
@@ -198,8 +209,13 @@ class TranscriptEntry:
             ``"error"`` (a failed turn).
         turn_id: The turn the entry belongs to.
         text: The text; for an assistant entry, all text streamed so far.
-        status: The turn's status when the entry last changed.
+        status: The turn's status when the entry last changed. An assistant
+            entry of a ``failed`` turn holds the partial text the model sent
+            before it broke off (incomplete: ``finish_reason`` is None).
         at: When the entry was created (UTC).
+        finish_reason: For the assistant entry of a ``completed`` turn, why
+            the model stopped (as in :attr:`TurnSummary.finish_reason`).
+        truncated: True when that answer was cut by the token limit.
     """
 
     index: int
@@ -208,6 +224,8 @@ class TranscriptEntry:
     text: str
     status: TurnStatus
     at: datetime.datetime
+    finish_reason: str | None = None
+    truncated: bool = False
 
 
 @attrs.frozen

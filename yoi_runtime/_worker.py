@@ -20,14 +20,24 @@ from __future__ import annotations
 
 import datetime
 import traceback
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from ._engine import Engine, EngineInfo, Message, TurnRequest, Usage
+from ._engine import (
+    MESSAGE_OVERHEAD_TOKENS,
+    Completion,
+    Engine,
+    EngineInfo,
+    Message,
+    Retry,
+    TurnRequest,
+    Usage,
+)
 from ._errors import (
+    ContextLengthExceededError,
     EngineConfigError,
     EngineError,
     IdempotencyConflictError,
@@ -69,21 +79,39 @@ def _now() -> datetime.datetime:
 
 @attrs.frozen
 class Limits:
-    """Bounds a Runtime keeps; every one is a count.
+    """Bounds a Runtime keeps (``docs/runtime.md``, "Bounds").
 
     Attributes:
-        worker_event_retention: Events each Worker's log retains (at least).
+        worker_event_retention: Events each Worker's log retains (at least,
+            unless ``worker_event_bytes`` is reached first).
         runtime_event_retention: Events the Runtime-wide log retains.
         transcript_retention: Transcript entries each Worker retains.
-        history_turns: Completed exchanges sent back to the model as history.
+        history_turns: Completed exchanges a Worker keeps as history for the
+            model. Each turn sends the newest of them that fit the engine's
+            context (see ``docs/runtime.md``, "Context budget").
         max_input_chars: The longest input accepted, in characters.
+        max_workers: The most Workers one Runtime holds (stopped and failed
+            ones count: they keep their logs and transcripts).
+        max_display_name_chars: The longest display name, in characters.
+        max_system_prompt_chars: The longest system prompt, in characters.
+        worker_event_bytes: Memory each Worker's event log may keep, in bytes
+            (estimated: its events' text plus 512 per event); older events
+            become a ``Gap`` in memory (a durable store keeps them on disk).
+        runtime_event_bytes: The same for the Runtime-wide log, in bytes.
+        max_diagnostics: Diagnostics kept (the newest; older ones dropped).
     """
 
     worker_event_retention: int = 10_000
     runtime_event_retention: int = 100_000
     transcript_retention: int = 1_000
-    history_turns: int = 20
+    history_turns: int = 100
     max_input_chars: int = 100_000
+    max_workers: int = 1_000
+    max_display_name_chars: int = 200
+    max_system_prompt_chars: int = 100_000
+    worker_event_bytes: int = 1 << 20
+    runtime_event_bytes: int = 16 << 20
+    max_diagnostics: int = 1_000
 
 
 @attrs.define(eq=False)
@@ -104,6 +132,21 @@ class Hub:
     diagnostics: list[Diagnostic] = attrs.field(factory=list)
     journal: Journal | None = None
     allocations: dict[str, str] = attrs.field(factory=dict)
+    #: Per engine name, the FIFO limit on turns running at once.
+    limiters: dict[str, trio.CapacityLimiter] = attrs.field(factory=dict)
+
+    def limiter(self, name: str, engine: Engine) -> trio.CapacityLimiter | None:
+        """Return the limit on ``engine``'s concurrent turns, None if none.
+
+        One :class:`trio.CapacityLimiter` per engine name, made on first use
+        from ``engine.max_concurrent``; it wakes waiting turns in FIFO order.
+        """
+        limiter = self.limiters.get(name)
+        if limiter is None:
+            if engine.max_concurrent is None:
+                return None
+            limiter = self.limiters[name] = trio.CapacityLimiter(engine.max_concurrent)
+        return limiter
 
     def diagnose(
         self, level: str, code: str, message: str, worker_id: str | None = None
@@ -129,14 +172,20 @@ class MissingEngine:
     """Stands in for an engine a restarted Runtime no longer has: every turn
     fails with ``engine_config_error``."""
 
+    context_tokens: int | None = None
+    max_tokens: int | None = None
+    max_concurrent: int | None = None
+
     def __init__(self, info: EngineInfo) -> None:
         self.kind = info.kind
         self.model = info.model
         self._name = info.name
 
-    async def run_turn(
-        self, request: TurnRequest, on_text: Callable[[str], None]
-    ) -> Usage:
+    async def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        await trio.lowlevel.checkpoint()
+        return [0 for _ in texts]
+
+    async def run_turn(self, request: TurnRequest, listener: object) -> Completion:
         await trio.lowlevel.checkpoint()
         raise EngineConfigError(
             f"engine {self._name!r} is not configured in this runtime any more"
@@ -158,6 +207,8 @@ class _Turn:
     usage: Usage = Usage()
     error: TurnError | None = None
     reason: str | None = None
+    finish_reason: str | None = None
+    history_omitted: int = 0
     answer: _Entry | None = None
     # Made when needed: the scope when the turn starts, the event when
     # someone waits for the end.
@@ -198,6 +249,8 @@ class _Turn:
             summary.usage,
             summary.error,
             summary.reason,
+            summary.finish_reason,
+            summary.history_omitted,
         )
 
     def summary(self, worker_id: str) -> TurnSummary:
@@ -213,6 +266,9 @@ class _Turn:
             error=self.error,
             reason=self.reason,
             input_id=self.input_id,
+            finish_reason=self.finish_reason,
+            truncated=self.finish_reason == "length",
+            history_omitted=self.history_omitted,
         )
 
 
@@ -596,31 +652,34 @@ class Worker:
         if turn.cancel_requested:  # cancelled before it started
             self._end_turn(turn, TurnStatus.CANCELLED)
             return
-        turn.status = TurnStatus.RUNNING
-        turn.started_at = now = _now()
-        self._emit(EventType.TURN_STARTED, {"turn_id": turn.turn_id}, now)
-        request = TurnRequest(
-            self.worker_id,
-            turn.turn_id,
-            self.system_prompt,
-            tuple(self._history or ()),
-            turn.input,
-        )
+        limiter = self.hub.limiter(self.engine_name, self.engine)
+        details: dict[str, Any] | None = None
         try:
             with trio.CancelScope() as scope:
                 turn.scope = scope
                 try:
-                    usage = await self.engine.run_turn(
-                        request, lambda text: self._on_text(turn, text)
-                    )
+                    if limiter is None:
+                        completion = await self._start(turn)
+                    else:
+                        # FIFO: the turn stays accepted until a slot frees.
+                        async with limiter:
+                            completion = await self._start(turn)
                 except EngineError as exc:
                     error = TurnError(exc.code, exc.message)
+                    details = exc.details()
+                    if isinstance(exc, ContextLengthExceededError):
+                        self._shrink_history()
                 except Exception as exc:
                     error = TurnError("engine_crashed", f"{type(exc).__name__}: {exc}")
                 else:
-                    self._end_turn(turn, TurnStatus.COMPLETED, usage=usage)
+                    self._end_turn(
+                        turn,
+                        TurnStatus.COMPLETED,
+                        usage=completion.usage,
+                        finish_reason=completion.finish_reason,
+                    )
                     return
-                self._end_turn(turn, TurnStatus.FAILED, error=error)
+                self._end_turn(turn, TurnStatus.FAILED, error=error, details=details)
                 return
             self._end_turn(turn, TurnStatus.CANCELLED)
         except BaseException:
@@ -628,6 +687,85 @@ class Worker:
             if not turn.status.is_final:
                 self._end_turn(turn, TurnStatus.CANCELLED)
             raise
+
+    async def _start(self, turn: _Turn) -> Completion:
+        """Start ``turn`` on the engine (it holds a slot) and run it."""
+        engine = self.engine
+        history: list[Message] = self._history or []
+        fits = True
+        if engine.context_tokens is not None:
+            history, fits = await self._fit_history(turn, history)
+        turn.status = TurnStatus.RUNNING
+        turn.started_at = now = _now()
+        self._emit(
+            EventType.TURN_STARTED,
+            {"turn_id": turn.turn_id, "history_omitted": turn.history_omitted},
+            now,
+        )
+        if not fits:
+            raise ContextLengthExceededError(
+                f"the input does not fit the {engine.context_tokens}-token "
+                "context of the engine"
+                + ("" if engine.max_tokens is None else " with its max_tokens")
+            )
+        request = TurnRequest(
+            self.worker_id, turn.turn_id, self.system_prompt, tuple(history), turn.input
+        )
+        return await engine.run_turn(request, _Listener(self, turn))
+
+    async def _fit_history(
+        self, turn: _Turn, history: list[Message]
+    ) -> tuple[list[Message], bool]:
+        """Keep the newest whole exchanges that fit the engine's context.
+
+        The prompt may use ``context_tokens`` minus the answer's reserve
+        (``max_tokens``, or a quarter of the context up to 1,024 tokens when
+        unset). Sets ``turn.history_omitted``.
+
+        Returns:
+            The history to send, and whether the system prompt and the input
+            fit at all.
+        """
+        engine = self.engine
+        context = engine.context_tokens
+        assert context is not None
+        reserve = engine.max_tokens
+        if reserve is None:
+            reserve = min(context // 4, 1024)
+        budget = context - reserve
+        head = (
+            [turn.input]
+            if self.system_prompt is None
+            else [
+                turn.input,
+                self.system_prompt,
+            ]
+        )
+        counts = await engine.count_tokens(head + [m.content for m in history])
+        overhead = MESSAGE_OVERHEAD_TOKENS
+        used = sum(counts[: len(head)]) + overhead * len(head)
+        if used > budget:
+            turn.history_omitted = len(history) // 2
+            return [], False
+        kept = len(history)
+        # Whole exchanges (user, assistant), newest first.
+        for start in range(len(history) - 2, -1, -2):
+            pair = counts[len(head) + start] + counts[len(head) + start + 1]
+            if used + pair + 2 * overhead > budget:
+                break
+            used += pair + 2 * overhead
+            kept = start
+        else:
+            kept = 0
+        turn.history_omitted = kept // 2
+        return history[kept:], True
+
+    def _shrink_history(self) -> None:
+        """The model server found the prompt too long (its tokens counted
+        more than the budget thought): drop the older half of the history."""
+        history = self._history
+        if history:
+            del history[: (len(history) // 4) * 2 or len(history)]
 
     def _on_text(self, turn: _Turn, text: str) -> None:
         if not text:
@@ -655,17 +793,21 @@ class Worker:
         *,
         usage: Usage = _NO_USAGE,
         error: TurnError | None = None,
+        details: dict[str, Any] | None = None,
+        finish_reason: str | None = None,
     ) -> None:
         turn.status = status
         turn.ended_at = now = _now()
         turn.usage = usage
         turn.error = error
+        turn.finish_reason = finish_reason
         if usage.input_tokens or usage.output_tokens:
             self.usage += usage
             self.hub.usage += usage
         turn_id = turn.turn_id
         if turn.answer is not None:
             turn.answer.status = status
+            turn.answer.finish_reason = finish_reason
         if status is TurnStatus.COMPLETED:
             data: dict[str, Any] = {
                 "turn_id": turn_id,
@@ -673,6 +815,8 @@ class Worker:
                     "input_tokens": usage.input_tokens,
                     "output_tokens": usage.output_tokens,
                 },
+                "finish_reason": finish_reason,
+                "truncated": finish_reason == "length",
             }
             self._emit(EventType.TURN_COMPLETED, data, now, turn, turn.answer)
             self._remember(turn)
@@ -682,6 +826,8 @@ class Worker:
                 "turn_id": turn_id,
                 "error": {"code": error.code, "message": error.message},
             }
+            if details:
+                data["error"].update(details)
             entry = self.transcript.add("error", turn_id, error.message, status, now)
             self._emit(EventType.TURN_FAILED, data, now, turn, entry)
             if turn.answer is not None and self.hub.journal is not None:
@@ -711,6 +857,25 @@ class Worker:
         excess = len(self._history) - 2 * self.hub.limits.history_turns
         if excess > 0:
             del self._history[:excess]
+
+    def on_retry(self, turn: _Turn, retry: Retry) -> None:
+        """Publish ``turn.retrying`` before the engine waits to retry."""
+        error = retry.error
+        if isinstance(error, EngineError):
+            info: dict[str, Any] = {"code": error.code, "message": error.message}
+            info.update(error.details())
+        else:
+            info = {"code": "engine_error", "message": str(error)}
+        self._emit(
+            EventType.TURN_RETRYING,
+            {
+                "turn_id": turn.turn_id,
+                "attempt": retry.attempt,
+                "delay": retry.delay,
+                "error": info,
+            },
+            _now(),
+        )
 
     def _crash(self, exc: Exception) -> None:
         """The actor itself broke: mark the Worker failed, never propagate."""
@@ -745,3 +910,19 @@ class Worker:
             {"error": {"code": "worker_crashed", "message": summary}},
             _now(),
         )
+
+
+class _Listener:
+    """What the engine reports a turn's progress to (a ``TurnListener``)."""
+
+    __slots__ = ("_turn", "_worker")
+
+    def __init__(self, worker: Worker, turn: _Turn) -> None:
+        self._worker = worker
+        self._turn = turn
+
+    def on_text(self, text: str) -> None:
+        self._worker._on_text(self._turn, text)
+
+    def on_retry(self, retry: Retry) -> None:
+        self._worker.on_retry(self._turn, retry)

@@ -51,6 +51,13 @@ class AuditRecord:
         operation: ``"create"``, ``"input"``, ``"stop"`` or ``"cancel"``.
         outcome: ``"ok"``, or the error code the command ended with.
         reason: Why a policy hid the Worker or refused the command, else None.
+        turn_id: The turn concerned: the one an input started, a cancel
+            addressed or a stop ended; None when there was none (or the
+            command failed before one was known).
+        profile: The Worker's profile (for a create, the one asked for);
+            None when the Worker could not be looked up.
+        request_id: The browser request's id (its ``X-Request-Id``, or one
+            the API made up), None for a call made in Python.
     """
 
     at: datetime.datetime
@@ -60,9 +67,13 @@ class AuditRecord:
     operation: str
     outcome: str
     reason: str | None = None
+    turn_id: str | None = None
+    profile: str | None = None
+    request_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The record as one JSON object (``at`` in ISO 8601; ``reason``
+        """The record as one JSON object (``at`` in ISO 8601; ``turn_id``,
+        ``profile`` and ``request_id`` always, null when unknown; ``reason``
         only when there is one)."""
         value: dict[str, Any] = {
             "at": self.at.isoformat(),
@@ -71,6 +82,9 @@ class AuditRecord:
             "worker_id": self.worker_id,
             "operation": self.operation,
             "outcome": self.outcome,
+            "turn_id": self.turn_id,
+            "profile": self.profile,
+            "request_id": self.request_id,
         }
         if self.reason is not None:
             value["reason"] = self.reason
@@ -145,9 +159,13 @@ class AuditEntry:
 
     Attributes:
         worker_id: The Worker concerned (set it once a create knows the id).
+        turn_id: The turn concerned, once known.
+        profile: The Worker's profile, once known.
     """
 
     worker_id: str | None
+    turn_id: str | None = None
+    profile: str | None = None
 
 
 @asynccontextmanager
@@ -159,6 +177,7 @@ async def audited(
     worker_id: str | None,
     *,
     on_failure: Callable[[str], None],
+    request_id: str | None = None,
 ) -> AsyncIterator[AuditEntry]:
     """Record one command's outcome when its body ends, however it ends.
 
@@ -172,6 +191,7 @@ async def audited(
         sink: Where the record goes; None records nothing.
         on_failure: Called with a message when the record could not be
             stored (an ``OSError`` from the sink, or too slow).
+        request_id: The browser request's id, recorded as it is.
     """
     entry = AuditEntry(worker_id)
     outcome, reason = "cancelled", None
@@ -198,6 +218,9 @@ async def audited(
                 operation=operation,
                 outcome=outcome,
                 reason=reason,
+                turn_id=entry.turn_id,
+                profile=entry.profile,
+                request_id=request_id,
             )
             with trio.move_on_after(AUDIT_TIMEOUT, shield=True) as waited:
                 try:

@@ -1,24 +1,26 @@
-"""The local-pod compatibility source: Workers of the older model, read-only.
+"""The local-pod compatibility source: yoi's Pods as read-only Workers.
 
-Before the Runtime, each Worker was its own process (a "pod"). A
-:class:`LocalPodSource` projects those pods as Workers so they stay visible
-during the migration. It is a compatibility source, not a Runtime
-authority: it owns nothing, starts nothing and changes nothing. The on-disk
-format, the id derivation, the status mapping and what is never shown are
-documented in ``docs/compat-local-pod.md``; reading the pods directory
-(metadata, pid liveness, session logs) is ``yoi_workspace._pods``.
+Before the Runtime, each Worker was its own process (a yoi "Pod"). A
+:class:`LocalPodSource` projects the Pods of a yoi installation as Workers
+so they stay visible during the migration. It is a compatibility source,
+not a Runtime authority: it owns nothing, starts nothing, locks nothing
+exclusively and writes nothing. The on-disk formats are upstream yoi's
+(``shared/reference/yoi-local-pods.md``; summarised in
+``docs/compat-local-pod.md``): scanning metadata, the allocation table and
+liveness is ``yoi_workspace._pods``, reading a segment log
+``yoi_workspace._session_log``, defensive file reading
+``yoi_workspace._pod_files``.
 
-Every call rescans the directory (it is small) in a worker thread, so the
-event loop never waits on the disk and the projection is never stale by
-more than one call.
+Every call rescans the yoi home in a worker thread, so the event loop never
+waits on the disk and the projection is never stale by more than one call.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 from typing import NoReturn
 
 import trio
@@ -38,8 +40,10 @@ from yoi_runtime import (
 from yoi_runtime._util import parse_count
 
 from ._handle import EventStream
-from ._pods import Scan, read_session, scan_pods
+from ._pods import LIVENESS, Pod, Scan, scan_pods
+from ._session_log import read_session
 from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
+from ._yoi_home import YoiHome, resolve_yoi_home
 
 __all__ = ["LocalPodSource"]
 
@@ -85,7 +89,8 @@ def _check_cursor(cursor: str | None, what: str) -> int:
 
 
 class LocalPodSource:
-    """A read-only handle on the pods of the older one-process-per-Worker model.
+    """A read-only handle on the Pods of a yoi installation (the older
+    one-process-per-Pod model).
 
     Kind ``compat-local-pod``; not a Runtime authority. ``list_workers``,
     ``get_worker``, ``transcript``, ``diagnostics`` and ``describe`` work
@@ -93,26 +98,42 @@ class LocalPodSource:
     ``send_input``, ``cancel``, ``stop`` and ``subscribe`` (on entering)
     raise :class:`~yoi_runtime.OperationUnsupportedError`.
 
-    Each Worker's id is :func:`~yoi_workspace.pod_worker_id` of its pod
-    name; its status is the metadata's, except that a pod claiming to be
-    live (any status but ``stopped`` and ``failed``) whose pid is not alive
-    is shown ``stopped`` and ``stale``, with a ``compat_pod_stale``
-    diagnostic. A pod whose metadata is unreadable or invalid is not a
-    Worker, only a ``compat_pod_invalid`` diagnostic. Paths and pids are
-    never projected.
+    Each Pod with usable metadata in the workspace is a Worker whose id is
+    :func:`~yoi_workspace.pod_worker_id` of its name and whose status is its
+    liveness: ``live`` (allocated, process alive), ``stale`` (allocated,
+    process gone: a crash; with a ``compat_pod_stale`` diagnostic),
+    ``starting`` (allocated by a spawner, not adopted yet) or ``stopped``
+    (not allocated). A Pod whose metadata is unreadable or invalid, or that
+    belongs to another workspace, is only a diagnostic. Paths, pids,
+    sockets and session ids are never projected (``docs/compat-local-pod.md``).
 
     Args:
-        runtime_id: The id the registry routes by.
-        pods_dir: The ``PODS_DIR`` holding one directory per pod (hidden
-            from the ``repr``). A missing directory is no error: it lists
-            nothing, with a diagnostic.
+        runtime_id: The id the registry routes by (the original server's
+            is ``local-pod-runtime``).
+        home: The yoi installation: a :class:`~yoi_workspace.YoiHome`, a
+            ``YOI_HOME`` directory, or None to resolve it from the
+            environment as yoi does (hidden from the ``repr``).
+        workspace_root: List only the Pods of this workspace (their
+            metadata's ``workspace_root``, compared as the original server
+            does); None lists every Pod.
     """
 
-    def __init__(self, runtime_id: str, pods_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        runtime_id: str = "local-pod-runtime",
+        home: YoiHome | str | os.PathLike[str] | None = None,
+        *,
+        workspace_root: str | None = None,
+    ) -> None:
         self._runtime_id = runtime_id
-        self._pods_dir = Path(pods_dir)
+        if home is None:
+            home = resolve_yoi_home()
+        elif not isinstance(home, YoiHome):
+            home = YoiHome.at(home)
+        self._home = home
+        self._workspace_root = workspace_root
         #: Session-log problems noticed by the last transcript read of each
-        #: Worker (pruned to the pods that still exist).
+        #: Worker (pruned to the Pods that still exist).
         self._notes: dict[str, Diagnostic] = {}
 
     def __repr__(self) -> str:
@@ -126,12 +147,26 @@ class LocalPodSource:
     def kind(self) -> RuntimeKind:
         return RuntimeKind.COMPAT_LOCAL_POD
 
+    @property
+    def configured(self) -> bool:
+        """Whether a data directory is known (the original server's "data
+        dir configured")."""
+        return self._home.data_dir is not None
+
     # -- reading ------------------------------------------------------------
 
-    async def _scan(self, *, check_sessions: bool = False) -> Scan:
+    async def scan(self) -> Scan:
+        """Scan the yoi home now, in a worker thread (see
+        :func:`~yoi_workspace._pods.scan_pods`)."""
         return await trio.to_thread.run_sync(
-            partial(scan_pods, self._pods_dir, check_sessions=check_sessions)
+            partial(scan_pods, self._home, self._workspace_root)
         )
+
+    async def _view(self, pod: Pod) -> WorkerView:
+        read = await trio.to_thread.run_sync(
+            partial(read_session, pod.log, live=pod.liveness == "live")
+        )
+        return pod.view(self._runtime_id, turns=read.turns, usage=read.usage)
 
     # -- the handle interface ----------------------------------------------
 
@@ -139,14 +174,15 @@ class LocalPodSource:
         """Return the source's projection: ``read-only``, not an authority.
 
         ``capabilities`` has every flag false, no engines, profiles or tools;
-        ``workers`` counts the Workers by status (every Runtime status is
-        present; an older model's own status words get their own key);
-        ``error`` says why the pods directory cannot be listed, or is None.
+        ``workers`` counts the Workers by status (every Runtime status and
+        every liveness word is present); ``error`` says why the Pods cannot
+        be listed, or is None.
         """
-        scan = await self._scan()
-        counts = dict.fromkeys((status.value for status in WorkerStatus), 0)
+        scan = await self.scan()
+        words = (*(status.value for status in WorkerStatus), *LIVENESS)
+        counts = dict.fromkeys(words, 0)
         for pod in scan.pods:
-            counts[pod.status] = counts.get(pod.status, 0) + 1
+            counts[pod.liveness] += 1
         return RuntimeView(
             runtime_id=self._runtime_id,
             kind=RuntimeKind.COMPAT_LOCAL_POD,
@@ -161,16 +197,17 @@ class LocalPodSource:
         )
 
     async def diagnostics(self) -> tuple[Diagnostic, ...]:
-        """Return what the last scan noticed, in pod-name order.
+        """Return what a scan now notices, in Pod-name order, then the
+        session-log problems the latest transcript read of each Worker
+        found (``compat_session_invalid``).
 
-        Stale pods (``compat_pod_stale``), invalid metadata
-        (``compat_pod_invalid``), missing or unreadable session logs
-        (``compat_session_missing``), a pods directory that cannot be listed
-        (``compat_pods_dir_unreadable``), then malformed session lines found
-        by the latest transcript read of each Worker
-        (``compat_session_invalid``). ``at`` is when the scan happened.
+        Codes: ``compat_pods_dir_unreadable``, ``compat_allocations_unreadable``,
+        ``compat_pod_invalid``, ``compat_pod_workspace_missing``,
+        ``compat_pod_other_workspace`` (info), ``compat_session_missing``,
+        ``compat_pod_stale``. ``at`` is when the scan happened; messages
+        name a Pod by its (display-safe) name, never a path or pid.
         """
-        scan = await self._scan(check_sessions=True)
+        scan = await self.scan()
         live = {pod.worker_id for pod in scan.pods}
         for worker_id in list(self._notes):
             if worker_id not in live:
@@ -184,60 +221,55 @@ class LocalPodSource:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> WorkerViewPage:
-        """List the pods' Workers, oldest first (the Runtime's paging).
+        """List the Pods' Workers in byte order of their names.
 
         Args:
-            status: Only Workers with this status (one of the Runtime's
-                ``idle``, ``running``, ``stopped``, ``failed``).
+            status: Only Workers with this status: a liveness word (``live``,
+                ``stale``, ``starting``, ``stopped``) or one of the Runtime's
+                (``idle``, ``running``, ``failed`` match no Pod).
             limit: Page size, 1 to 500; None means 50.
-            cursor: ``next_cursor`` of the previous page (a position in the
-                oldest-first order); None starts over.
+            cursor: ``next_cursor`` of the previous page; None starts over.
 
         Raises:
             InvalidInputError: Unknown status, bad limit or malformed cursor.
         """
         limit = _check_limit(limit)
-        if status is not None:
-            try:
-                status = WorkerStatus(status).value
-            except ValueError:
-                raise InvalidInputError(
-                    f"unknown status {status!r}", path="status"
-                ) from None
+        known = (*(s.value for s in WorkerStatus), *LIVENESS)
+        if status is not None and status not in known:
+            raise InvalidInputError(f"unknown status {status!r}", path="status")
         start = _check_cursor(cursor, "cursor") + 1
-        pods = (await self._scan()).pods
-        page: list[WorkerView] = []
+        pods = (await self.scan()).pods
+        page: list[Pod] = []
         index = start
         while index < len(pods) and len(page) < limit:
-            if status is None or pods[index].status == status:
-                page.append(pods[index].view(self._runtime_id))
+            if status is None or pods[index].liveness == status:
+                page.append(pods[index])
             index += 1
-        more = any(status is None or pod.status == status for pod in pods[index:])
-        return WorkerViewPage(tuple(page), str(index - 1) if more else None)
+        more = any(status is None or pod.liveness == status for pod in pods[index:])
+        views = [await self._view(pod) for pod in page]
+        return WorkerViewPage(tuple(views), str(index - 1) if more else None)
 
     async def get_worker(self, worker_id: str) -> WorkerView:
-        """Return one pod's Worker.
+        """Return one Pod's Worker (with its active segment's turns and
+        usage).
 
         Raises:
-            WorkerNotFoundError: No valid pod has this id.
+            WorkerNotFoundError: No listed Pod has this id.
         """
-        scan = await self._scan()
-        return scan.find(worker_id, self._runtime_id).view(self._runtime_id)
+        scan = await self.scan()
+        return await self._view(scan.find(worker_id, self._runtime_id))
 
     async def transcript(
         self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
     ) -> TranscriptPage:
-        """Return a page of a pod's session log as a transcript.
+        """Return a page of a Pod's active segment as a transcript.
 
-        Entries are numbered from 1 in log order; ``user`` and ``assistant``
-        roles become those kinds (other roles are skipped); ``turn_id`` is
-        ``t-N``, N counting the user messages so far (``t-0`` before the
-        first), like the Runtime's turn ids; ``status`` is ``accepted`` for
-        a user entry and ``completed`` for an assistant entry, as the
-        Runtime reports an ended turn (the log records no turn status). A
-        missing or unreadable log gives an empty transcript (and a
-        ``compat_session_missing`` diagnostic); malformed lines are skipped
-        (and noted as ``compat_session_invalid``).
+        The projection (seed history first, then the log's entries; kinds
+        ``user``, ``assistant``, ``system``, ``tool_call``, ``tool_result``,
+        ``reasoning``, ``attachment``) is described in
+        ``yoi_workspace._session_log``. A Pod without an active segment (pending)
+        or whose log is missing has an empty transcript; unusable lines are
+        skipped and noted as a ``compat_session_invalid`` diagnostic.
 
         Args:
             worker_id: The Worker.
@@ -245,24 +277,27 @@ class LocalPodSource:
             cursor: ``next_cursor`` of the previous page; None starts at 1.
 
         Raises:
-            WorkerNotFoundError: No valid pod has this id.
+            WorkerNotFoundError: No listed Pod has this id.
             InvalidInputError: Bad limit or malformed cursor.
         """
-        scan = await self._scan()
+        scan = await self.scan()
         pod = scan.find(worker_id, self._runtime_id)
         limit = _check_limit(limit)
         after = max(_check_cursor(cursor, "transcript cursor"), 0)
-        entries, problem = await trio.to_thread.run_sync(read_session, pod)
-        if problem is None:
+        read = await trio.to_thread.run_sync(
+            partial(read_session, pod.log, live=pod.liveness == "live")
+        )
+        if read.problem is None or read.missing:
             self._notes.pop(worker_id, None)
         else:
             self._notes[worker_id] = Diagnostic(
                 datetime.datetime.now(datetime.UTC),
                 "warning",
                 "compat_session_invalid",
-                f"pod {pod.pod_name!r}: {problem}",
+                f"pod {pod.label!r}: {read.problem}",
                 worker_id,
             )
+        entries = read.entries
         chunk = entries[after : after + limit]
         more = bool(chunk) and chunk[-1].index < len(entries)
         return TranscriptPage(
@@ -285,6 +320,7 @@ class LocalPodSource:
         engine: str | None = None,
         system_prompt: str | None = None,
         worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> WorkerView:
         """Raises :class:`~yoi_runtime.OperationUnsupportedError`."""
         await trio.lowlevel.checkpoint()

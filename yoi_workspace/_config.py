@@ -11,10 +11,20 @@ Every key is optional; without a file the backend has one embedded Runtime,
     max_body_bytes = 65536           # request bodies, in bytes
     heartbeat_interval = 15.0        # seconds without events before a heartbeat
     shutdown_timeout = 10.0          # seconds allowed for graceful shutdown
+    allowed_hosts = ["ws.example"]   # Host names besides loopback and the bind
+                                     # address ("*": any); docs/security.md
+    allowed_origins = []             # origins besides the backend's own
+    cors_origins = []                # origins given CORS headers (none)
+    keep_alive_timeout = 5.0         # seconds an idle connection is kept
+    max_connections = 1000           # open connections; more get a 503
+    workspace_id = "0192f0e8-..."    # default: {workspace_root}/.yoi/workspace.toml,
+                                     # else derived from the yoi home or this file
+    workspace_root = "/srv/project"  # only Pods of this workspace are shown
 
     [embedded]                       # the Runtime inside the backend process
     runtime_id = "embedded"
     enabled = true
+    store = "sqlite:companion.db"    # or "memory" (the default)
     default_engine = "local"
     enable_test_engines = false      # scripted engines, as in yoi-runtime
 
@@ -30,14 +40,24 @@ Every key is optional; without a file the backend has one embedded Runtime,
     connect_timeout = 2.0            # seconds (and request_timeout = 30.0,
     reconnect_timeout = 10.0         # reconnect_timeout = 10.0)
 
-    [[compat]]                       # pods of the older local-pod model
-    runtime_id = "legacy-pods"
-    pods_dir = "/var/lib/yoi/pods"
+    [[compat]]                       # the Pods of a yoi installation
+    runtime_id = "local-pod-runtime"
+    yoi_home = "/home/u/.yoi"        # or data_dir / runtime_dir; none of the
+                                     # three: found as yoi does (YOI_HOME, ...)
 
     [visibility]                     # HideWorkers; absent: everyone sees all
     hidden_runtimes = ["rt-lab"]
     hidden_profiles = ["reviewer"]
     exempt_roles = ["admin"]
+
+    [auth]                           # docs/security.md; default mode "none"
+    mode = "token"                   # "none" (loopback binds only), "token",
+                                     # "proxy" (proxy_secret_env/_file,
+                                     # trusted_proxies = ["10.0.0.2"])
+    [[auth.tokens]]
+    caller = "ada"
+    roles = ["admin"]
+    token_file = "ada.token"         # or token_env = "YOI_ADA_TOKEN"
 
 Errors name the key (``config.remote[0].url``) and never quote a URL or a
 secret.
@@ -62,12 +82,16 @@ from yoi_runtime._config import (
     structure_config,
 )
 from yoi_runtime._runtime import _check_id
+from yoi_runtime._store import parse_store_spec
 
 from ._audit import JSONLinesAuditSink
+from ._auth import AuthConfig
+from ._identity import WorkspaceIdentity, resolve_identity
 from ._policy import ALLOW_ALL, EVERYONE_SEES_ALL, HideWorkers
 from ._registry import RuntimeRegistry
 from ._remote import RemoteRuntimeConfig
 from ._secrets import SecretRef
+from ._yoi_home import YoiHome, resolve_yoi_home
 
 __all__ = [
     "CompatConfig",
@@ -89,6 +113,7 @@ class EmbeddedConfig:
     default_engine: str | None = None
     enable_test_engines: bool = False
     engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
+    store: str = "memory"
 
 
 @attrs.frozen
@@ -106,10 +131,17 @@ class RemoteConfig:
 
 @attrs.frozen
 class CompatConfig:
-    """A directory of pods of the older model (a ``LocalPodSource``)."""
+    """The Pods of a yoi installation (a ``LocalPodSource``).
 
-    runtime_id: str
-    pods_dir: str = attrs.field(repr=False)
+    ``yoi_home`` sets both directories as ``YOI_HOME`` does; ``data_dir``
+    and ``runtime_dir`` set (or override) one each; unset ones are found
+    from the environment as yoi does.
+    """
+
+    runtime_id: str = "local-pod-runtime"
+    yoi_home: str | None = attrs.field(default=None, repr=False)
+    data_dir: str | None = attrs.field(default=None, repr=False)
+    runtime_dir: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -139,6 +171,14 @@ class WorkspaceConfig:
     max_body_bytes: int = 64 * 1024
     heartbeat_interval: float = 15.0
     shutdown_timeout: float = 10.0
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 1000
+    auth: AuthConfig = AuthConfig()
+    workspace_id: str | None = None
+    workspace_root: str | None = attrs.field(default=None, repr=False)
     base_dir: Path = attrs.field(factory=Path.cwd, repr=False)
 
     @property
@@ -186,9 +226,44 @@ class WorkspaceConfig:
         """The remote handles' configs (token files resolved from base_dir)."""
         return tuple(_remote(self, index) for index in range(len(self.remote)))
 
-    def compat_dirs(self) -> dict[str, Path]:
-        """Each compat source's pods directory, by ``runtime_id``."""
-        return {c.runtime_id: self._path(c.pods_dir) for c in self.compat}
+    def compat_homes(self) -> dict[str, YoiHome]:
+        """Each compat source's yoi installation, by ``runtime_id``."""
+        homes = {}
+        for compat in self.compat:
+            found = resolve_yoi_home()
+            if compat.yoi_home is not None:
+                found = YoiHome.at(self._path(compat.yoi_home))
+            data, run = found.data_dir, found.runtime_dir
+            if compat.data_dir is not None:
+                data = self._path(compat.data_dir)
+            if compat.runtime_dir is not None:
+                run = self._path(compat.runtime_dir)
+            homes[compat.runtime_id] = YoiHome(data, run)
+        return homes
+
+    def embedded_store(self) -> str:
+        """The embedded Runtime's store: ``"memory"`` or ``"sqlite:PATH"``
+        with a relative PATH resolved from the file's directory."""
+        path = parse_store_spec(self.embedded.store)
+        return "memory" if path is None else f"sqlite:{self._path(str(path))}"
+
+    def identity(self) -> WorkspaceIdentity:
+        """The workspace served (blocking: may read
+        ``{workspace_root}/.yoi/workspace.toml``).
+
+        The id is ``workspace_id``, else that file's, else derived from the
+        first compat source's data directory, else from the config file's
+        directory.
+        """
+        homes = [h.data_dir for h in self.compat_homes().values() if h.data_dir]
+        source = str(homes[0]) if homes else str(self.base_dir)
+        root = self.workspace_root
+        return resolve_identity(
+            workspace_id=self.workspace_id,
+            root=None if root is None else str(self._path(root)),
+            derive_from=source,
+            store="memory" if self.embedded.store == "memory" else "sqlite",
+        )
 
     def make_registry(self) -> RuntimeRegistry:
         """An empty registry with the configured policies and audit log."""
@@ -268,7 +343,24 @@ def _check(config: WorkspaceConfig) -> None:
         if runtime_id in seen:
             raise ConfigError(f"{key}: {runtime_id!r} is also {seen[runtime_id]}")
         seen[runtime_id] = key
-    for name in ("max_body_bytes", "heartbeat_interval", "shutdown_timeout"):
+    for name in (
+        "max_body_bytes",
+        "heartbeat_interval",
+        "shutdown_timeout",
+        "keep_alive_timeout",
+        "max_connections",
+    ):
         if not getattr(config, name) > 0:
             raise ConfigError(f"config.{name} must be positive")
+    try:
+        parse_store_spec(config.embedded.store)
+    except InvalidInputError:
+        raise ConfigError(
+            "config.embedded.store: use 'memory' or 'sqlite:PATH'"
+        ) from None
+    if config.workspace_id is not None:
+        try:
+            _check_id(config.workspace_id, "config.workspace_id")
+        except InvalidInputError as exc:
+            raise ConfigError(exc.message) from None
     config.remote_configs()

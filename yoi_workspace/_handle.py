@@ -16,7 +16,7 @@ Errors are :mod:`yoi_runtime`'s: ``WorkerNotFoundError``, ``WorkerBusyError``
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 import trio
@@ -33,7 +33,7 @@ from yoi_runtime import (
 
 from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
 
-__all__ = ["EmbeddedRuntimeHandle", "EventStream", "RuntimeHandle"]
+__all__ = ["ClaimsScopes", "EmbeddedRuntimeHandle", "EventStream", "RuntimeHandle"]
 
 
 class EventStream(Protocol):
@@ -110,7 +110,12 @@ class RuntimeHandle(Protocol):
         system_prompt: str | None = None,
         worker_id: str | None = None,
     ) -> WorkerView:
-        """Create a Worker (``OperationUnsupportedError`` on a compat source)."""
+        """Create a Worker (``OperationUnsupportedError`` on a compat source).
+
+        A handle that can also pass exclusive ``scopes`` on is a
+        :class:`ClaimsScopes`; the registry refuses ``scopes`` for one that
+        is not, it never drops them.
+        """
         ...
 
     async def send_input(
@@ -147,6 +152,30 @@ class RuntimeHandle(Protocol):
 
     async def aclose(self) -> None:
         """Release what the handle holds (connections); idempotent."""
+        ...
+
+
+class ClaimsScopes(Protocol):
+    """A handle whose ``create_worker`` also takes ``scopes``: exclusive
+    scopes the Worker claims in its Runtime's allocation registry
+    (``yoi_runtime.Runtime.create_worker``). The embedded handle and the
+    compat source (which refuses every create) are ones."""
+
+    async def create_worker(
+        self,
+        profile: str = "companion",
+        *,
+        display_name: str | None = None,
+        engine: str | None = None,
+        system_prompt: str | None = None,
+        worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
+    ) -> WorkerView:
+        """Create a Worker claiming ``scopes``.
+
+        Raises:
+            ScopeConflictError: A live Worker holds one of them.
+        """
         ...
 
 
@@ -213,6 +242,7 @@ class EmbeddedRuntimeHandle:
         engine: str | None = None,
         system_prompt: str | None = None,
         worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> WorkerView:
         summary = await self._runtime.create_worker(
             profile,
@@ -220,6 +250,7 @@ class EmbeddedRuntimeHandle:
             engine=engine,
             system_prompt=system_prompt,
             worker_id=worker_id,
+            scopes=scopes,
         )
         return WorkerView.from_summary(summary, RuntimeKind.EMBEDDED)
 

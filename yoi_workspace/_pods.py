@@ -1,178 +1,203 @@
-"""Reading a pods directory: the older model's pods, their metadata and logs.
+"""Scanning a yoi home: Pod metadata, the allocation table, liveness.
 
 Blocking code, run by :class:`~yoi_workspace.LocalPodSource` in a worker
-thread. The format (documented in ``docs/compat-local-pod.md``)::
+thread. The formats are upstream yoi's (HareK02/yoi at ``159704dc``), as
+``shared/reference/yoi-local-pods.md`` documents them and
+``docs/compat-local-pod.md`` summarises::
 
-    PODS_DIR/<pod_name>/metadata.json   {"pod_name", "pid", "socket_path",
-                                         "session_path", "profile",
-                                         "display_name", "started_at",
-                                         "status"}
-    <session_path>                      JSON lines {"role", "text", "at"}
+    {data_dir}/pods/<pod_name>/metadata.json      PodMetadata (section 3)
+    {runtime_dir}/pods.json                       {"allocations": [...]} (4)
+    {data_dir}/sessions/<session>/<segment>.jsonl the active segment log (7)
 
-:func:`scan_pods` validates every pod's metadata, checks whether the pods
-that claim to be live still have a process, and turns what it finds wrong
-into diagnostics; :func:`read_session` reads one pod's session log as
-transcript entries. Neither puts a path, a pid or a metadata value in what
-it returns: a :class:`Pod` keeps its session log's path to itself.
+:func:`scan_pods` lists every Pod directory in byte order of its name (as
+the original workspace server does), validates its metadata as strictly as
+upstream's serde parse, scopes it to the workspace, classifies its liveness
+from the allocation table (``live``, ``stale``, ``starting``, ``stopped``)
+and turns every problem into a diagnostic: once as the original server
+words it (:class:`LegacyDiagnostic`, for the legacy routes) and once as this
+project's :class:`~yoi_runtime.Diagnostic`. Nothing it returns carries a
+path, a pid, a socket or a session id.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import os
+import unicodedata
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from yoi_runtime import (
-    Diagnostic,
-    TranscriptEntry,
-    TurnStatus,
-    Usage,
-    WorkerNotFoundError,
-    WorkerStatus,
-)
+from yoi_runtime import Diagnostic, Usage, WorkerNotFoundError
 
+from ._pod_files import FileProblem, io_text, loads, read_capped
 from ._views import RuntimeKind, WorkerView
+from ._yoi_home import YoiHome, bounded_backend_identifier
 
-__all__ = ["Pod", "Scan", "pod_worker_id", "read_session", "scan_pods"]
+__all__ = [
+    "LIVENESS",
+    "LegacyDiagnostic",
+    "Pod",
+    "Scan",
+    "pod_worker_id",
+    "safe_display_hint",
+    "scan_pods",
+]
 
-#: The metadata fields, their JSON types and how a message names them.
-_FIELDS: Mapping[str, tuple[tuple[type, ...], str]] = {
-    "pod_name": ((str,), "a string"),
-    "pid": ((int,), "an integer"),
-    "socket_path": ((str,), "a string"),
-    "session_path": ((str,), "a string"),
-    "profile": ((str,), "a string"),
-    "display_name": ((str, type(None)), "a string or null"),
-    "started_at": ((str,), "an ISO 8601 time"),
-    "status": ((str,), "a string"),
-}
+#: The statuses a Pod's Worker can have (``yoi-local-pods.md`` section 6).
+LIVENESS = ("live", "stale", "starting", "stopped")
 
-#: Statuses after which a pod's process is expected to be gone.
-_FINAL = frozenset({WorkerStatus.STOPPED.value, WorkerStatus.FAILED.value})
+#: The largest ``metadata.json`` read, in bytes (real ones are a few KiB;
+#: a resolved manifest snapshot can reach tens of KiB).
+MAX_METADATA_BYTES = 1 << 20
 
-#: A transcript entry's kind, by the session log's role; other roles
-#: (``system``, ``tool``, ...) are not shown.
-_KINDS = {"user": "user", "assistant": "assistant"}
+#: The largest ``pods.json`` read, in bytes.
+MAX_ALLOCATIONS_BYTES = 4 << 20
 
-#: A transcript entry's status, by kind, as the Runtime reports an ended
-#: turn's entries: the input stays ``accepted`` (its status when it was
-#: recorded), the answer has the turn's final status. A session log records
-#: no turn status, so every answer is taken as ``completed``.
-_STATUS_OF_KIND = {"user": TurnStatus.ACCEPTED, "assistant": TurnStatus.COMPLETED}
+#: The most Pod directories looked at in one scan.
+MAX_PODS = 10_000
+
+#: What the original server says about every local Worker.
+ACTIONS_NOT_IMPLEMENTED = (
+    "runtime overview is available; worker control and stream/proxy "
+    "operations are not yet implemented"
+)
 
 
 def pod_worker_id(pod_name: str) -> str:
-    """Return the Worker id of a pod: ``pod-`` and 16 hex digits.
-
-    The digits are the first 16 of the SHA-256 of the UTF-8 ``pod_name``, so
-    the id is stable across scans, restarts and hosts, and reveals nothing
-    of the pod's paths.
+    """Return the Worker id of a Pod, as the original workspace server does.
 
     Args:
-        pod_name: The pod's name (its directory's name in ``PODS_DIR``).
+        pod_name: The Pod's directory name under ``{data_dir}/pods``.
 
     Returns:
-        The id :class:`~yoi_workspace.LocalPodSource` gives the pod's Worker.
+        ``bounded_backend_identifier("local-pod-", pod_name)``, for example
+        ``local-pod-alpha-8ed3f6ad685b959e``: stable across scans, restarts
+        and hosts, at most 120 characters of ``[a-z0-9_-]``, no path.
     """
-    return "pod-" + hashlib.sha256(pod_name.encode()).hexdigest()[:16]
+    return bounded_backend_identifier("local-pod-", pod_name)
 
 
-def _parse_time(value: str) -> datetime.datetime:
-    """Parse an ISO 8601 time; a time without offset is taken as UTC.
+def safe_display_hint(value: str) -> str:
+    """The original server's label: control characters, ``/`` and ``\\``
+    dropped, at most 80 characters."""
+    kept = (ch for ch in value if ch not in "/\\" and unicodedata.category(ch) != "Cc")
+    return "".join(kept)[:80]
 
-    Raises:
-        ValueError: Not an ISO 8601 time.
+
+@attrs.frozen
+class LegacyDiagnostic:
+    """A diagnostic as the original workspace server words it.
+
+    Attributes:
+        code: ``local_pod_metadata_invalid``, ... (``legacy-browser-api.md``
+            section 7).
+        severity: ``info``, ``warning`` or ``error``.
+        message: Its exact message (OS and parser texts, never a path).
     """
-    at = datetime.datetime.fromisoformat(value)
-    return at if at.tzinfo is not None else at.replace(tzinfo=datetime.UTC)
 
-
-def _is_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (POSIX ``kill(pid, 0)``)."""
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    except (OSError, OverflowError):
-        return False  # ProcessLookupError, or a pid no process can have
-    return True
-
-
-def _is_readable_file(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.R_OK)
+    code: str
+    severity: str
+    message: str
 
 
 @attrs.frozen
 class Pod:
-    """A pod with valid metadata (paths and pid never leave this module).
+    """A Pod with usable metadata (paths never leave this module's callers).
 
     Attributes:
         pod_name: Its directory's name.
         worker_id: :func:`pod_worker_id` of ``pod_name``.
-        display_name: The metadata's label, or None.
-        profile: The metadata's profile.
-        status: The metadata's status, or ``stopped`` when ``stale``.
-        stale: It claims to be live but its process is gone.
-        started_at: When it started (UTC when the metadata has no offset).
-        session: Its session log (hidden from the ``repr``).
+        label: ``safe_display_hint`` of the metadata's ``pod_name``.
+        role: The manifest snapshot's role hint, or None.
+        profile: The manifest snapshot's profile hint, or None.
+        active: Whether the metadata has an ``active`` pointer.
+        pending: ``active`` names a session but no segment yet.
+        liveness: ``live``, ``stale``, ``starting`` or ``stopped``.
+        created_at: When its session began (the UUIDv7's time), or None.
+        delegated_from: The parent Pod's name, for a spawned child.
+        log: The active segment log, or None (hidden from the ``repr``).
     """
 
     pod_name: str
     worker_id: str
-    display_name: str | None
-    profile: str
-    status: str
-    stale: bool
-    started_at: datetime.datetime
-    session: Path = attrs.field(repr=False)
+    label: str
+    role: str | None
+    profile: str | None
+    active: bool
+    pending: bool
+    liveness: str
+    created_at: datetime.datetime | None
+    delegated_from: str | None
+    log: Path | None = attrs.field(repr=False)
 
-    def view(self, runtime_id: str) -> WorkerView:
-        """Return the pod's Worker projection (kind ``compat-local-pod``)."""
+    @property
+    def legacy_state(self) -> str:
+        """``active`` or ``metadata_only``, as the original server says."""
+        return "active" if self.active else "metadata_only"
+
+    @property
+    def legacy_status(self) -> str:
+        """``active:segment``, ``active:pending_segment`` or
+        ``metadata_only``."""
+        if not self.active:
+            return "metadata_only"
+        return "active:pending_segment" if self.pending else "active:segment"
+
+    def view(
+        self, runtime_id: str, *, turns: int = 0, usage: Usage | None = None
+    ) -> WorkerView:
+        """Return the Pod's Worker projection (kind ``compat-local-pod``)."""
         return WorkerView(
             runtime_id=runtime_id,
             worker_id=self.worker_id,
             kind=RuntimeKind.COMPAT_LOCAL_POD,
-            display_name=self.display_name,
-            profile=self.profile,
-            status=self.status,
-            stale=self.stale,
-            created_at=self.started_at,
+            display_name=self.label,
+            profile=self.profile or self.role or "pod",
+            status=self.liveness,
+            stale=self.liveness == "stale",
+            created_at=self.created_at,
             engine=None,
             tools=(),
             active_turn=None,
             last_turn=None,
-            turns=0,
-            usage=Usage(),
+            turns=turns,
+            usage=Usage() if usage is None else usage,
             last_seq=0,
         )
 
 
 @attrs.frozen
 class Scan:
-    """One look at the pods directory.
+    """One look at a yoi home.
 
     Attributes:
-        pods: Valid pods, oldest first (``started_at``, then ``pod_name``).
-        diagnostics: Stale pods, invalid metadata, directory problems.
-        problem: Why the directory itself cannot be listed, or None.
+        entries: Every Pod directory's outcome in byte order of its name:
+            the Pod, or the original server's diagnostic for it (the legacy
+            routes walk these).
+        diagnostics: This project's diagnostics, in the same order.
+        problem: Why the Pods cannot be listed at all, or None.
+        legacy_problem: The same in the original server's words.
     """
 
-    pods: tuple[Pod, ...]
+    entries: tuple[Pod | LegacyDiagnostic, ...]
     diagnostics: tuple[Diagnostic, ...]
     problem: str | None = None
+    legacy_problem: LegacyDiagnostic | None = None
+
+    @property
+    def pods(self) -> tuple[Pod, ...]:
+        """The Pods listed as Workers, in byte order of their names."""
+        return tuple(e for e in self.entries if isinstance(e, Pod))
 
     def find(self, worker_id: str, runtime_id: str) -> Pod:
-        """Return the pod whose Worker is ``worker_id``.
+        """Return the Pod whose Worker is ``worker_id``.
 
         Raises:
-            WorkerNotFoundError: No valid pod has this id (the message names
-                ``runtime_id``).
+            WorkerNotFoundError: No listed Pod has this id.
         """
         for pod in self.pods:
             if pod.worker_id == worker_id:
@@ -183,161 +208,410 @@ class Scan:
         )
 
 
-def scan_pods(pods_dir: Path, *, check_sessions: bool = False) -> Scan:
-    """List the pods directory (blocking: run it in a worker thread).
+def _normal_root(value: str) -> str:
+    """The original server's lexical form of a workspace root."""
+    return value.replace("\\", "/").rstrip("/")
+
+
+def scan_pods(home: YoiHome, workspace_root: str | None) -> Scan:
+    """Scan a yoi home (blocking: run it in a worker thread).
 
     Args:
-        pods_dir: The ``PODS_DIR`` holding one directory per pod.
-        check_sessions: Also report pods whose session log is missing or
-            unreadable (``compat_session_missing``).
+        home: Where the Pods and the allocation table are.
+        workspace_root: Only Pods whose ``workspace_root`` equals this
+            (compared lexically, ``\\`` read as ``/``, trailing ``/``
+            removed) are listed; others are an ``info`` diagnostic. None
+            lists every Pod.
 
     Returns:
-        The valid pods, and a diagnostic (all stamped with the time of the
-        scan) per stale pod (``compat_pod_stale``), invalid pod
-        (``compat_pod_invalid``) and, when asked, missing session log, in
-        pod-name order; or no pods and a ``compat_pods_dir_unreadable``
-        diagnostic when the directory cannot be listed.
+        What was found; a yoi home whose ``pods`` directory cannot be
+        listed gives no Pods and a ``compat_pods_dir_unreadable`` error.
     """
     now = datetime.datetime.now(datetime.UTC)
+    notes = _Notes(now)
+    pods_dir = home.pods_dir
+    if pods_dir is None:
+        problem = "no yoi data directory is configured"
+        legacy = LegacyDiagnostic(
+            "local_pod_registry_unavailable",
+            "warning",
+            "local Pod data directory is not configured; worker discovery "
+            "is unavailable",
+        )
+        notes.add("error", "compat_pods_dir_unreadable", problem)
+        return Scan((), notes.items, problem, legacy)
     try:
-        with os.scandir(pods_dir) as listing:
-            names = sorted(entry.name for entry in listing if entry.is_dir())
-    except FileNotFoundError:
-        return _dir_problem(now, "the pods directory does not exist")
-    except OSError:
-        return _dir_problem(now, "the pods directory cannot be read")
-    pods: list[Pod] = []
-    diagnostics: list[Diagnostic] = []
+        names = _pod_dirs(pods_dir)
+    except OSError as exc:
+        problem = "the Pods directory cannot be listed"
+        legacy = LegacyDiagnostic(
+            "local_pod_registry_unreadable",
+            "warning",
+            f"local Pod registry could not be read: {io_text(exc)}",
+        )
+        notes.add("error", "compat_pods_dir_unreadable", problem)
+        return Scan((), notes.items, problem, legacy)
+    allocations = _allocations(home, notes)
+    root = None if workspace_root is None else _normal_root(workspace_root)
+    entries: list[Pod | LegacyDiagnostic] = []
     for name in names:
-        pod = _read_pod(pods_dir / name, name)
-        if isinstance(pod, str):
-            message = f"pod {name!r}: {pod}; not shown as a Worker"
-            diagnostics.append(Diagnostic(now, "error", "compat_pod_invalid", message))
+        try:
+            entry = _read_pod(home, pods_dir / name, name, root, allocations, notes)
+        except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            # Untrusted content this reader did not foresee: one Pod's
+            # problem, never the scan's.
+            notes.add(
+                "error",
+                "compat_pod_invalid",
+                f"pod {safe_display_hint(name)!r} cannot be read "
+                f"({type(exc).__name__}); not a Worker",
+            )
+            entry = LegacyDiagnostic(
+                "local_pod_metadata_unreadable",
+                "warning",
+                "local Pod metadata could not be read: unexpected content",
+            )
+        entries.append(entry)
+    return Scan(tuple(entries), notes.items)
+
+
+def _pod_dirs(pods_dir: Path) -> list[str]:
+    """Subdirectories with a UTF-8 name, in byte order, at most MAX_PODS."""
+    names = []
+    with os.scandir(pods_dir) as listing:
+        for entry in listing:
+            try:
+                if not entry.is_dir():
+                    continue
+                entry.name.encode("utf-8")
+            except (OSError, UnicodeEncodeError):
+                continue  # a name that is not UTF-8 (surrogate-escaped)
+            names.append(entry.name)
+            if len(names) >= MAX_PODS:
+                break
+    return sorted(names, key=lambda name: name.encode("utf-8"))
+
+
+@attrs.define
+class _Notes:
+    """This project's diagnostics, collected during one scan."""
+
+    now: datetime.datetime
+    found: list[Diagnostic] = attrs.field(factory=list)
+
+    def add(
+        self, level: str, code: str, message: str, worker: str | None = None
+    ) -> None:
+        self.found.append(Diagnostic(self.now, level, code, message, worker))
+
+    @property
+    def items(self) -> tuple[Diagnostic, ...]:
+        return tuple(self.found)
+
+
+@attrs.frozen
+class _Allocation:
+    alive: bool
+    segment_id: str | None
+    delegated_from: str | None
+
+
+def _allocations(home: YoiHome, notes: _Notes) -> Mapping[str, _Allocation] | None:
+    """``pods.json`` by Pod name; None when it cannot be read (liveness is
+    then unknown), an empty table when it is absent or empty."""
+    path = home.allocations
+    if path is None:
+        return {}
+    try:
+        raw = read_capped(path, MAX_ALLOCATIONS_BYTES, shared_lock=True)
+    except FileProblem as problem:
+        if problem.message == "it is missing":
+            return {}
+        notes.add(
+            "warning",
+            "compat_allocations_unreadable",
+            f"the allocation table cannot be read ({problem.message}); "
+            "every Pod is shown as stopped",
+        )
+        return None
+    if not raw.strip():
+        return {}
+    try:
+        table = loads(raw)
+    except FileProblem:
+        try:  # a writer may have been half-way: read once more
+            table = loads(read_capped(path, MAX_ALLOCATIONS_BYTES, shared_lock=True))
+        except FileProblem as problem:
+            notes.add(
+                "warning",
+                "compat_allocations_unreadable",
+                f"the allocation table is not usable ({problem.message}); "
+                "every Pod is shown as stopped",
+            )
+            return None
+    rows = table.get("allocations", []) if isinstance(table, dict) else None
+    if not isinstance(rows, list):
+        notes.add(
+            "warning",
+            "compat_allocations_unreadable",
+            "the allocation table has no list of allocations; every Pod is "
+            "shown as stopped",
+        )
+        return None
+    found: dict[str, _Allocation] = {}
+    for row in rows:
+        if not isinstance(row, dict):
             continue
-        pods.append(pod)
-        if pod.stale:
-            diagnostics.append(
-                Diagnostic(
-                    now,
-                    "warning",
-                    "compat_pod_stale",
-                    f"pod {name!r} claims to be live but its process is "
-                    "gone; shown as stopped",
-                    pod.worker_id,
-                )
-            )
-        if check_sessions and not _is_readable_file(pod.session):
-            diagnostics.append(
-                Diagnostic(
-                    now,
-                    "warning",
-                    "compat_session_missing",
-                    f"pod {name!r}: its session log is missing or unreadable; "
-                    "its transcript is empty",
-                    pod.worker_id,
-                )
-            )
-    pods.sort(key=lambda pod: (pod.started_at, pod.pod_name))
-    return Scan(tuple(pods), tuple(diagnostics))
+        name, pid = row.get("pod_name"), row.get("pid")
+        if not isinstance(name, str) or type(pid) is not int:
+            continue
+        segment = row.get("segment_id")
+        parent = row.get("delegated_from")
+        found[name] = _Allocation(
+            pid_alive(pid),
+            segment if isinstance(segment, str) else None,
+            parent if isinstance(parent, str) else None,
+        )
+    return found
 
 
-def _dir_problem(now: datetime.datetime, problem: str) -> Scan:
-    code = "compat_pods_dir_unreadable"
-    return Scan((), (Diagnostic(now, "error", code, problem),), problem)
+def pid_alive(pid: int) -> bool:
+    """Upstream's liveness test (``pod-registry/src/mutate.rs:270-285``).
 
-
-def _read_pod(directory: Path, name: str) -> Pod | str:
-    """Read one pod's metadata; a problem (naming no path or value) if bad."""
+    0, negative numbers and values of 2**31 and above are dead (upstream
+    casts to ``i32``; Python's ``kill(0, 0)`` would address our own process
+    group); ``kill(pid, 0)`` succeeding or failing with ``EPERM`` is alive;
+    ``ESRCH`` is dead.
+    """
+    if pid <= 0 or pid > 0x7FFF_FFFF:
+        return False
     try:
-        raw = (directory / "metadata.json").read_bytes()
-    except FileNotFoundError:
-        return "metadata.json is missing"
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     except OSError:
-        return "metadata.json cannot be read"
+        return False
+    return True
+
+
+def _read_pod(
+    home: YoiHome,
+    directory: Path,
+    name: str,
+    root: str | None,
+    allocations: Mapping[str, _Allocation] | None,
+    notes: _Notes,
+) -> Pod | LegacyDiagnostic:
+    """One Pod directory: its Pod, or its legacy diagnostic."""
+    hint = safe_display_hint(name)
+    worker_id = pod_worker_id(name)
     try:
-        data: Any = json.loads(raw)
-    except ValueError:
-        return "metadata.json is not valid JSON"
-    if not isinstance(data, dict):
-        return "metadata.json is not a JSON object"
-    problems = []
-    for field, (types, expected) in _FIELDS.items():
-        if field not in data:
-            problems.append(f"{field} is missing")
-        elif type(data[field]) not in types:
-            problems.append(f"{field} must be {expected}")
-    if problems:
-        return "invalid metadata.json: " + "; ".join(problems)
-    if data["pod_name"] != name:
-        return "invalid metadata.json: pod_name does not match the directory"
-    if data["pid"] <= 0:
-        return "invalid metadata.json: pid must be positive"
-    if not data["status"]:
-        return "invalid metadata.json: status is empty"
-    try:
-        started_at = _parse_time(data["started_at"])
-    except ValueError:
-        return "invalid metadata.json: started_at must be an ISO 8601 time"
-    status: str = data["status"]
-    stale = status not in _FINAL and not _is_alive(data["pid"])
+        data = loads(read_capped(directory / "metadata.json", MAX_METADATA_BYTES))
+        problem = _metadata_problem(data)
+        if problem is not None:
+            raise FileProblem(
+                f"metadata.json does not match the Pod schema ({problem})",
+                problem,
+                parse=True,
+            )
+    except FileProblem as exc:
+        notes.add(
+            "error",
+            "compat_pod_invalid",
+            f"pod {hint!r}: metadata.json is unusable: {exc.message}; not a Worker",
+        )
+        if exc.parse:
+            return LegacyDiagnostic(
+                "local_pod_metadata_invalid",
+                "warning",
+                f"local Pod metadata could not be parsed: {exc.legacy}",
+            )
+        return LegacyDiagnostic(
+            "local_pod_metadata_unreadable",
+            "warning",
+            f"local Pod metadata could not be read: {exc.legacy}",
+        )
+    if root is not None:
+        pod_root = data.get("workspace_root")
+        if pod_root is None:
+            notes.add(
+                "warning",
+                "compat_pod_workspace_missing",
+                f"pod {hint!r} names no workspace; not shown",
+            )
+            return LegacyDiagnostic(
+                "local_pod_workspace_root_missing",
+                "warning",
+                "local Pod metadata did not include a workspace identity and "
+                "was not included",
+            )
+        if _normal_root(pod_root) != root:
+            notes.add(
+                "info",
+                "compat_pod_other_workspace",
+                f"pod {hint!r} belongs to another workspace; not shown",
+            )
+            return LegacyDiagnostic(
+                "local_pod_workspace_not_visible",
+                "info",
+                "local Pod metadata belongs to another workspace and was not included",
+            )
+    active = data.get("active")
+    session = segment = None
+    if isinstance(active, dict):
+        session = uuid.UUID(active["session_id"])
+        if active.get("segment_id") is not None:
+            segment = uuid.UUID(active["segment_id"])
+    log = None
+    sessions = home.sessions_dir
+    if session is not None and segment is not None and sessions is not None:
+        log = sessions / str(session) / f"{segment}.jsonl"
+        if not _is_file(log):
+            notes.add(
+                "warning",
+                "compat_session_missing",
+                f"pod {hint!r}: its active segment log is missing; its "
+                "transcript is empty",
+                worker_id,
+            )
+    allocation = None if allocations is None else allocations.get(name)
+    if allocation is None:
+        liveness = "stopped"
+    elif not allocation.alive:
+        liveness = "stale"
+        notes.add(
+            "warning",
+            "compat_pod_stale",
+            f"pod {hint!r} is allocated but its process is gone (it crashed); "
+            "shown as stale",
+            worker_id,
+        )
+    elif allocation.segment_id is None:
+        liveness = "starting"
+    else:
+        liveness = "live"
+    snapshot = data.get("resolved_manifest_snapshot")
     return Pod(
         pod_name=name,
-        worker_id=pod_worker_id(name),
-        display_name=data["display_name"],
-        profile=data["profile"],
-        status=WorkerStatus.STOPPED.value if stale else status,
-        stale=stale,
-        started_at=started_at,
-        session=directory / data["session_path"],
+        worker_id=worker_id,
+        label=safe_display_hint(data["pod_name"]),
+        role=_hint(snapshot, ("role", "role_claim")),
+        profile=_hint(snapshot, ("profile_selector", "profile")),
+        active=isinstance(active, dict),
+        pending=isinstance(active, dict) and segment is None,
+        liveness=liveness,
+        created_at=_uuid7_time(session),
+        delegated_from=None if allocation is None else allocation.delegated_from,
+        log=log,
     )
 
 
-def read_session(pod: Pod) -> tuple[list[TranscriptEntry], str | None]:
-    """Read a pod's session log as transcript entries (blocking).
-
-    Returns:
-        The entries (index from 1) and, when lines were skipped, a problem
-        naming how many and the first (never a path or a value). A missing
-        or unreadable log gives no entries and no problem: a scan with
-        ``check_sessions`` reports it.
-    """
+def _is_file(path: Path) -> bool:
     try:
-        text = pod.session.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return [], None
-    entries: list[TranscriptEntry] = []
-    turns = 0
-    bad: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _hint(snapshot: Any, keys: tuple[str, str]) -> str | None:
+    """A manifest hint the way the original server reads it
+    (``workspace-server/src/hosts.rs:888-907``)."""
+    if not isinstance(snapshot, dict):
+        return None
+    first, second = keys
+    if first in snapshot:
+        value = snapshot[first]
+    elif second in snapshot:
+        value = snapshot[second]
+        if first == "role" and isinstance(value, dict):
+            value = value.get("role")  # role_claim.role
+    else:
+        return None
+    if isinstance(value, dict):
+        value = value.get("name")
+    if not isinstance(value, str):
+        return None
+    return safe_display_hint(value) or None
+
+
+def _uuid7_time(value: uuid.UUID | None) -> datetime.datetime | None:
+    if value is None or value.version != 7:
+        return None
+    millis = value.int >> 80
+    return datetime.datetime.fromtimestamp(millis / 1000, datetime.UTC)
+
+
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+_CHILD_FIELDS = {
+    "pod_name": str,
+    "socket_path": str,
+    "scope_delegated": list,
+    "callback_address": str,
+}
+_RULE_FIELDS = {"target": str, "permission": str, "recursive": bool}
+
+
+def _metadata_problem(data: Any) -> str | None:
+    """Why ``data`` is not a ``PodMetadata`` (upstream's strict serde parse,
+    unknown keys ignored); None when it is. Names fields, never values."""
+    if not isinstance(data, dict):
+        return "invalid type: expected struct PodMetadata"
+    if "pod_name" not in data:
+        return "missing field `pod_name`"
+    if not isinstance(data["pod_name"], str):
+        return "invalid type for `pod_name`: expected a string"
+    active = data.get("active")
+    if active is not None:
+        if not isinstance(active, dict):
+            return "invalid type for `active`: expected struct PodActiveSegmentRef"
+        if "session_id" not in active:
+            return "missing field `session_id`"
+        if not _is_uuid(active["session_id"]):
+            return "invalid value for `session_id`: expected a UUID"
+        segment = active.get("segment_id")
+        if segment is not None and not _is_uuid(segment):
+            return "invalid value for `segment_id`: expected a UUID"
+    root = data.get("workspace_root")
+    if root is not None and not isinstance(root, str):
+        return "invalid type for `workspace_root`: expected a string"
+    for key, fields in (
+        ("spawned_children", _CHILD_FIELDS),
+        ("reclaimed_children", {"pod_name": str, "scope_delegated": list}),
+        ("peers", {"pod_name": str}),
+    ):
+        if key not in data:
             continue
-        try:
-            record = json.loads(line)
-            role, body = record["role"], record["text"]
-            if not isinstance(role, str) or not isinstance(body, str):
-                raise TypeError
-            at = _parse_time(record["at"])
-        except (ValueError, KeyError, TypeError):
-            bad.append(number)
-            continue
-        kind = _KINDS.get(role)
-        if kind is None:
-            continue
-        if kind == "user":
-            turns += 1
-        entries.append(
-            TranscriptEntry(
-                index=len(entries) + 1,
-                kind=kind,
-                turn_id=f"t-{turns}",
-                text=body,
-                status=_STATUS_OF_KIND[kind],
-                at=at,
-            )
-        )
-    if bad:
-        return entries, (
-            f"{len(bad)} malformed line(s) in its session log were skipped "
-            f"(first: line {bad[0]})"
-        )
-    return entries, None
+        items = data[key]
+        if not isinstance(items, list):
+            return f"invalid type for `{key}`: expected a sequence"
+        for item in items:
+            problem = _struct_problem(item, fields, key)
+            if problem is not None:
+                return problem
+            for rule in item.get("scope_delegated", ()):
+                problem = _struct_problem(rule, _RULE_FIELDS, "scope_delegated")
+                if problem is not None:
+                    return problem
+    return None
+
+
+def _struct_problem(item: Any, fields: Mapping[str, type], where: str) -> str | None:
+    if not isinstance(item, dict):
+        return f"invalid type in `{where}`: expected a struct"
+    for field, kind in fields.items():
+        if field not in item:
+            return f"missing field `{field}`"
+        if type(item[field]) is not kind:
+            return f"invalid type for `{field}` in `{where}`"
+    return None

@@ -18,16 +18,21 @@ its details, ``runtime_unavailable``, ``operation_unsupported``,
 from __future__ import annotations
 
 import datetime
+import inspect
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import TypeVar, cast
+
+import attrs
 
 from yoi_runtime import (
     CancelResult,
     Diagnostic,
+    OperationUnsupportedError,
     TranscriptPage,
     TurnSummary,
+    Usage,
     YoiRuntimeError,
 )
 
@@ -40,7 +45,7 @@ from ._errors import (
     WorkerNotVisibleError,
 )
 from ._follow import Follower, WorkerEventStream
-from ._handle import RuntimeHandle
+from ._handle import ClaimsScopes, RuntimeHandle
 from ._listing import WorkerListing, gather, list_every_page
 from ._policy import (
     ALLOW_ALL,
@@ -120,12 +125,22 @@ class RuntimeRegistry:
         return tuple(self._handles)
 
     async def describe(self, runtime_id: str) -> RuntimeView:
-        """Return one Runtime's projection (``status="unavailable"`` when down).
+        """Return one Runtime's projection (``status="unavailable"`` when down),
+        with ``usage``: the tokens of all its Workers, counted by walking
+        every page of its listing (left None when that fails).
 
         Raises:
             UnknownRuntimeError: No such Runtime.
         """
-        return await self._describe(self.get(runtime_id))
+        handle = self.get(runtime_id)
+        view = await self._describe(handle)
+        if view.usage is not None or view.status == "unavailable":
+            return view
+        listing = await list_every_page([handle], lambda worker: True)
+        if listing.unavailable:
+            return view
+        total = sum((w.usage for w in listing.workers), Usage())
+        return attrs.evolve(view, usage=total)
 
     async def list_runtimes(self) -> tuple[RuntimeView, ...]:
         """Describe every Runtime, concurrently, in registration order.
@@ -217,6 +232,14 @@ class RuntimeRegistry:
 
     def _sees(self, caller: Caller, worker: WorkerView) -> bool:
         return self._visibility.why_hidden(caller, worker) is None
+
+    def sees(self, caller: Caller, worker: WorkerView) -> bool:
+        """Whether the visibility policy shows ``worker`` to ``caller``."""
+        return self._sees(caller, worker)
+
+    def handles(self) -> tuple[RuntimeHandle, ...]:
+        """Every registered handle, in registration order."""
+        return tuple(self._handles.values())
 
     async def list_all_workers(
         self,
@@ -319,20 +342,51 @@ class RuntimeRegistry:
         engine: str | None = None,
         system_prompt: str | None = None,
         worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
+        request_id: str | None = None,
     ) -> WorkerView:
-        """Create a Worker in a Runtime (audited as ``create``)."""
+        """Create a Worker in a Runtime (audited as ``create``).
+
+        Every field reaches the Runtime. ``scopes`` (exclusive scopes the
+        Worker claims) go to handles that take them; a handle that cannot
+        pass them on refuses the create with ``OperationUnsupportedError``
+        rather than drop them.
+
+        Args:
+            request_id: Recorded in the audit record.
+        """
 
         def run(handle: RuntimeHandle) -> Awaitable[WorkerView]:
-            return handle.create_worker(
+            if scopes is None:
+                return handle.create_worker(
+                    profile,
+                    display_name=display_name,
+                    engine=engine,
+                    system_prompt=system_prompt,
+                    worker_id=worker_id,
+                )
+            if not _takes_scopes(handle):
+                raise OperationUnsupportedError(
+                    f"runtime {handle.runtime_id} cannot claim scopes for a "
+                    "Worker through its handle"
+                )
+            return cast(ClaimsScopes, handle).create_worker(
                 profile,
                 display_name=display_name,
                 engine=engine,
                 system_prompt=system_prompt,
                 worker_id=worker_id,
+                scopes=scopes,
             )
 
         return await self._command(
-            caller, Operation.CREATE, runtime_id, worker_id, run, profile=profile
+            caller,
+            Operation.CREATE,
+            runtime_id,
+            worker_id,
+            run,
+            profile=profile,
+            request_id=request_id,
         )
 
     async def send_input(
@@ -343,14 +397,22 @@ class RuntimeRegistry:
         text: str,
         *,
         input_id: str | None = None,
+        request_id: str | None = None,
     ) -> TurnSummary:
-        """Give a visible Worker input (audited as ``input``)."""
+        """Give a visible Worker input (audited as ``input``, with the turn
+        it started).
+
+        Args:
+            input_id: The idempotency key, passed to the Runtime.
+            request_id: Recorded in the audit record.
+        """
         return await self._command(
             caller,
             Operation.INPUT,
             runtime_id,
             worker_id,
             lambda handle: handle.send_input(worker_id, text, input_id=input_id),
+            request_id=request_id,
         )
 
     async def cancel(
@@ -361,6 +423,7 @@ class RuntimeRegistry:
         *,
         turn_id: str | None = None,
         reason: str | None = None,
+        request_id: str | None = None,
     ) -> CancelResult:
         """Cancel a visible Worker's turn (audited as ``cancel``)."""
         return await self._command(
@@ -369,6 +432,8 @@ class RuntimeRegistry:
             runtime_id,
             worker_id,
             lambda handle: handle.cancel(worker_id, turn_id=turn_id, reason=reason),
+            request_id=request_id,
+            turn_id=turn_id,
         )
 
     async def stop(
@@ -378,14 +443,17 @@ class RuntimeRegistry:
         worker_id: str,
         *,
         reason: str | None = None,
+        request_id: str | None = None,
     ) -> WorkerView:
-        """Stop a visible Worker (audited as ``stop``)."""
+        """Stop a visible Worker (audited as ``stop``, with the turn it
+        ended, if any)."""
         return await self._command(
             caller,
             Operation.STOP,
             runtime_id,
             worker_id,
             lambda handle: handle.stop(worker_id, reason=reason),
+            request_id=request_id,
         )
 
     async def _command(
@@ -397,10 +465,14 @@ class RuntimeRegistry:
         run: Callable[[RuntimeHandle], Awaitable[T]],
         *,
         profile: str | None = None,
+        request_id: str | None = None,
+        turn_id: str | None = None,
     ) -> T:
         """Look up, check visibility and policy, run, and audit one command.
 
-        ``worker_id`` is None only for a create without a requested id.
+        ``worker_id`` is None only for a create without a requested id. The
+        audit record gets the profile, the turn (``turn_id``, else the one
+        the command started, cancelled or ended) and ``request_id``.
         """
         async with audited(
             self._audit,
@@ -409,12 +481,17 @@ class RuntimeRegistry:
             runtime_id,
             worker_id,
             on_failure=partial(self._note, "audit_failed"),
+            request_id=request_id,
         ) as entry:
+            entry.profile = profile
+            entry.turn_id = turn_id
             handle = self.get(runtime_id)
             worker = None
             if worker_id is not None and operation is not Operation.CREATE:
                 worker = await self._visible(caller, handle, worker_id)
-                profile = worker.profile
+                profile = entry.profile = worker.profile
+                if entry.turn_id is None and worker.active_turn is not None:
+                    entry.turn_id = worker.active_turn.turn_id
             assert profile is not None
             command = Command(operation, runtime_id, handle.kind, profile, worker)
             refusal = self._commands.why_refused(caller, command)
@@ -423,4 +500,15 @@ class RuntimeRegistry:
             result = await run(handle)
             if isinstance(result, WorkerView):
                 entry.worker_id = result.worker_id
+            elif isinstance(result, TurnSummary | CancelResult):
+                entry.turn_id = result.turn_id or entry.turn_id
         return result
+
+
+def _takes_scopes(handle: RuntimeHandle) -> bool:
+    """Whether the handle's ``create_worker`` has a ``scopes`` parameter."""
+    try:
+        parameters = inspect.signature(handle.create_worker).parameters
+    except (TypeError, ValueError):
+        return False
+    return "scopes" in parameters

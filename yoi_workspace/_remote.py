@@ -14,6 +14,10 @@ Connection lifecycle (``yoi_workspace._remote_connection`` has the details):
   or ``UnauthorizedError`` retires the client and the next call reconnects,
   so a process that comes back is used again without restarting the
   backend.
+- **Token rotation.** A call (or stream opening) whose token is refused
+  runs once more on a new connection, with the token read again: a process
+  restarted with a rotated token is used by the very next call. Only a
+  second refusal raises ``UnauthorizedError``.
 - **Identity.** The process must serve the Runtime ``config.runtime_id``
   names. A process reporting another id (checked on connect, by
   :meth:`~RemoteRuntimeHandle.describe` and on every Worker it returns) is
@@ -94,7 +98,8 @@ class RemoteRuntimeConfig:
         url: The process's root URL, ``http(s)://HOST:PORT``. Never shown
             (hidden from the ``repr``, scrubbed from messages).
         token: Where the bearer token is read from, or None for a loopback
-            process without one. Resolved on each connect.
+            process without one. Resolved on each connect (so also before
+            the retry of a call whose token was refused).
         connect_timeout: Seconds one connect attempt (TCP connect plus the
             ``GET /v1/runtime`` probe) may take; also the time an operation
             on a process that is down takes to fail.
@@ -130,7 +135,8 @@ class RemoteRuntimeHandle:
     be reached within ``connect_timeout`` seconds (or a live connection
     within ``request_timeout``), is draining, serves another Runtime, or
     the token cannot be read; :class:`~yoi_runtime.UnauthorizedError` when
-    it refuses the token; :class:`~yoi_runtime.InternalError` when it fails
+    it refuses the token (twice: a refused call is retried once with the
+    token read again); :class:`~yoi_runtime.InternalError` when it fails
     (HTTP 500) or answers something malformed. The Worker errors
     (``WorkerNotFoundError``, ``WorkerBusyError`` with its details, ...)
     pass through as the process raised them.

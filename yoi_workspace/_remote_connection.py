@@ -13,8 +13,14 @@ of one :class:`~yoi_workspace.RemoteRuntimeHandle` and the streams it opens:
   (refused, reset, timed out, draining) or ``UnauthorizedError`` retires the
   client; it is closed once its last user is done, and the next call
   reconnects. So a process that comes back (even restarted on the same
-  port, with a rotated token file) is used again without restarting the
-  backend.
+  port) is used again without restarting the backend.
+- **Token rotation.** A refused token (HTTP 401, or a refused event stream
+  handshake) may be a stale one: the process restarted with a new token
+  while the client still sends the old. So the refused call (or stream
+  opening) retires the client and runs once more on a new one, whose
+  connect reads the :class:`~yoi_workspace.SecretRef` again; only a second
+  refusal raises ``UnauthorizedError``. The retry is safe for every
+  command: the process checks the token before doing anything.
 - **Identity.** The process must serve the Runtime ``config.runtime_id``
   names. A process reporting another id (checked on connect, and by
   :meth:`Connector.check_runtime` on what the handle returns) is treated as
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import attrs
@@ -287,16 +294,51 @@ class Connector:
     async def call(self, operation: Callable[[RuntimeClient], Awaitable[T]]) -> T:
         """Run one client operation on the live connection.
 
+        A refused token is retried once on a new connection, with the token
+        read again (see :meth:`retry_refused`).
+
         Raises:
+            UnauthorizedError: The token was refused, and again after it was
+                read anew.
             YoiRuntimeError: Connecting or the operation failed (restated as
                 the module docstring says).
         """
+        return await self.retry_refused(partial(self._call_once, operation))
+
+    async def _call_once(self, operation: Callable[[RuntimeClient], Awaitable[T]]) -> T:
         connection = await self.acquire()
         try:
             with self.errors_of(connection):
                 return await operation(connection.client)
         finally:
             await self.release(connection)
+
+    async def retry_refused(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt``; if the process refused the token, run it once more.
+
+        ``attempt`` takes the connection with :meth:`acquire` and restates
+        its errors with :meth:`errors_of`, so a refusal has retired the
+        connection it used and the second attempt connects anew, reading the
+        token again: a process restarted with a rotated token is used at
+        once (module docstring, "Token rotation").
+
+        Args:
+            attempt: The call or stream opening; run at most twice.
+
+        Returns:
+            What the first attempt not refused returned.
+
+        Raises:
+            UnauthorizedError: The second attempt was refused too.
+            YoiRuntimeError: Any other error of either attempt, unchanged.
+        """
+        try:
+            return await attempt()
+        except UnauthorizedError:
+            # Retried outside this block, so the refusal is not chained to
+            # what the second attempt raises.
+            pass
+        return await attempt()
 
     async def aclose(self) -> None:
         """Close the client (once streams using it are done); idempotent.

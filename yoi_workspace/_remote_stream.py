@@ -4,7 +4,13 @@
 :class:`RemoteEventStream`. Entering it takes the handle's connection (so
 the client stays open while the stream is), and its errors are restated
 like the handle's: the URL scrubbed, the Runtime named, a broken connection
-retired (see ``yoi_workspace._remote_connection``).
+retired (see ``yoi_workspace._remote_connection``). An opening whose
+handshake is refused for its token is tried once more on a new connection,
+with the token read again.
+
+A refusal met later, when the subscription reconnects by itself after a
+break, ends the stream with ``UnauthorizedError`` (and retires the
+connection): the aggregate's follower then reopens it, on a new connection.
 """
 
 from __future__ import annotations
@@ -63,6 +69,16 @@ class RemoteEventStream:
         if self._entered:
             raise RuntimeError("a subscription can be entered only once")
         self._entered = True
+        self._connection, self._inner = await self._connector.retry_refused(self._open)
+        return self
+
+    async def _open(self) -> tuple[Connection, RemoteSubscription]:
+        """Take the connection and enter a subscription on it.
+
+        Raises:
+            YoiRuntimeError: Connecting or the handshake failed (restated;
+                a refused token has retired the connection).
+        """
         connection = await self._connector.acquire()
         try:
             inner = connection.client.subscribe(self._worker_id, after=self._after)
@@ -71,8 +87,7 @@ class RemoteEventStream:
         except BaseException:
             await self._connector.release(connection)
             raise
-        self._connection, self._inner = connection, inner
-        return self
+        return connection, inner
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         inner = self._inner

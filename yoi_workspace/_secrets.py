@@ -2,8 +2,9 @@
 
 Config data names a secret (a remote Runtime's bearer token) by reference: an
 environment variable or a file. The backend resolves the reference when it
-needs the value (each time it connects, so a rotated token file is picked
-up) and never stores, shows or logs what it read.
+needs the value (each time it connects, and again when a remote Runtime
+refuses the token it sent, so a rotated token file is picked up) and never
+stores, shows or logs what it read.
 """
 
 from __future__ import annotations

@@ -57,6 +57,10 @@ class RuntimeView:
         workers: Worker counts by status, as last seen.
         checked_at: When the status was observed (UTC).
         error: Why it is unavailable (a message without URL or token), or None.
+        usage: Tokens in and out summed over all its Workers (for a compat
+            source: over the Pods' active segments), filled in by
+            :meth:`~yoi_workspace.RuntimeRegistry.describe`; None when not
+            counted (listings) or the Runtime is down.
     """
 
     runtime_id: str
@@ -69,6 +73,7 @@ class RuntimeView:
     workers: Mapping[str, int]
     checked_at: datetime.datetime
     error: str | None = None
+    usage: Usage | None = None
 
 
 @attrs.frozen

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import attrs
+import trio
 
 from yoi_runtime import Engine, Runtime, open_runtime
 
@@ -38,7 +39,9 @@ async def open_workspace(
     """Open the embedded Runtime and every handle the config lists.
 
     Opening connects to nothing: a remote Runtime that is down is registered
-    all the same (and listed as ``unavailable``).
+    all the same (and listed as ``unavailable``). The embedded Runtime uses
+    ``[embedded] store`` (``sqlite:PATH`` makes it durable); compat sources
+    show only the Pods of ``workspace_root`` when it is set.
 
     Args:
         config: From :func:`~yoi_workspace._config.load_config`.
@@ -61,13 +64,15 @@ async def open_workspace(
                     config.make_engines() if engines is None else engines,
                     default_engine=config.embedded.default_engine,
                     runtime_id=config.embedded.runtime_id,
+                    store=config.embedded_store(),
                 )
             )
             registry.add(EmbeddedRuntimeHandle(runtime))
         for remote in config.remote_configs():
             registry.add(await stack.enter_async_context(open_remote_handle(remote)))
-        for runtime_id, pods_dir in config.compat_dirs().items():
-            source = LocalPodSource(runtime_id, pods_dir)
+        root = (await trio.to_thread.run_sync(config.identity)).root
+        for runtime_id, home in config.compat_homes().items():
+            source = LocalPodSource(runtime_id, home, workspace_root=root)
             stack.push_async_callback(source.aclose)
             registry.add(source)
         yield Workspace(registry, runtime)

@@ -6,9 +6,10 @@ stay hidden.
 :class:`~yoi_workspace._handle.EmbeddedRuntimeHandle` over an in-process
 Runtime), ``remote`` (a :class:`~yoi_workspace._remote.RemoteRuntimeHandle`
 on a real ``yoi-runtime`` process) or ``compat`` (a
-:class:`~yoi_workspace._compat.LocalPodSource` over pods this module writes).
+:class:`~yoi_workspace._compat.LocalPodSource` over a yoi home whose Pods
+this module writes in yoi's format).
 ``HandleCase.seed`` makes the same Worker on each: a display name and echo
-turns (the compat side writes the session log the echo engine would have).
+turns (the compat side writes the segment log the echo engine would have).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import json
 import os
 import socket
 import traceback
-from collections.abc import AsyncIterator, Iterable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from conformance.support import (
 from yoi_runtime import Event, open_runtime
 from yoi_workspace._compat import LocalPodSource
 from yoi_workspace._handle import EmbeddedRuntimeHandle, RuntimeHandle
+from yoi_workspace._pods import pod_worker_id
 from yoi_workspace._remote import RemoteRuntimeConfig, open_remote_handle
 from yoi_workspace._secrets import SecretRef
 from yoi_workspace._views import RuntimeKind, WorkerView
@@ -72,64 +75,140 @@ def free_port() -> int:
     return port
 
 
-def session_of(*turns: str, at: datetime.datetime = EPOCH) -> list[dict[str, Any]]:
-    """The session log lines of echo turns: each input, then ``echo: <input>``."""
-    lines = []
-    for text in turns:
-        lines.append({"role": "user", "text": text, "at": at.isoformat()})
-        lines.append(
-            {"role": "assistant", "text": f"echo: {text}", "at": at.isoformat()}
-        )
+#: The workspace root written into seeded Pods' metadata.
+WORKSPACE_ROOT = "/workspace/project"
+
+
+def uuid7(at: datetime.datetime, serial: int) -> str:
+    """A UUIDv7 string whose time is ``at`` (``serial`` tells ids apart)."""
+    millis = int(at.timestamp() * 1000)
+    value = (millis << 80) | (0x7 << 76) | (0b10 << 62) | serial
+    return str(uuid.UUID(int=value))
+
+
+def echo_log(
+    session_id: str, *turns: str, at: datetime.datetime = EPOCH
+) -> list[dict[str, Any]]:
+    """A yoi segment log of echo turns: each input, then ``echo: <input>``,
+    each turn ended and completed (``yoi-local-pods.md`` 7.6)."""
+    ts = int(at.timestamp() * 1000)
+    config = {
+        "max_tokens": None,
+        "temperature": None,
+        "top_p": None,
+        "top_k": None,
+        "stop_sequences": [],
+        "reasoning": None,
+    }
+    lines: list[dict[str, Any]] = [
+        {
+            "kind": "segment_start",
+            "ts": ts,
+            "session_id": session_id,
+            "system_prompt": None,
+            "config": config,
+            "history": [],
+        }
+    ]
+    for number, text in enumerate(turns, start=1):
+        segments = [{"kind": "text", "content": text}]
+        message = {
+            "kind": "message",
+            "role": "assistant",
+            "content": [{"kind": "text", "text": f"echo: {text}"}],
+        }
+        lines += [
+            {"kind": "invoke", "ts": ts, "trigger": "user_send"},
+            {"kind": "user_input", "ts": ts, "segments": segments},
+            {"kind": "assistant_item", "ts": ts, "item": message},
+            {"kind": "turn_end", "ts": ts, "turn_count": number},
+            {
+                "kind": "llm_usage",
+                "ts": ts,
+                "history_len": 2 * number,
+                "input_total_tokens": 10,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "output_tokens": 3,
+            },
+            {
+                "kind": "run_completed",
+                "ts": ts,
+                "interrupted": False,
+                "result": "finished",
+            },
+        ]
     return lines
 
 
+def set_allocation(
+    home: Path, pod_name: str, pid: int | None, segment: str | None = None
+) -> None:
+    """Add, change (``pid``) or remove (None) a Pod's ``pods.json`` entry."""
+    table_path = home / "run" / "pods.json"
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    table = json.loads(table_path.read_text()) if table_path.exists() else {}
+    rows = [r for r in table.get("allocations", []) if r["pod_name"] != pod_name]
+    old = [r for r in table.get("allocations", []) if r["pod_name"] == pod_name]
+    if pid is not None:
+        rows.append(
+            {
+                "pod_name": pod_name,
+                "pid": pid,
+                "socket": str(home / "run" / pod_name / "sock"),
+                "scope_allow": [],
+                "scope_deny": [],
+                "delegated_from": None,
+                "segment_id": segment
+                if segment
+                else (old[0]["segment_id"] if old else None),
+            }
+        )
+    table_path.write_text(json.dumps({"allocations": rows}, indent=2))
+
+
 def write_pod(
-    pods_dir: Path,
+    home: Path,
     pod_name: str,
-    *,
+    *turns: str,
     pid: int | None = None,
-    status: str = "idle",
+    allocated: bool = True,
     profile: str = "companion",
-    display_name: str | None = None,
-    started_at: str = EPOCH.isoformat(),
-    socket_path: str | None = None,
-    session_path: str | None = None,
-    session: Sequence[dict[str, Any] | str] | None = (),
-    **extra: Any,
-) -> Path:
-    """Write ``pods_dir/<pod_name>/metadata.json`` and its session log.
+    workspace_root: str | None = WORKSPACE_ROOT,
+    at: datetime.datetime = EPOCH,
+    log: bool = True,
+) -> str:
+    """Write a Pod in yoi's format under the yoi home ``home``: its
+    metadata, its active segment log of echo ``turns``, its allocation.
 
     Args:
-        pid: The pod's process; None means this test process (alive).
-        session: Session log lines (dicts become JSON, strings are written
-            as they are); None writes no log.
-        extra: More metadata keys, or ones replacing the defaults.
+        pid: The allocation's pid; None means this test process (alive).
+        allocated: False writes no allocation (the Pod is stopped).
+        log: False writes no segment log (it is missing).
 
     Returns:
-        The pod's directory.
+        The Pod's Worker id.
     """
-    directory = pods_dir / pod_name
+    session, segment = uuid7(at, 1), uuid7(at, 2)
+    directory = home / "pods" / pod_name
     directory.mkdir(parents=True, exist_ok=True)
-    if session_path is None:
-        session_path = str(directory / "session.jsonl")
-    metadata = {
+    metadata: dict[str, Any] = {
         "pod_name": pod_name,
-        "pid": os.getpid() if pid is None else pid,
-        "socket_path": socket_path or str(directory / "pod.sock"),
-        "session_path": session_path,
-        "profile": profile,
-        "display_name": display_name,
-        "started_at": started_at,
-        "status": status,
-        **extra,
+        "active": {"session_id": session, "segment_id": segment},
     }
-    (directory / "metadata.json").write_text(json.dumps(metadata))
-    if session is not None:
-        lines = [
-            line if isinstance(line, str) else json.dumps(line) for line in session
-        ]
-        (directory / session_path).write_text("".join(f"{line}\n" for line in lines))
-    return directory
+    if workspace_root is not None:
+        metadata["workspace_root"] = workspace_root
+    metadata["resolved_manifest_snapshot"] = {"profile_selector": profile}
+    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    if log:
+        logs = home / "sessions" / session
+        logs.mkdir(parents=True, exist_ok=True)
+        lines = echo_log(session, *turns, at=at)
+        text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+        (logs / f"{segment}.jsonl").write_text(text)
+    if allocated:
+        set_allocation(home, pod_name, os.getpid() if pid is None else pid, segment)
+    return pod_worker_id(pod_name)
 
 
 @attrs.define(eq=False)
@@ -139,12 +218,12 @@ class HandleCase:
     Attributes:
         name: ``embedded``, ``remote`` or ``compat``.
         handle: The handle.
-        pods_dir: Where the compat side's pods live (None otherwise).
+        home: The compat side's yoi home (None otherwise).
     """
 
     name: str
     handle: RuntimeHandle
-    pods_dir: Path | None = None
+    home: Path | None = None
     _pods: int = 0
 
     @property
@@ -153,22 +232,31 @@ class HandleCase:
 
     @property
     def read_only(self) -> bool:
-        return self.pods_dir is not None
+        return self.home is not None
+
+    @property
+    def idle(self) -> str:
+        """The status of a seeded Worker that is not running a turn: a live
+        Pod on the compat side."""
+        return "idle" if self.home is None else "live"
+
+    def counts(self, idle: int, stopped: int) -> dict[str, int]:
+        """``describe().workers`` with ``idle`` seeded and ``stopped`` stopped."""
+        counts = {"idle": 0, "running": 0, "stopped": stopped, "failed": 0}
+        if self.home is not None:
+            counts.update(live=idle, stale=0, starting=0)
+        else:
+            counts["idle"] = idle
+        return counts
 
     async def seed(self, display_name: str | None, *turns: str) -> WorkerView:
         """Make an idle Worker that ran echo ``turns``; return its projection."""
-        if self.pods_dir is not None:
+        if self.home is not None:
             self._pods += 1
-            name = f"pod{self._pods}-{display_name or 'anon'}"
+            name = display_name or f"anon{self._pods}"
             started = EPOCH + datetime.timedelta(seconds=self._pods)
-            write_pod(
-                self.pods_dir,
-                name,
-                display_name=display_name,
-                started_at=started.isoformat(),
-                session=session_of(*turns, at=started),
-            )
-            return (await self.handle.list_workers()).workers[-1]
+            worker_id = write_pod(self.home, name, *turns, at=started)
+            return await self.handle.get_worker(worker_id)
         worker = await self.handle.create_worker(display_name=display_name)
         async with self.handle.subscribe(worker.worker_id) as events:
             for text in turns:
@@ -180,15 +268,13 @@ class HandleCase:
         return await self.handle.get_worker(worker.worker_id)
 
     async def mark_stopped(self, worker: WorkerView) -> None:
-        """Stop a seeded Worker (the compat side rewrites its metadata)."""
-        if self.pods_dir is None:
+        """Stop a seeded Worker (the compat side drops its allocation, as a
+        Pod's clean exit does)."""
+        if self.home is None:
             await self.handle.stop(worker.worker_id)
             return
-        for metadata in self.pods_dir.glob("*/metadata.json"):
-            data = json.loads(metadata.read_text())
-            if data["display_name"] == worker.display_name:
-                data["status"] = "stopped"
-                metadata.write_text(json.dumps(data))
+        assert worker.display_name is not None
+        set_allocation(self.home, worker.display_name, None)
 
 
 @asynccontextmanager
@@ -199,9 +285,10 @@ async def open_handle_case(name: str, directory: Path) -> AsyncIterator[HandleCa
             yield HandleCase(name, EmbeddedRuntimeHandle(runtime))
         return
     if name == "compat":
-        pods_dir = directory / "pods"
-        pods_dir.mkdir()
-        yield HandleCase(name, LocalPodSource(COMPAT_ID, pods_dir), pods_dir)
+        home = directory / "yoi-home"
+        (home / "pods").mkdir(parents=True)
+        source = LocalPodSource(COMPAT_ID, home, workspace_root=WORKSPACE_ROOT)
+        yield HandleCase(name, source, home)
         return
     assert name == "remote", name
     config = runtime_config(directory)

@@ -1,26 +1,22 @@
-"""The local-pod compatibility source: valid, stale and invalid pods, session
-logs, stable ids, what it refuses and what it never shows."""
+"""The local-pod compat source on upstream yoi's real formats.
+
+The oracle is the sample yoi home in ``shared/fixtures/yoi-local-pods/``
+(seven Pods: healthy, spawned child with a compacted segment, missing
+session log, torn metadata, crashed, other workspace, just started) and its
+``expected.json``. Each test copies the tree to a temporary directory first;
+the copy is never the checked-in one.
+"""
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
 import os
-import re
-import sys
-from collections.abc import Awaitable, Callable
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
-from workspace.handle_support import (
-    EPOCH,
-    assert_hidden,
-    session_of,
-    shown,
-    write_pod,
-)
 
 from yoi_runtime import (
     InvalidInputError,
@@ -28,356 +24,260 @@ from yoi_runtime import (
     TurnStatus,
     WorkerNotFoundError,
 )
-from yoi_runtime._wire import converter
 from yoi_workspace import LocalPodSource, pod_worker_id
-from yoi_workspace._views import RuntimeKind
+from yoi_workspace._yoi_home import YoiHome, resolve_yoi_home
 
-RUNTIME_ID = "rt-pods"
+FIXTURE = Path(__file__).parents[3] / "shared" / "fixtures" / "yoi-local-pods"
+EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
+ROOT = EXPECTED["workspace_root"]
+PODS = {pod["pod_name"]: pod for pod in EXPECTED["pods"]}
 
-
-async def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    process = await trio.lowlevel.open_process([sys.executable, "-c", "pass"])
-    await process.wait()
-    return process.pid
-
-
-def test_worker_ids_are_stable_and_opaque() -> None:
-    digest = hashlib.sha256(b"alpha").hexdigest()
-    assert pod_worker_id("alpha") == "pod-" + digest[:16]
-    assert pod_worker_id("alpha") != pod_worker_id("alpha2")
-    assert re.fullmatch(r"pod-[0-9a-f]{16}", pod_worker_id("ünïcode pod"))
+#: Strings of the sample tree that must never reach a caller.
+SECRETS = ("/tmp/yoi-fixture", "999999999", "sock", "019ee4", "yoi-home")
 
 
-async def test_valid_pods_are_listed_oldest_first(tmp_path: Path) -> None:
-    pods = tmp_path / "pods"
-    write_pod(pods, "zeta", display_name="Zed", started_at="2024-05-01T09:00:00+00:00")
-    write_pod(
-        pods,
-        "alpha",
-        profile="coder",
-        status="running",
-        started_at="2024-05-01T11:00:00",  # no offset: taken as UTC
-        extra_key="ignored",
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A private copy of the sample yoi home."""
+    copy = tmp_path / "yoi-home"
+    shutil.copytree(FIXTURE / "yoi-home", copy)
+    return copy
+
+
+def set_pid(home: Path, pod_name: str, pid: int) -> None:
+    """The fixture README's recipe: rewrite a Pod's allocation pid."""
+    table_path = home / "run" / "pods.json"
+    table = json.loads(table_path.read_text())
+    for allocation in table["allocations"]:
+        if allocation["pod_name"] == pod_name:
+            allocation["pid"] = pid
+    table_path.write_text(json.dumps(table, indent=2))
+    (home / "run" / pod_name / "pid").write_text(str(pid))
+
+
+def entry_of(expected: dict[str, Any]) -> tuple[str, str]:
+    """The (kind, text) a fixture transcript item becomes."""
+    kind = expected["kind"]
+    if kind == "message":
+        role = expected["role"]
+        return ("system" if role == "system" else role, expected["text"])
+    if kind == "tool_call":
+        return ("tool_call", f"{expected['name']} [{expected['call_id']}]")
+    if kind == "tool_result":
+        return ("tool_result", expected["summary"])
+    if kind == "system_item":
+        attachment = expected["system_kind"] == "file_attachment"
+        return ("attachment" if attachment else "system", expected["text"])
+    assert kind == "reasoning", kind
+    return ("reasoning", expected["text"])
+
+
+def test_worker_ids_are_the_original_servers() -> None:
+    for name, pod in PODS.items():
+        assert pod_worker_id(name) == pod["worker_id"]
+    assert pod_worker_id("foo.bar") == "local-pod-foo-bar-2595d08ad22c733f"
+    assert pod_worker_id("foo-bar") == "local-pod-foo-bar-7d89c4f517e3bd4b"
+
+
+def test_the_yoi_home_is_found_as_yoi_finds_it() -> None:
+    home = resolve_yoi_home({"YOI_HOME": "/y", "HOME": "/h"})
+    assert (home.data_dir, home.runtime_dir) == (Path("/y"), Path("/y/run"))
+    home = resolve_yoi_home(
+        {"YOI_HOME": "/y", "YOI_DATA_DIR": "/d", "YOI_RUNTIME_DIR": "/r"}
     )
-    write_pod(pods, "mid", status="ready", started_at="2024-05-01T10:00:00+02:00")
-    (pods / "README.txt").write_text("not a pod")
-    source = LocalPodSource(RUNTIME_ID, pods)
+    assert (home.data_dir, home.runtime_dir) == (Path("/d"), Path("/r"))
+    home = resolve_yoi_home({"HOME": "/h", "XDG_RUNTIME_DIR": "/run/user/1"})
+    assert (home.data_dir, home.runtime_dir) == (
+        Path("/h/.yoi"),
+        Path("/run/user/1/yoi"),
+    )
+    home = resolve_yoi_home({"HOME": "/h", "YOI_HOME": ""})  # empty is unset
+    assert (home.data_dir, home.runtime_dir) == (Path("/h/.yoi"), Path("/h/.yoi/run"))
+    assert resolve_yoi_home({}) == YoiHome(None, None)
+
+
+async def test_the_sample_home_reads_as_expected(home: Path) -> None:
+    source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
     with trio.fail_after(10):
-        page = await source.list_workers()
-        view = await source.describe()
+        listed = (await source.list_workers()).workers
         diagnostics = await source.diagnostics()
-        again = await LocalPodSource("rt-other", pods).list_workers()
-    assert [w.worker_id for w in page.workers] == [
-        pod_worker_id(name) for name in ("mid", "zeta", "alpha")
+        transcripts = {
+            w.worker_id: (await source.transcript(w.worker_id, limit=500)).entries
+            for w in listed
+        }
+    workers = [
+        p for p in EXPECTED["pods"] if p["compat_recommended"]["outcome"] == "worker"
     ]
-    assert [w.worker_id for w in again.workers] == [w.worker_id for w in page.workers]
-    mid, zeta, alpha = page.workers
-    assert (zeta.display_name, zeta.profile, zeta.status) == (
-        "Zed",
-        "companion",
-        "idle",
-    )
-    assert (alpha.display_name, alpha.profile, alpha.status) == (
-        None,
-        "coder",
-        "running",
-    )
-    # An older model's own status word is shown as it is.
-    assert mid.status == "ready"
-    assert alpha.created_at == datetime.datetime(2024, 5, 1, 11, tzinfo=datetime.UTC)
-    for worker in page.workers:
-        assert (worker.kind, worker.runtime_id) == (
-            RuntimeKind.COMPAT_LOCAL_POD,
-            RUNTIME_ID,
-        )
-        assert (worker.stale, worker.engine, worker.turns, worker.last_seq) == (
-            False,
-            None,
-            0,
-            0,
-        )
-        assert (worker.active_turn, worker.last_turn, worker.tools) == (None, None, ())
-    assert view.workers == {
-        "idle": 1,
-        "running": 1,
-        "stopped": 0,
-        "failed": 0,
-        "ready": 1,
+    assert [w.worker_id for w in listed] == [p["worker_id"] for p in workers]
+    for worker, pod in zip(listed, workers, strict=True):
+        liveness = pod["compat_recommended"]["liveness"]
+        assert (worker.status, worker.stale) == (liveness, liveness == "stale")
+        assert worker.display_name == pod["pod_name"]
+        assert worker.runtime_id == "local-pod-runtime"
+        entries = transcripts[worker.worker_id]
+        expected = pod["transcript_active_segment"]
+        assert [(e.kind, e.text) for e in entries] == [entry_of(x) for x in expected]
+        assert [e.index for e in entries] == list(range(1, len(entries) + 1))
+        for entry, item in zip(entries, expected, strict=True):
+            if "ts" in item:
+                assert int(entry.at.timestamp() * 1000) == item["ts"]
+            assert (entry.turn_id == "seed") == (item["origin"] == "seed")
+    # Each problem is a diagnostic naming the Pod, never a path or a pid.
+    by_code = {(d.code, d.worker_id) for d in diagnostics}
+    assert ("compat_session_missing", PODS["delta"]["worker_id"]) in by_code
+    assert ("compat_pod_stale", PODS["gamma"]["worker_id"]) in by_code
+    assert ("compat_pod_invalid", None) in by_code
+    assert ("compat_pod_other_workspace", None) in by_code
+    codes_of_clean = [
+        d
+        for d in diagnostics
+        if d.worker_id in {PODS[n]["worker_id"] for n in ("alpha", "beta", "zeta")}
+    ]
+    assert codes_of_clean == []
+    shown = repr((listed, diagnostics, transcripts, source))
+    for secret in (*SECRETS, str(home)):
+        assert secret not in shown
+
+
+async def test_beta_is_compacted_and_gamma_crashed_mid_turn(home: Path) -> None:
+    source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
+    with trio.fail_after(10):
+        beta = await source.transcript(PODS["beta"]["worker_id"])
+        gamma = await source.transcript(PODS["gamma"]["worker_id"])
+        alpha = await source.get_worker(PODS["alpha"]["worker_id"])
+    # The seed of a compacted segment comes first, as completed history.
+    assert [e.turn_id for e in beta.entries[:4]] == ["seed"] * 4
+    assert beta.entries[0].text.startswith("[Compacted context summary]")
+    assert {e.status for e in beta.entries[4:]} == {
+        TurnStatus.ACCEPTED,
+        TurnStatus.COMPLETED,
     }
-    assert (view.status, view.authority, view.error) == ("read-only", False, None)
-    assert diagnostics == ()
+    # The crashed turn (no run_completed) is interrupted, the one before not.
+    assert [e.status for e in gamma.entries] == [
+        TurnStatus.ACCEPTED,
+        TurnStatus.COMPLETED,
+        TurnStatus.ACCEPTED,
+        TurnStatus.INTERRUPTED,
+        TurnStatus.INTERRUPTED,
+    ]
+    # Turns and usage come from the active segment's invoke and llm_usage.
+    assert alpha.turns == 2
+    assert (alpha.usage.input_tokens, alpha.usage.output_tokens) == (4530, 99)
 
 
-async def test_dead_process_makes_a_live_pod_stale(tmp_path: Path) -> None:
-    pods = tmp_path / "pods"
+async def test_without_a_workspace_root_every_pod_is_listed(home: Path) -> None:
+    source = LocalPodSource("pods", home)
     with trio.fail_after(10):
-        pid = await dead_pid()
-        write_pod(pods, "ghost", pid=pid, status="running", display_name="Ghost")
-        write_pod(pods, "done", pid=pid, status="stopped")
-        write_pod(pods, "broken", pid=pid, status="failed")
-        write_pod(pods, "alive", status="running")
-        source = LocalPodSource(RUNTIME_ID, pods)
-        ghost = await source.get_worker(pod_worker_id("ghost"))
-        stopped = await source.list_workers(status="stopped")
+        listed = (await source.list_workers()).workers
+    theta = PODS["theta"]
+    assert theta["worker_id"] in [w.worker_id for w in listed]
+    assert len(listed) == 6  # all but the torn epsilon
+    assert [w.status for w in listed if w.worker_id == theta["worker_id"]] == [
+        "stopped"
+    ]
+
+
+async def test_a_live_pod_goes_stale_when_its_process_dies(home: Path) -> None:
+    source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
+    alpha = PODS["alpha"]["worker_id"]
+    with trio.fail_after(10):
+        child = await trio.lowlevel.open_process(["sleep", "600"])
+        try:
+            set_pid(home, "alpha", child.pid)
+            assert (await source.get_worker(alpha)).status == "live"
+            live = await source.list_workers(status="live")
+            assert alpha in [w.worker_id for w in live.workers]
+        finally:
+            child.kill()
+            await child.wait()
+        worker = await source.get_worker(alpha)
         diagnostics = await source.diagnostics()
-        view = await source.describe()
-    assert (ghost.status, ghost.stale, ghost.display_name) == ("stopped", True, "Ghost")
-    # A pod that says it ended is expected to have no process: not stale.
-    assert [(w.worker_id, w.stale) for w in stopped.workers] == [
-        (pod_worker_id("done"), False),
-        (pod_worker_id("ghost"), True),
-    ]
-    assert [(d.code, d.level, d.worker_id) for d in diagnostics] == [
-        ("compat_pod_stale", "warning", ghost.worker_id)
-    ]
-    assert "'ghost'" in diagnostics[0].message
-    assert view.workers == {"idle": 0, "running": 1, "stopped": 2, "failed": 1}
+    assert (worker.status, worker.stale) == ("stale", True)
+    stale = [d for d in diagnostics if d.code == "compat_pod_stale"]
+    assert {d.worker_id for d in stale} == {alpha, PODS["gamma"]["worker_id"]}
+    assert all(str(child.pid) not in d.message for d in stale)
 
 
-@pytest.mark.parametrize(
-    ("metadata", "problem"),
-    [
-        ("{not json", "metadata.json is not valid JSON"),
-        ("[1, 2]", "metadata.json is not a JSON object"),
-        (None, "metadata.json is missing"),
-        ({"pid": None}, "pid must be an integer"),
-        ({"pid": "4242"}, "pid must be an integer"),
-        ({"pid": True}, "pid must be an integer"),
-        ({"pid": 0}, "pid must be positive"),
-        ({"pid": -1}, "pid must be positive"),
-        ({"display_name": 5}, "display_name must be a string or null"),
-        ({"started_at": "yesterday"}, "started_at must be an ISO 8601 time"),
-        ({"pod_name": "another"}, "pod_name does not match the directory"),
-        ({"status": ""}, "status is empty"),
-        ("drop:socket_path", "socket_path is missing"),
-        ("drop:pid", "pid is missing"),
-    ],
-)
-async def test_invalid_metadata_is_a_diagnostic_not_a_worker(
-    tmp_path: Path, metadata: str | dict[str, object] | None, problem: str
-) -> None:
-    pods = tmp_path / "pods"
-    write_pod(pods, "good", display_name="Good")
-    bad = write_pod(pods, "bad", session=session_of("hello"))
-    path = bad / "metadata.json"
-    if metadata is None:
-        path.unlink()
-    elif isinstance(metadata, dict):
-        path.write_text(json.dumps({**json.loads(path.read_text()), **metadata}))
-    elif metadata.startswith("drop:"):
-        data = json.loads(path.read_text())
-        del data[metadata.removeprefix("drop:")]
-        path.write_text(json.dumps(data))
-    else:
-        path.write_text(metadata)
-    source = LocalPodSource(RUNTIME_ID, pods)
+async def test_a_spawned_child_not_yet_adopted_is_starting(home: Path) -> None:
+    table_path = home / "run" / "pods.json"
+    table = json.loads(table_path.read_text())
+    for allocation in table["allocations"]:
+        if allocation["pod_name"] == "beta":
+            allocation["segment_id"] = None
+    table_path.write_text(json.dumps(table, indent=2))
+    source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
     with trio.fail_after(10):
-        page = await source.list_workers()
-        diagnostics = await source.diagnostics()
-        view = await source.describe()
-        with pytest.raises(WorkerNotFoundError):
-            await source.get_worker(pod_worker_id("bad"))
-        with pytest.raises(WorkerNotFoundError):
-            await source.transcript(pod_worker_id("bad"))
-    assert [w.display_name for w in page.workers] == ["Good"]
-    assert [(d.code, d.level, d.worker_id) for d in diagnostics] == [
-        ("compat_pod_invalid", "error", None)
-    ]
-    assert diagnostics[0].message.startswith("pod 'bad': ")
-    assert problem in diagnostics[0].message
-    assert sum(view.workers.values()) == 1
-    assert_hidden([str(tmp_path), "4242"], *diagnostics)
+        beta = await source.get_worker(PODS["beta"]["worker_id"])
+    assert beta.status == "starting"
 
 
-async def test_transcript_from_the_session_log(tmp_path: Path) -> None:
-    pods = tmp_path / "pods"
-    at = "2024-05-01T10:00:05+00:00"
-    write_pod(
-        pods,
-        "chatty",
-        session=[
-            {"role": "assistant", "text": "Welcome.", "at": at},
-            {"role": "system", "text": "not shown", "at": at},
-            {"role": "user", "text": "hello", "at": at},
-            "{torn line",
-            {"role": "user", "text": 7, "at": at},
-            {"role": "assistant", "text": "hi!", "at": "2024-05-01T10:00:06"},
-            "",
-            {"role": "user", "text": "bye", "at": at},
-        ],
-    )
-    source = LocalPodSource(RUNTIME_ID, pods)
-    worker_id = pod_worker_id("chatty")
+async def test_no_data_dir_lists_nothing(tmp_path: Path) -> None:
+    source = LocalPodSource("pods", YoiHome(None, None))
+    missing = LocalPodSource("missing", tmp_path / "nowhere")
     with trio.fail_after(10):
-        assert await source.diagnostics() == ()
-        page = await source.transcript(worker_id)
-        first = await source.transcript(worker_id, limit=2)
-        rest = await source.transcript(worker_id, cursor=first.next_cursor)
-        noted = await source.diagnostics()
-    entries = page.entries
-    assert [(e.index, e.kind, e.turn_id, e.text, e.status) for e in entries] == [
-        (1, "assistant", "t-0", "Welcome.", TurnStatus.COMPLETED),
-        (2, "user", "t-1", "hello", TurnStatus.ACCEPTED),
-        (3, "assistant", "t-1", "hi!", TurnStatus.COMPLETED),
-        (4, "user", "t-2", "bye", TurnStatus.ACCEPTED),
-    ]
-    assert entries[2].at == datetime.datetime(2024, 5, 1, 10, 0, 6, tzinfo=datetime.UTC)
-    assert (page.next_cursor, page.truncated) == (None, False)
-    assert (first.entries, first.next_cursor) == (entries[:2], "2")
-    assert (rest.entries, rest.next_cursor) == (entries[2:], None)
-    assert [(d.code, d.worker_id) for d in noted] == [
-        ("compat_session_invalid", worker_id)
-    ]
-    assert noted[0].message == (
-        "pod 'chatty': 2 malformed line(s) in its session log were skipped "
-        "(first: line 4)"
-    )
+        assert (await source.list_workers()).workers == ()
+        assert (await source.describe()).error == "no yoi data directory is configured"
+        assert (await missing.list_workers()).workers == ()
+        (diagnostic,) = await missing.diagnostics()
+    assert diagnostic.code == "compat_pods_dir_unreadable"
+    assert str(tmp_path) not in diagnostic.message
 
 
-async def test_missing_session_log_gives_an_empty_transcript(tmp_path: Path) -> None:
-    pods = tmp_path / "pods"
-    write_pod(pods, "quiet", session=None)
-    write_pod(pods, "dir-log", session=None, session_path=str(tmp_path))
-    source = LocalPodSource(RUNTIME_ID, pods)
+async def test_read_only(home: Path) -> None:
+    source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
+    alpha = PODS["alpha"]["worker_id"]
     with trio.fail_after(10):
-        for name in ("quiet", "dir-log"):
-            page = await source.transcript(pod_worker_id(name))
-            assert (page.entries, page.next_cursor) == ((), None)
-        diagnostics = await source.diagnostics()
-    assert sorted((d.code, d.worker_id) for d in diagnostics) == sorted(
-        ("compat_session_missing", pod_worker_id(name)) for name in ("quiet", "dir-log")
-    )
-    assert_hidden([str(tmp_path)], *diagnostics)
-
-
-async def test_missing_pods_dir_lists_nothing(tmp_path: Path) -> None:
-    source = LocalPodSource(RUNTIME_ID, tmp_path / "nowhere")
-    with trio.fail_after(10):
-        page = await source.list_workers()
-        view = await source.describe()
-        diagnostics = await source.diagnostics()
-    assert (page.workers, page.next_cursor) == ((), None)
-    assert view.status == "read-only"
-    assert view.error == "the pods directory does not exist"
-    assert [d.code for d in diagnostics] == ["compat_pods_dir_unreadable"]
-    assert_hidden([str(tmp_path)], view, *diagnostics, source)
-
-
-async def test_read_only(tmp_path: Path) -> None:
-    pods = tmp_path / "pods"
-    write_pod(pods, "alpha", session=session_of("hello"))
-    source = LocalPodSource(RUNTIME_ID, pods)
-    worker_id = pod_worker_id("alpha")
-    with trio.fail_after(10):
-        attempts: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            ("create Workers", lambda: source.create_worker(display_name="Bo")),
-            ("take input", lambda: source.send_input(worker_id, "hi")),
-            ("cancel turns", lambda: source.cancel(worker_id)),
-            ("stop Workers", lambda: source.stop(worker_id)),
-        ]
-        for operation, attempt in attempts:
-            with pytest.raises(OperationUnsupportedError) as caught:
+        for attempt in (
+            lambda: source.create_worker(),
+            lambda: source.create_worker(scopes=["workdir:/x"]),
+            lambda: source.send_input(alpha, "hi"),
+            lambda: source.cancel(alpha),
+            lambda: source.stop(alpha),
+        ):
+            with pytest.raises(OperationUnsupportedError):
                 await attempt()
-            assert caught.value.message == (
-                f"runtime {RUNTIME_ID} is a read-only compatibility source "
-                f"(compat-local-pod): it cannot {operation}"
-            )
-        stream = source.subscribe(worker_id)
-        with pytest.raises(OperationUnsupportedError, match="stream events"):
-            async with stream:
+        with pytest.raises(OperationUnsupportedError):
+            async with source.subscribe(alpha):
                 pass
         view = await source.describe()
-        await source.aclose()
-        await source.aclose()
-    assert view.capabilities is not None
-    assert view.capabilities.placement == "compat-local-pod"
-    assert view.capabilities.engines == ()
-    assert view.capabilities.tools == ()
-    assert (await source.get_worker(worker_id)).status == "idle"  # still reads
+    assert (view.status, view.authority) == ("read-only", False)
+    assert view.workers["live"] == 3
+    assert (view.workers["stale"], view.workers["stopped"]) == (1, 1)
 
 
-async def test_paths_and_pids_are_never_shown(tmp_path: Path) -> None:
-    pods = tmp_path / "pods"
+async def test_unknown_hidden_and_bad_arguments(home: Path) -> None:
+    source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
     with trio.fail_after(10):
-        gone = await dead_pid()
-        live = os.getpid()
-        write_pod(
-            pods,
-            "alpha",
-            display_name="Ada",
-            socket_path="/run/yoi/SOCKET-MARKER.sock",
-            session_path="SESSION-MARKER.jsonl",
-            session=session_of("hello", at=EPOCH),
-        )
-        write_pod(
-            pods, "ghost", pid=gone, session=None, session_path="/nope/GONE.jsonl"
-        )
-        write_pod(pods, "bad", pid=gone, socket_path="/run/yoi/BAD-MARKER.sock")
-        (pods / "bad" / "metadata.json").write_text(
-            json.dumps({"pod_name": "bad", "pid": "BAD-PID", "socket_path": "/x.sock"})
-        )
-        source = LocalPodSource(RUNTIME_ID, pods)
-        outputs: list[object] = [
-            source,
-            source.subscribe(),
-            await source.describe(),
-            await source.list_workers(),
-            await source.diagnostics(),
-        ]
-        for name in ("alpha", "ghost"):
-            worker_id = pod_worker_id(name)
-            outputs.append(await source.get_worker(worker_id))
-            outputs.append(await source.transcript(worker_id))
-        outputs.append(await source.diagnostics())
-        for attempt in (
-            lambda: source.stop(pod_worker_id("alpha")),
-            lambda: source.get_worker(pod_worker_id("bad")),
-            lambda: source.list_workers(cursor="/etc/passwd"),
+        for worker_id in (
+            PODS["theta"]["worker_id"],
+            PODS["epsilon"]["worker_id"],
+            "x",
         ):
-            with pytest.raises(
-                (OperationUnsupportedError, WorkerNotFoundError, InvalidInputError)
-            ) as caught:
-                await attempt()
-            outputs.append(caught.value)
-    serialized = [
-        json.dumps(converter.unstructure(value))
-        for value in outputs
-        if not isinstance(value, BaseException | LocalPodSource)
-        and not hasattr(value, "__aenter__")
-    ]
-    text = shown(*outputs) + "\n".join(serialized)
-    # The check sees real output.
-    assert "Ada" in text
-    assert "hello" in text
-    for secret in (
-        str(tmp_path),
-        "SOCKET-MARKER",
-        "SESSION-MARKER",
-        "BAD-MARKER",
-        "BAD-PID",
-        "GONE.jsonl",
-    ):
-        assert secret not in text, secret
-    for pid in (live, gone):
-        assert re.search(rf"(?<![0-9a-f]){pid}(?![0-9a-f])", text) is None, pid
-
-
-async def test_bad_arguments_are_invalid_input(tmp_path: Path) -> None:
-    pods = tmp_path / "pods"
-    write_pod(pods, "alpha", session=session_of("hello"))
-    source = LocalPodSource(RUNTIME_ID, pods)
-    worker_id = pod_worker_id("alpha")
-    with trio.fail_after(10):
+            with pytest.raises(WorkerNotFoundError):
+                await source.get_worker(worker_id)
+            with pytest.raises(WorkerNotFoundError):
+                await source.transcript(worker_id)
         for bad, path in [
             ({"status": "sleeping"}, "status"),
-            ({"limit": True}, "limit"),
-            ({"limit": 501}, "limit"),
-            ({"cursor": "-1"}, "cursor"),
+            ({"limit": 0}, "limit"),
+            ({"cursor": "nope"}, "cursor"),
         ]:
             with pytest.raises(InvalidInputError) as caught:
                 await source.list_workers(**bad)  # type: ignore[arg-type]
             assert caught.value.path == path
-        with pytest.raises(InvalidInputError) as transcript:
-            await source.transcript(worker_id, limit=0)
-        assert transcript.value.path == "limit"
+
+
+async def test_a_segment_log_with_bad_lines_skips_them(home: Path) -> None:
+    log = next((home / "sessions").glob("019ee442*/*.jsonl"))
+    with log.open("ab") as file:
+        file.write(b'{"kind":"user_input","ts":1,"segm\n\xff\xfe\n{"kind":"mystery"}\n')
+    source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
+    alpha = PODS["alpha"]["worker_id"]
+    with trio.fail_after(10):
+        page = await source.transcript(alpha)
+        diagnostics = await source.diagnostics()
+    assert len(page.entries) == len(PODS["alpha"]["transcript_active_segment"])
+    (note,) = [d for d in diagnostics if d.code == "compat_session_invalid"]
+    assert note.worker_id == alpha
+    assert "2 unusable line(s)" in note.message
+    assert os.fspath(log) not in note.message

@@ -60,7 +60,7 @@ async def test_describe_and_diagnostics(case: HandleCase) -> None:
         assert await handle.diagnostics() == ()
     assert view.runtime_id == handle.runtime_id
     assert view.kind is handle.kind is case.kind
-    assert view.workers == {"idle": 1, "running": 0, "stopped": 1, "failed": 0}
+    assert view.workers == case.counts(idle=1, stopped=1)
     assert view.error is None
     assert view.checked_at.tzinfo is not None
     assert view.capabilities is not None
@@ -101,7 +101,7 @@ async def test_list_get_paging_and_status_filter(case: HandleCase) -> None:
         for worker in everything.workers:
             assert worker.kind is case.kind
             assert worker.runtime_id == handle.runtime_id
-            assert (worker.status, worker.stale) == ("idle", False)
+            assert (worker.status, worker.stale) == (case.idle, False)
             assert worker.profile == "companion"
             assert worker.created_at is not None
             assert worker.created_at.tzinfo is not None
@@ -118,10 +118,10 @@ async def test_list_get_paging_and_status_filter(case: HandleCase) -> None:
         stopped = await handle.list_workers(status="stopped")
         assert [w.worker_id for w in stopped.workers] == [ids[1]]
         assert stopped.workers[0].status == "stopped"
-        idle = await handle.list_workers(status="idle", limit=1)
+        idle = await handle.list_workers(status=case.idle, limit=1)
         assert [w.worker_id for w in idle.workers] == [ids[0]]
         assert idle.next_cursor is not None
-        idle = await handle.list_workers(status="idle", cursor=idle.next_cursor)
+        idle = await handle.list_workers(status=case.idle, cursor=idle.next_cursor)
         assert [w.worker_id for w in idle.workers] == [ids[2]]
         assert idle.next_cursor is None
 

@@ -433,6 +433,10 @@ async def test_aggregate_merges_visible_workers_and_resumes_by_cursor() -> None:
 async def test_aggregate_follows_a_remote_that_is_down_then_restarts(
     tmp_path: Path,
 ) -> None:
+    """The aggregate keeps following a remote Runtime that is down at first,
+    then up, then restarted (same port, a new token in the same file): the
+    restarted process's stream is read from its beginning after one reset,
+    and the first command after the restart succeeds."""
     port = free_port()
     config_file = runtime_config(tmp_path)
     token = SecretRef(file=str(tmp_path / "runtime-token"))
@@ -441,7 +445,11 @@ async def test_aggregate_follows_a_remote_that_is_down_then_restarts(
         f"http://127.0.0.1:{port}",
         token=token,
         connect_timeout=1.0,
-        reconnect_timeout=1.0,
+        # Longer than a restart takes (and within the test's cap): the old
+        # stream is still reconnecting on the old client when the process is
+        # back, so the first command after the restart always meets the old
+        # token (refused, read again, retried) however fast the restart is.
+        reconnect_timeout=30.0,
     )
     bind = ("--bind", f"127.0.0.1:{port}")
     with trio.fail_after(90):

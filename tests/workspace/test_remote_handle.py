@@ -335,3 +335,84 @@ async def test_recovers_when_the_process_comes_back(tmp_path: Path) -> None:
                 seen += [back, handle]
     assert second.process.returncode == 0
     assert_hidden([url, url.removeprefix("http://"), first.token, second.token], *seen)
+
+
+async def test_a_refused_token_is_read_again_and_retried_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process restarted with a new token in the token file is used by the
+    very next call and the very next stream opening: the refused one reads
+    the token again and is retried once. A token still wrong then raises
+    ``UnauthorizedError``."""
+    reads: list[str] = []
+    resolve = SecretRef.resolve
+
+    def counted(ref: SecretRef) -> str:
+        reads.append(ref.kind)
+        return resolve(ref)
+
+    monkeypatch.setattr(SecretRef, "resolve", counted)
+    config_file = runtime_config(tmp_path)
+    token_file = tmp_path / "runtime-token"
+    wrong = "wrong-token-0123456789"
+    tokens: list[str] = []
+    seen: list[object] = []
+    with trio.fail_after(90):
+        async with AsyncExitStack() as stack:
+            async with open_runtime_process(tmp_path, config=config_file) as first:
+                url = first.url
+                tokens.append(first.token)
+                config = RemoteRuntimeConfig(
+                    REMOTE_ID, url, token=SecretRef(file=str(token_file))
+                )
+                handle = await stack.enter_async_context(open_remote_handle(config))
+                assert (await handle.list_workers()).workers == ()
+                assert len(reads) == 1
+            # Each restart (same port) writes a new token to the same file;
+            # the handle still holds a client sending the old one.
+            restarted = partial(
+                open_runtime_process,
+                tmp_path,
+                config=config_file,
+                args=("--bind", f"127.0.0.1:{port_of(url)}"),
+            )
+
+            async with restarted() as second:
+                tokens.append(second.token)
+                created = await handle.create_worker(display_name="Ada")
+                assert created.display_name == "Ada"
+                assert len(reads) == 2  # refused once, read again, retried
+
+            async with restarted() as third:
+                tokens.append(third.token)
+                # after=0: the WebSocket handshake is the first request.
+                async with handle.subscribe(after=0) as stream:
+                    assert len(reads) == 3
+                    made = await handle.create_worker(display_name="Bo")
+                    events = await events_until(stream, "worker.created")
+                assert events[-1].worker_id == made.worker_id
+
+            async with restarted() as fourth:
+                tokens.append(fourth.token)
+                token_file.write_text(wrong + "\n")
+                refused = "runtime rt-remote refused the configured token"
+                with pytest.raises(UnauthorizedError) as call:
+                    await handle.list_workers()
+                assert type(call.value) is UnauthorizedError
+                assert call.value.message == refused
+                # Read again once (for the retry), refused again: raised.
+                assert len(reads) == 4
+                with pytest.raises(UnauthorizedError) as opening:
+                    async with handle.subscribe(after=0):
+                        pass
+                assert opening.value.message == refused
+                assert len(reads) == 6  # a fresh connect, then its retry
+                view = await handle.describe()
+                assert (view.status, view.error) == ("unavailable", refused)
+                # Put right, the file is read at the next call.
+                token_file.write_text(fourth.token + "\n")
+                assert (await handle.list_workers()).workers == ()
+                assert len(reads) == 9
+                seen += [call.value, opening.value, view, handle]
+    assert set(reads) == {"file"}
+    assert_hidden([url, url.removeprefix("http://"), wrong, *tokens], *seen)

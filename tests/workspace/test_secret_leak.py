@@ -1,8 +1,8 @@
 """The browser API never shows where or how a Runtime is reached.
 
 The ``yoi-workspace`` process is started with a remote Runtime (a real
-``yoi-runtime`` process) whose URL and token are known strings, and a compat
-pod directory whose pods name sockets, session logs and pids. Every route is
+``yoi-runtime`` process) whose URL and token are known strings, and a yoi
+home whose Pods name sockets, session logs and pids (in yoi's format). Every route is
 called and every event read, with the remote up and then down; no response
 status line, header, body, WebSocket frame, close reason or refusal may
 contain any of those strings.
@@ -85,12 +85,13 @@ async def call_every_route(
 ) -> None:
     get, post = http.get, http.post
     seen.response(await get("/api/health"))
-    runtimes = seen.response(await get("/api/runtimes")).json()["runtimes"]
+    runtimes = seen.response(await get("/api/runtimes")).json()["items"]
     for runtime in runtimes:
         runtime_id = runtime["runtime_id"]
         base = f"/api/runtimes/{runtime_id}"
         seen.response(await get(base))
-        seen.response(await get(f"/api/hosts/{runtime_id}/workers"))
+        for host_id in runtime["host_ids"]:
+            seen.response(await get(f"/api/hosts/{host_id}/workers"))
         created = seen.response(await post(f"{base}/workers", json={}))
         listed = seen.response(await get(f"{base}/workers"))
         workers = listed.json().get("workers", []) if listed.is_success else []
@@ -109,18 +110,20 @@ async def call_every_route(
         seen.response(await get(f"{base}/workers/w-0000000000000000"))
     seen.response(await get("/api/hosts"))
     seen.response(await get("/api/workers"))
+    seen.response(await get("/api/workspace"))
+    seen.response(await get("/api/diagnostics"))
     seen.response(await get("/api/runtimes/rt-nope"))
     await stream(url, "/api/events?after=e30", seen, 2)
-    remote_status = "serving" if remote_up else "unavailable"
+    remote_status = "available" if remote_up else "unavailable"
     assert [r["status"] for r in runtimes if r["kind"] == "remote"] == [remote_status]
 
 
 async def test_no_endpoint_token_path_or_pid_reaches_the_browser(
     tmp_path: Path,
 ) -> None:
-    pods = tmp_path / "pods"
-    live = write_pod(pods, "live-pod", display_name="Live", session=[])
-    dead = write_pod(pods, "dead-pod", pid=DEAD_PID, display_name="Dead")
+    pods = tmp_path / "yoi-home"
+    write_pod(pods, "live-pod")
+    write_pod(pods, "dead-pod", "hello", pid=DEAD_PID)
     seen = Seen()
     with trio.fail_after(120):
         async with open_runtime_process(
@@ -156,18 +159,20 @@ async def test_no_endpoint_token_path_or_pid_reaches_the_browser(
         remote.token,
         str(tmp_path),
         str(pods),
-        str(live / "pod.sock"),
-        str(live / "session.jsonl"),
-        str(dead / "metadata.json"),
+        str(pods / "run" / "live-pod" / "sock"),
+        str(pods / "sessions"),
+        str(pods / "pods" / "dead-pod" / "metadata.json"),
         "metadata.json",
         "socket_path",
         "session_path",
+        "session_id",
+        "segment_id",
         str(DEAD_PID),
         '"pid"',
     ]
     seen.check(secrets)
     everything = "\n".join(seen.texts)
     # The test did see all three kinds of Runtime and both pods.
-    for expected in ('"emb"', f'"{REMOTE_ID}"', '"pods"', '"Live"', '"Dead"'):
+    for expected in ('"emb"', f'"{REMOTE_ID}"', '"pods"', '"live-pod"', '"dead-pod"'):
         assert expected in everything
     assert json.dumps("unavailable") in everything

@@ -21,7 +21,12 @@ import pytest
 import trio
 from conformance.support import open_runtime_process, scripted_engines
 from trio_websocket import ConnectionClosed
-from workspace.handle_support import REMOTE_ID, runtime_config, write_pod
+from workspace.handle_support import (
+    REMOTE_ID,
+    WORKSPACE_ROOT,
+    runtime_config,
+    write_pod,
+)
 from workspace.workspace_support import (
     Served,
     completed,
@@ -44,8 +49,11 @@ from yoi_workspace import (
     MemoryAuditSink,
     RuntimeRegistry,
 )
+from yoi_workspace._auth import Authenticator
 
 ADMIN = {"X-Yoi-Caller": "root", "X-Yoi-Roles": "ops, admin"}
+#: The tests stand in for the authenticating proxy (docs/security.md).
+PROXY = Authenticator.behind_proxy(trusted_proxies=["127.0.0.1"])
 
 
 @attrs.frozen
@@ -65,7 +73,8 @@ def audit() -> MemoryAuditSink:
 
 @pytest.fixture
 async def served(tmp_path: Path, audit: MemoryAuditSink) -> AsyncIterator[Served]:
-    write_pod(tmp_path / "pods", "old", display_name="Old")
+    home = tmp_path / "yoi-home"
+    write_pod(home, "old", allocated=False)
     hide = HideWorkers(runtimes=frozenset({"rt-hidden"}))
     registry = RuntimeRegistry(visibility=HideUnderscored(), commands=hide, audit=audit)
     async with (
@@ -74,9 +83,9 @@ async def served(tmp_path: Path, audit: MemoryAuditSink) -> AsyncIterator[Served
     ):
         registry.add(EmbeddedRuntimeHandle(rt))
         registry.add(EmbeddedRuntimeHandle(other))
-        registry.add(LocalPodSource("pods", tmp_path / "pods"))
+        registry.add(LocalPodSource("pods", home, workspace_root=WORKSPACE_ROOT))
         async with serve_registry(
-            registry, heartbeat_interval=0.2, max_body_bytes=4096
+            registry, heartbeat_interval=0.2, max_body_bytes=4096, auth=PROXY
         ) as served:
             with trio.fail_after(30):
                 yield served
@@ -91,14 +100,20 @@ async def create(served: Served, runtime_id: str = "emb", **body: Any) -> str:
 
 async def test_runtime_routes(served: Served) -> None:
     http = served.http
-    runtimes = (await http.get("/api/runtimes")).json()["runtimes"]
+    # /api/runtimes is the original server's list; /api/runtimes/{id} the
+    # project's own projection.
+    runtimes = (await http.get("/api/runtimes")).json()["items"]
     assert [(r["runtime_id"], r["kind"], r["status"]) for r in runtimes] == [
-        ("emb", "embedded", "serving"),
-        ("rt-hidden", "embedded", "serving"),
-        ("pods", "compat-local-pod", "read-only"),
+        ("emb", "embedded", "available"),
+        ("rt-hidden", "embedded", "available"),
+        ("pods", "local_pod", "available"),
     ]
     one = (await http.get("/api/runtimes/pods")).json()["runtime"]
-    assert one == runtimes[2] | {"checked_at": one["checked_at"]}
+    assert (one["kind"], one["status"], one["authority"]) == (
+        "compat-local-pod",
+        "read-only",
+        False,
+    )
     missing = await http.get("/api/runtimes/rt-nope")
     assert missing.status_code == 404
     assert error_of(missing) == {
@@ -163,7 +178,8 @@ async def test_worker_routes_on_the_embedded_runtime(
 async def test_compat_routes_read_and_refuse(served: Served) -> None:
     http = served.http
     (pod,) = (await http.get("/api/runtimes/pods/workers")).json()["workers"]
-    assert (pod["kind"], pod["display_name"]) == ("compat-local-pod", "Old")
+    assert (pod["kind"], pod["display_name"]) == ("compat-local-pod", "old")
+    assert (pod["status"], pod["stale"]) == ("stopped", False)
     base = f"/api/runtimes/pods/workers/{pod['worker_id']}"
     assert (await http.get(base)).json()["worker"] == pod
     assert (await http.get(f"{base}/transcript")).json()["entries"] == []
@@ -231,7 +247,11 @@ async def test_stream_requests_naming_an_endpoint_are_refused(served: Served) ->
 async def test_malformed_bodies_are_typed_errors(
     served: Served, content: bytes, status: int, code: str, path: str | None
 ) -> None:
-    response = await served.http.post("/api/runtimes/emb/workers", content=content)
+    response = await served.http.post(
+        "/api/runtimes/emb/workers",
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == status
     error = error_of(response)
     assert error["code"] == code
@@ -241,14 +261,17 @@ async def test_malformed_bodies_are_typed_errors(
 async def test_routing_errors_use_the_envelope(served: Served) -> None:
     http = served.http
     nowhere = await http.get("/api/nowhere")
-    assert (nowhere.status_code, error_of(nowhere)["code"]) == (404, "not_found")
+    assert (nowhere.status_code, nowhere.json()) == (
+        404,
+        {"error": "not_found", "message": "unknown api route"},
+    )
     wrong = await http.delete("/api/runtimes")
     assert (wrong.status_code, error_of(wrong)["code"]) == (405, "method_not_allowed")
     plain = await http.get("/api/events")
     assert (plain.status_code, error_of(plain)["code"]) == (400, "websocket_required")
     bad = await http.get("/api/runtimes/emb/workers", params={"limit": "many"})
     assert (bad.status_code, error_of(bad)["details"]) == (400, {"path": "limit"})
-    status = await http.get("/api/workers", params={"status": "asleep"})
+    status = await http.get("/api/runtimes/emb/workers", params={"status": "asleep"})
     assert (status.status_code, error_of(status)["details"]) == (
         400,
         {"path": "status"},
@@ -368,57 +391,48 @@ async def test_legacy_list_endpoints_project_the_runtimes(served: Served) -> Non
     http = served.http
     worker_id = await create(served, display_name="Ada")
     await create(served, display_name="_private")
-    hosts = (await http.get("/api/hosts")).json()["hosts"]
-    assert hosts == [
-        {
-            "host_id": "emb",
-            "runtime_id": "emb",
-            "kind": "embedded",
-            "status": "serving",
-            "read_only": False,
-        },
-        {
-            "host_id": "rt-hidden",
-            "runtime_id": "rt-hidden",
-            "kind": "embedded",
-            "status": "serving",
-            "read_only": False,
-        },
-        {
-            "host_id": "pods",
-            "runtime_id": "pods",
-            "kind": "compat-local-pod",
-            "status": "read-only",
-            "read_only": True,
-        },
+    hosts = (await http.get("/api/hosts")).json()
+    assert [(h["host_id"], h["kind"], h["status"]) for h in hosts["items"]] == [
+        ("emb", "embedded-runtime-host", "available"),
+        ("rt-hidden", "embedded-runtime-host", "available"),
+        (hosts["items"][2]["host_id"], "local-pod-host", "available"),
     ]
-    emb = (await http.get("/api/hosts/emb/workers")).json()["workers"]
+    assert hosts["items"][2]["host_id"].startswith("local-")
+    pods_host = hosts["items"][2]["host_id"]
+    emb = (await http.get("/api/hosts/emb/workers")).json()["items"]
     assert [w["worker_id"] for w in emb] == [worker_id]
-    pods = (await http.get("/api/hosts/pods/workers")).json()["workers"]
-    assert [w["display_name"] for w in pods] == ["Old"]
+    pods = (await http.get(f"/api/hosts/{pods_host}/workers")).json()["items"]
+    assert [(w["label"], w["status"]) for w in pods] == [("old", "active:segment")]
     every = (await http.get("/api/workers")).json()
-    assert [w["display_name"] for w in every["workers"]] == ["Ada", "Old"]
-    assert every["unavailable"] == []
+    assert [w["label"] for w in every["items"]] == ["Ada", "old"]
+    assert every["diagnostics"] == []
     missing = await http.get("/api/hosts/nope/workers")
-    assert (missing.status_code, error_of(missing)["code"]) == (404, "unknown_runtime")
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"error": "Not Found", "message": "unknown local host `nope`"},
+    )
 
 
 async def test_the_workspace_process_with_a_remote_runtime(tmp_path: Path) -> None:
-    (tmp_path / "pods").mkdir()
+    home = tmp_path / "yoi-home"
+    write_pod(home, "old")
     with trio.fail_after(60):
         async with open_runtime_process(
             tmp_path, config=runtime_config(tmp_path)
         ) as remote:
-            text = three_kinds(remote.url, "pods", 'audit_log = "audit.jsonl"')
+            text = three_kinds(remote.url, "yoi-home", 'audit_log = "audit.jsonl"')
+            text += '\n[auth]\nmode = "proxy"\ntrusted_proxies = ["127.0.0.1"]\n'
             config = write_config(tmp_path, text)
             async with open_workspace_process("--config", str(config)) as workspace:
                 async with httpx.AsyncClient(base_url=workspace.url) as http:
-                    runtimes = (await http.get("/api/runtimes")).json()["runtimes"]
+                    runtimes = (await http.get("/api/runtimes")).json()["items"]
                     assert [(r["runtime_id"], r["status"]) for r in runtimes] == [
-                        ("emb", "serving"),
-                        (REMOTE_ID, "serving"),
-                        ("pods", "read-only"),
+                        ("emb", "available"),
+                        (REMOTE_ID, "available"),
+                        ("pods", "available"),
                     ]
+                    workers = (await http.get("/api/workers")).json()["items"]
+                    assert [w["label"] for w in workers] == ["old"]
                     made = await http.post(
                         f"/api/runtimes/{REMOTE_ID}/workers",
                         json={"display_name": "Far"},
@@ -449,7 +463,9 @@ async def test_the_workspace_process_with_a_remote_runtime(tmp_path: Path) -> No
     [
         ('[[remote]]\nruntime_id = "r"\nurl = "ftp://x"\n', b"config.remote[0].url"),
         ('[embedded]\ndefault_engine = "nope"\n', b"config.embedded.default_engine"),
-        ('[[compat]]\nruntime_id = "embedded"\npods_dir = "p"\n', b"config.compat[0]"),
+        ('[[compat]]\nruntime_id = "embedded"\nyoi_home = "p"\n', b"config.compat[0]"),
+        ('[[compat]]\npods_dir = "p"\n', b"pods_dir"),
+        ('[embedded]\nstore = "postgres:x"\n', b"config.embedded.store"),
     ],
 )
 async def test_the_workspace_command_refuses_a_bad_config(

@@ -181,14 +181,16 @@ def write_config(directory: Path, text: str) -> Path:
     return path
 
 
-def three_kinds(remote_url: str, pods_dir: str | Path, *top: str) -> str:
+def three_kinds(remote_url: str, yoi_home: str | Path, *top: str) -> str:
     """A config with the three kinds: ``emb`` (embedded, scripted ``echo``),
     ``rt-remote`` at ``remote_url`` (token in ``runtime-token``, as
-    ``conformance.support`` writes it) and ``pods``; ``top`` adds top-level
-    lines (``'audit_log = "audit.jsonl"'``)."""
+    ``conformance.support`` writes it) and ``pods`` (the yoi home
+    ``yoi_home``, workspace root ``/workspace/project``); ``top`` adds
+    top-level lines (``'audit_log = "audit.jsonl"'``)."""
     return "\n".join(
         [
             *top,
+            'workspace_root = "/workspace/project"',
             "heartbeat_interval = 0.2",
             "[embedded]",
             'runtime_id = "emb"',
@@ -203,6 +205,6 @@ def three_kinds(remote_url: str, pods_dir: str | Path, *top: str) -> str:
             "connect_timeout = 1.0",
             "[[compat]]",
             'runtime_id = "pods"',
-            f'pods_dir = "{pods_dir}"',
+            f'yoi_home = "{yoi_home}"',
         ]
     )

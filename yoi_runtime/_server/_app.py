@@ -7,7 +7,9 @@ in one place (:func:`yoi_runtime._server._http.error_response`, with the
 statuses of :data:`yoi_runtime._server._http.STATUS`).
 
 Browsers never talk to this app: its callers are programs holding its token,
-the Python client and the workspace backend, which fronts browsers.
+the Python client and the workspace backend, which fronts browsers. The
+serving layer (``_guard.py``) refuses foreign hosts, every browser origin
+and non-JSON bodies before a handler runs (``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ._http import (
     json_response,
     query_int,
     read_body,
+    refuse_control_characters,
 )
 from ._openapi import openapi_document
 from ._streams import StreamControl, StreamSettings, ready_now, serve_event_stream
@@ -173,6 +176,7 @@ def create_app(state: ServerState) -> QuartTrio:
     @app.post("/v1/workers")
     async def create_worker() -> Response:
         body = await read_body(CreateWorkerBody, optional=True)
+        refuse_control_characters("display_name", body.display_name)
         worker = await runtime.create_worker(
             body.profile,
             display_name=body.display_name,

@@ -10,6 +10,7 @@ works on Quart's request context; nothing knows which app it serves.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -22,6 +23,8 @@ from .._util import parse_count
 from .._wire import strict_converter
 
 __all__ = [
+    "DISPLAY_TEXT_PATTERN",
+    "MAX_JSON_DEPTH",
     "STATUS",
     "InvalidJSONError",
     "MethodNotAllowedError",
@@ -32,8 +35,10 @@ __all__ = [
     "http_error",
     "install_error_handlers",
     "json_response",
+    "parse_json",
     "query_int",
     "read_body",
+    "refuse_control_characters",
 ]
 
 T = TypeVar("T")
@@ -42,8 +47,10 @@ T = TypeVar("T")
 #: a 500.
 STATUS: Mapping[str, int] = {
     "invalid_json": 400,
+    "invalid_host": 400,
     "websocket_required": 400,
     "unauthorized": 401,
+    "origin_not_allowed": 403,
     "worker_not_found": 404,
     "not_found": 404,
     "method_not_allowed": 405,
@@ -51,15 +58,26 @@ STATUS: Mapping[str, int] = {
     "worker_stopped": 409,
     "idempotency_conflict": 409,
     "scope_conflict": 409,
+    "limit_exceeded": 409,
     "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "host_not_allowed": 421,
     "invalid_input": 422,
     "operation_unsupported": 501,
     "runtime_unavailable": 503,
+    "too_many_connections": 503,
+    "store_write_failed": 503,
+    "storage_full": 507,
 }
+
+#: The deepest nesting of arrays and objects a request body may have
+#: (``{"a": [1]}`` is 2 deep); deeper is ``invalid_json``.
+MAX_JSON_DEPTH = 32
 
 
 class InvalidJSONError(InvalidInputError):
-    """The request body is not JSON at all."""
+    """The request body is not JSON, repeats a key in an object, or nests
+    deeper than :data:`MAX_JSON_DEPTH`."""
 
     code = "invalid_json"
 
@@ -186,6 +204,123 @@ def install_error_handlers(
         return respond(error)
 
 
+class _DuplicateKeyError(Exception):
+    """An object of the body names a key twice."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise _DuplicateKeyError
+    return value
+
+
+def parse_json(data: str | bytes) -> Any:
+    """Parse a request body as strict JSON.
+
+    Args:
+        data: The raw body (UTF-8, UTF-16 or UTF-32, as JSON allows).
+
+    Returns:
+        The value (objects as dicts).
+
+    Raises:
+        InvalidJSONError: Not JSON, a key repeated in one object, or
+            arrays and objects nested deeper than :data:`MAX_JSON_DEPTH`.
+            Never logged with a traceback: the caller's fault.
+        InvalidInputError: A string (or key) holds a lone surrogate (an
+            escape such as ``"\\ud800"`` that is no character); ``path``
+            is the JSON path of the value (``$.text``).
+    """
+    try:
+        value = json.loads(data, object_pairs_hook=_no_duplicates)
+    except _DuplicateKeyError:
+        raise InvalidJSONError("the request body repeats a key in an object") from None
+    except (ValueError, RecursionError):
+        raise InvalidJSONError("the request body is not valid JSON") from None
+    _check_value(value)
+    return value
+
+
+def _check_value(value: Any) -> None:
+    """Refuse nesting past :data:`MAX_JSON_DEPTH` and lone surrogates."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise InvalidJSONError(
+                    f"the request body nests deeper than {MAX_JSON_DEPTH} levels"
+                )
+            if isinstance(item, list):
+                stack += [(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item)]
+                continue
+            for key, child in item.items():
+                _check_text(key, path)
+                name = f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+                stack.append((child, name, depth + 1))
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            "the text holds a lone surrogate (not a character)", path=path
+        ) from None
+
+
+#: Characters refused in display texts: C0 and C1 controls, surrogates,
+#: line and paragraph separators, zero-width and bidi controls. The same set
+#: is the OpenAPI document's ``pattern`` (:data:`DISPLAY_TEXT_PATTERN`).
+_CONTROL_CLASS = "".join(
+    chr(a) if a == b else f"{chr(a)}-{chr(b)}"
+    for a, b in (
+        (0x00, 0x1F),
+        (0x7F, 0x9F),
+        (0xAD, 0xAD),
+        (0x61C, 0x61C),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x2028, 0x202E),
+        (0x2060, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0xD800, 0xDFFF),
+    )
+).replace("\\", "\\\\")
+
+#: A regular expression (JSON Schema / ECMA) matching an allowed display text.
+DISPLAY_TEXT_PATTERN = f"^[^{_CONTROL_CLASS}]*$"
+
+_CONTROL = re.compile(f"[{_CONTROL_CLASS}]")
+
+
+def refuse_control_characters(name: str, value: str | None) -> None:
+    """Refuse a display text holding control characters.
+
+    Args:
+        name: The field, for the error's ``path`` (``display_name``).
+        value: The text; None passes.
+
+    Raises:
+        InvalidInputError: A C0/C1 control, a surrogate, a line or paragraph
+            separator, or a zero-width or bidi control (the class of
+            :data:`DISPLAY_TEXT_PATTERN`).
+    """
+    if value is None:
+        return
+    found = _CONTROL.search(value)
+    if found is not None:
+        raise InvalidInputError(
+            f"{name} must not hold control characters "
+            f"(found U+{ord(found.group()):04X})",
+            path=name,
+        )
+
+
 async def read_body(cls: type[T], *, optional: bool = False) -> T:
     """Parse and validate the request's JSON body as ``cls``.
 
@@ -195,16 +330,15 @@ async def read_body(cls: type[T], *, optional: bool = False) -> T:
         optional: Whether an empty body means ``cls()``.
 
     Raises:
-        InvalidJSONError: The body is not JSON.
-        InvalidInputError: Wrong fields or types; ``path`` is the JSON path.
+        InvalidJSONError: The body is not JSON, repeats a key or nests too
+            deep (:func:`parse_json`).
+        InvalidInputError: Wrong fields or types, or a lone surrogate;
+            ``path`` is the JSON path.
     """
     data = await request.get_data(cache=False)
     if optional and not data.strip():
         return cls()
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise InvalidJSONError("the request body is not valid JSON") from None
+    value = parse_json(data)
     if not isinstance(value, dict):
         raise InvalidInputError("the request body must be a JSON object", path="$")
     try:

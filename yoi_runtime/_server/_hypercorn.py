@@ -5,23 +5,45 @@
 trigger plus a deadline on the server nursery, :func:`serve_app`) and stop on
 SIGINT or SIGTERM (:func:`run_until_signal`). Only what draining means
 differs: each passes its own ``drain``.
+
+Both serve behind the same rules (:mod:`._guard`, ``docs/security.md``) and
+limits (:class:`ConnectionLimits`): a keep-alive idle timeout, a cap on open
+connections answered with a clean ``503``, and a small inbound WebSocket
+message size.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import resource
 import signal
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
+import attrs
 import hypercorn
-import hypercorn.trio
 import trio
+from hypercorn.protocol import ws_stream
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import repr_socket_addr, wrap_app
 from quart_trio import QuartTrio
 
-__all__ = ["is_loopback", "parse_bind", "run_until_signal", "serve_app"]
+from ._guard import GuardedApp, GuardSettings, refusal_bytes
+
+__all__ = [
+    "SPARE_FILES",
+    "ConnectionLimits",
+    "is_loopback",
+    "parse_bind",
+    "raise_open_file_limit",
+    "run_until_signal",
+    "serve_app",
+]
 
 
 class _Server(Protocol):
@@ -60,6 +82,53 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+@attrs.frozen
+class ConnectionLimits:
+    """How long and how many connections a server keeps.
+
+    Attributes:
+        keep_alive_timeout: Seconds an idle HTTP/1.1 connection is kept
+            after its last response.
+        max_connections: Open connections (HTTP and WebSocket) at most; one
+            more is answered ``503 too_many_connections`` and closed. Capped
+            further by the open-file limit (less :data:`SPARE_FILES`).
+        max_websocket_message: Bytes one inbound WebSocket message may
+            buffer before the connection is closed with 1009 (clients send
+            only control frames; any data message is closed with 1008).
+    """
+
+    keep_alive_timeout: float = 5.0
+    max_connections: int = 1000
+    max_websocket_message: int = 4096
+
+
+#: Descriptors kept for everything but client connections (store, engines,
+#: remote Runtimes, logs).
+SPARE_FILES = 128
+
+#: Refusals of the connection cap being written at once; past it a new
+#: connection is closed without an answer.
+_MAX_REFUSING = 64
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit.
+
+    Returns:
+        The soft limit now in force (descriptors); unchanged when the
+        system refuses.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
+
+
 async def serve_app(
     app: QuartTrio,
     host: str,
@@ -68,12 +137,14 @@ async def serve_app(
     shutdown_trigger: trio.Event,
     shutdown_timeout: float,
     drain: Callable[[], Awaitable[None]],
+    guard: GuardSettings | None = None,
+    limits: ConnectionLimits = ConnectionLimits(),
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on Hypercorn until ``shutdown_trigger``, then drain.
 
     Args:
-        app: The app.
+        app: The app; it is served behind :class:`GuardedApp`.
         host: Address to listen on (an IPv6 one without brackets).
         port: TCP port; 0 picks a free one.
         shutdown_trigger: Set it to drain and stop.
@@ -81,6 +152,9 @@ async def serve_app(
             running is cancelled.
         drain: Called once the trigger is set, before Hypercorn is told to
             stop; it should refuse new work and close the app's streams.
+        guard: The browser-facing rules; None: those of a server bound to
+            ``host`` (:meth:`GuardSettings.for_bind`).
+        limits: Keep-alive, connection cap, WebSocket message size.
         task_status: Receives the bound URLs (``["http://127.0.0.1:8321"]``)
             once the socket listens.
     """
@@ -92,13 +166,20 @@ async def serve_app(
     # for which Hypercorn would otherwise wait the whole grace period.
     config.graceful_timeout = min(0.5, shutdown_timeout)
     config.errorlog = None
+    config.keep_alive_timeout = limits.keep_alive_timeout
+    config.websocket_max_message_size = limits.max_websocket_message
+    _bound_websocket_buffer()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = max(1, min(limits.max_connections, soft - SPARE_FILES))
+    guarded = GuardedApp(app, guard or GuardSettings.for_bind(host))
     stop_serving = trio.Event()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
             partial(
-                hypercorn.trio.serve,
-                app,
+                _serve_hypercorn,
+                guarded,
                 config,
+                cap,
                 shutdown_trigger=stop_serving.wait,
             )
         )
@@ -108,6 +189,143 @@ async def serve_app(
         nursery.cancel_scope.deadline = trio.current_time() + shutdown_timeout
         await drain()
         stop_serving.set()
+
+
+async def _serve_hypercorn(
+    app: GuardedApp,
+    config: hypercorn.Config,
+    max_connections: int,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's ``trio.serve`` for plain HTTP, with a connection cap.
+
+    Hypercorn builds its own listeners and has no hook for one, so this is
+    its ``worker_serve`` (lifespan, listeners, graceful stop) without TLS,
+    QUIC and worker recycling, accepting through :func:`_capped`.
+    """
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, config, state)
+    context = WorkerContext(None)
+    counts = {"open": 0, "refusing": 0}
+
+    async def handle(stream: trio.SocketStream) -> None:
+        if counts["open"] >= max_connections:
+            await _refuse_connection(stream, counts)
+            return
+        counts["open"] += 1
+        try:
+            # Typed for TLS streams; it serves plain ones too.
+            server = TCPServer(
+                wrapped,
+                config,
+                context,
+                ConnectionState(state.copy()),
+                stream,  # type: ignore[arg-type]
+            )
+            await server.run()
+        finally:
+            counts["open"] -= 1
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as server_nursery:
+            sockets = config.create_sockets()
+            listeners = []
+            binds = []
+            for sock in sockets.insecure_sockets:
+                sock.listen(config.backlog)
+                listeners.append(
+                    trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+                )
+                binds.append(
+                    f"http://{repr_socket_addr(sock.family, sock.getsockname())}"
+                )
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            handle,
+                            listeners,
+                            handler_nursery=server_nursery,
+                        )
+                    )
+                    await shutdown_trigger()
+                    nursery.cancel_scope.cancel()
+            finally:
+                await context.terminated.set()
+                server_nursery.cancel_scope.deadline = (
+                    trio.current_time() + config.graceful_timeout
+                )
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+
+
+async def _refuse_connection(stream: trio.SocketStream, counts: dict[str, int]) -> None:
+    """Answer one connection over the cap with a 503 and close it.
+
+    The request head is read first (at most 16 KiB, one second), so the
+    peer is not reset before it reads the answer.
+    """
+    try:
+        if counts["refusing"] >= _MAX_REFUSING:
+            return
+        counts["refusing"] += 1
+        try:
+            with trio.move_on_after(1.0):
+                seen = b""
+                while b"\r\n\r\n" not in seen and len(seen) < 16384:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    seen += chunk
+            with trio.move_on_after(1.0):
+                await stream.send_all(
+                    refusal_bytes(
+                        503,
+                        "Service Unavailable",
+                        "too_many_connections",
+                        "the server has too many open connections; retry later",
+                    )
+                )
+                await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            counts["refusing"] -= 1
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+def _bound_websocket_buffer() -> None:
+    """Make Hypercorn's WebSocket message buffer check before it grows.
+
+    Hypercorn (0.17, 0.18) appends a data frame's payload to the message
+    buffer and only then compares the length with
+    ``websocket_max_message_size``; after it sends 1009 it keeps appending
+    whatever the peer still sends, so a peer that ignores the close grows
+    the buffer without bound. This replaces the buffer class (once, for
+    the process) with one that drops the message instead.
+    """
+    if getattr(ws_stream.WebsocketBuffer, "_yoi_bounded", False):
+        return
+
+    class BoundedWebsocketBuffer(ws_stream.WebsocketBuffer):
+        _yoi_bounded = True
+
+        def extend(self, event: Any) -> None:
+            if self.length + len(event.data) > self.max_length:
+                self.clear()
+                raise ws_stream.FrameTooLargeError()
+            super().extend(event)
+
+    ws_stream.WebsocketBuffer = BoundedWebsocketBuffer  # type: ignore[misc]
 
 
 async def run_until_signal(

@@ -30,6 +30,7 @@ from .._types import (
     WorkerSummary,
 )
 from .._version import PROTOCOL_VERSION, __version__
+from ._http import DISPLAY_TEXT_PATTERN
 
 __all__ = ["openapi_document"]
 
@@ -182,7 +183,10 @@ def openapi_document(
                 "operationId": "createWorker",
                 "requestBody": _body({
                     "profile": {"enum": profile_names},
-                    "display_name": _OPTIONAL_STRING,
+                    "display_name": {
+                        "type": ["string", "null"],
+                        "pattern": DISPLAY_TEXT_PATTERN,
+                    },
                     "engine": {"enum": [*engines, None]},
                     "system_prompt": _OPTIONAL_STRING,
                     "worker_id": {"anyOf": [_ID, {"type": "null"}]},

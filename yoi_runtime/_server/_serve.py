@@ -29,10 +29,21 @@ from .._runtime import open_runtime
 from .._store import parse_store_spec
 from .._util import single_error
 from ._app import ServerState, create_app
-from ._hypercorn import is_loopback, parse_bind, run_until_signal, serve_app
+from ._guard import GuardSettings
+from ._hypercorn import (
+    ConnectionLimits,
+    is_loopback,
+    parse_bind,
+    raise_open_file_limit,
+    run_until_signal,
+    serve_app,
+)
 from ._streams import StreamSettings
 
-__all__ = ["ProcessSettings", "main", "serve_runtime"]
+__all__ = ["MIN_TOKEN_LENGTH", "ProcessSettings", "main", "serve_runtime"]
+
+#: The shortest token accepted on a non-loopback bind, in characters.
+MIN_TOKEN_LENGTH = 32
 
 
 @attrs.frozen
@@ -50,6 +61,9 @@ class ProcessSettings:
         max_body_bytes: Largest request body, in bytes.
         streams: WebSocket timing.
         shutdown_timeout: Seconds allowed for a graceful shutdown.
+        guard: Allowed hosts and origins (None: those of ``host``, no
+            origin); see ``docs/security.md``.
+        limits: Keep-alive timeout, connection cap, WebSocket message size.
     """
 
     host: str
@@ -62,6 +76,8 @@ class ProcessSettings:
     streams: StreamSettings = StreamSettings()
     shutdown_timeout: float = 10.0
     store: str = "memory"
+    guard: GuardSettings | None = None
+    limits: ConnectionLimits = ConnectionLimits()
 
 
 async def serve_runtime(
@@ -104,6 +120,8 @@ async def serve_runtime(
             shutdown_trigger=shutdown_trigger,
             shutdown_timeout=settings.shutdown_timeout,
             drain=drain,
+            guard=settings.guard,
+            limits=settings.limits,
             task_status=task_status,
         )
 
@@ -145,7 +163,8 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
     Raises:
         SystemExit: Bad flags (argparse's usage error).
         ConfigError: Bad config, unreadable token, or a non-loopback bind
-            without a token.
+            without a token or with one shorter than
+            :data:`MIN_TOKEN_LENGTH`.
     """
     args = _parser().parse_args(argv)
     host, port = args.bind
@@ -177,6 +196,14 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
             f"refusing to serve on {host} without a token: give --token-file or "
             "YOI_RUNTIME_TOKEN, or bind a loopback address"
         )
+    if token is not None and len(token) < MIN_TOKEN_LENGTH and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} with a token shorter than "
+            f"{MIN_TOKEN_LENGTH} characters"
+        )
+    for name in ("keep_alive_timeout", "max_connections"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"config.{name} must be positive")
     engines = make_engines(config, base_dir, model_url=args.model_url, model=args.model)
     default = args.default_engine or config.default_engine
     if default is not None and default not in engines:
@@ -194,6 +221,15 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
         max_body_bytes=config.max_body_bytes,
         streams=StreamSettings(config.heartbeat_interval),
         shutdown_timeout=config.shutdown_timeout,
+        guard=GuardSettings.for_bind(
+            host,
+            allowed_hosts=config.allowed_hosts,
+            allowed_origins=config.allowed_origins,
+        ),
+        limits=ConnectionLimits(
+            keep_alive_timeout=config.keep_alive_timeout,
+            max_connections=config.max_connections,
+        ),
     )
 
 
@@ -217,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 2
+    raise_open_file_limit()
     try:
         trio.run(_run, settings)
     except StoreError as exc:

@@ -10,13 +10,15 @@ embedded :class:`~yoi_runtime.Runtime`'s async operations and result types
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
 import httpx
 
+from .. import _ask
+from .._ask import DEFAULT_CANCEL_TIMEOUT, TurnResult, TurnStream
 from .._engine import Usage
 from .._errors import InvalidInputError
 from .._types import (
@@ -230,6 +232,75 @@ class RuntimeClient:
         path = _worker_path(worker_id, "stop")
         value = await self._call("POST", path, body={"reason": reason})
         return structure(_field(value, "worker"), WorkerSummary, f"POST {path}")
+
+    async def ask(
+        self,
+        worker_id: str,
+        text: str,
+        *,
+        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+    ) -> TurnResult:
+        """Give a Worker input and return its whole answer.
+
+        Subscribes (WebSocket), sends ``text`` and waits for the turn's end,
+        as :meth:`yoi_runtime.Runtime.ask` does in-process.
+
+        Args:
+            worker_id: The Worker.
+            text: The user input (at most the process's ``max_input_chars``).
+            cancel_timeout: Seconds allowed for cancelling the turn when this
+                call is cancelled.
+
+        Returns:
+            The completed turn's text, finish reason, usage and ids.
+
+        Raises:
+            TurnFailedError: The turn failed (``error.code`` says why).
+            TurnCancelledError: Someone cancelled the turn or stopped the
+                Worker, or the process shut down.
+            TurnInterruptedError: The process died during the turn and a
+                durable process started again.
+            WorkerBusyError: A turn is already accepted or running.
+            WorkerStoppedError: The Worker is stopped or failed.
+            InvalidInputError: ``text`` is empty or too long.
+
+        Cancellation:
+            Cancelling the call cancels the turn.
+        """
+        return await _ask.ask(self, worker_id, text, cancel_timeout=cancel_timeout)
+
+    def open_turn(
+        self,
+        worker_id: str,
+        text: str,
+        *,
+        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+    ) -> AbstractAsyncContextManager[TurnStream]:
+        """Give a Worker input and stream that turn's answer.
+
+        Use it as ``async with client.open_turn(worker_id, text) as turn:``,
+        iterate ``turn`` for the text deltas, then read ``turn.result``; as
+        :meth:`yoi_runtime.Runtime.open_turn`.
+
+        Args:
+            worker_id: The Worker.
+            text: The user input.
+            cancel_timeout: Seconds allowed for cancelling the turn when the
+                block is left before the turn ended.
+
+        Returns:
+            An async context manager yielding a
+            :class:`~yoi_runtime.TurnStream` (it holds the Worker's event
+            stream open).
+
+        Raises:
+            (on entering) WorkerBusyError, WorkerStoppedError,
+            InvalidInputError: As :meth:`send_input`.
+
+        Cancellation:
+            Leaving the block before the turn ended cancels the turn.
+        """
+        return _ask.open_turn(self, worker_id, text, cancel_timeout=cancel_timeout)
 
     # -- observation ------------------------------------------------------------
 

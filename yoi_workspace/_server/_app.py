@@ -14,7 +14,6 @@ goes away does not close a stream: it resumes when the Runtime is back.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -37,8 +36,10 @@ from yoi_runtime._server._http import error_response as envelope
 from yoi_runtime._server._http import (
     install_error_handlers,
     json_response,
+    parse_json,
     query_int,
     read_body,
+    refuse_control_characters,
 )
 from yoi_runtime._server._streams import (
     EventSource,
@@ -49,9 +50,14 @@ from yoi_runtime._server._streams import (
 from yoi_runtime._wire import converter, item_to_json
 
 from .._aggregate import AggregateItem
-from .._policy import ANONYMOUS, Caller
+from .._auth import Authenticator
+from .._identity import WorkspaceIdentity
+from .._policy import Caller
 from .._registry import RuntimeRegistry
 from .._views import RuntimeView
+from ._legacy import install_legacy_routes
+from ._request import idempotency_key, request_id
+from ._session import current_caller, install_authentication
 
 __all__ = ["FORBIDDEN_KEYS", "STATUS", "WorkspaceState", "create_app"]
 
@@ -99,9 +105,6 @@ FORBIDDEN_KEYS = frozenset(
     }
 )
 
-#: The longest caller id or role list taken from the proxy's headers.
-_MAX_HEADER = 256
-
 
 @attrs.define(eq=False)
 class WorkspaceState:
@@ -114,6 +117,9 @@ class WorkspaceState:
         roles_header: The header listing the caller's roles, comma-separated.
         max_body_bytes: The largest request body, in bytes.
         draining: Set on shutdown: health answers 503.
+        identity: The workspace served (its id scopes the legacy routes).
+        auth: Who a request comes from (``docs/security.md``); by default
+            ``none`` mode, every request being the caller ``local``.
     """
 
     registry: RuntimeRegistry
@@ -122,6 +128,8 @@ class WorkspaceState:
     roles_header: str = "X-Yoi-Roles"
     max_body_bytes: int = 64 * 1024
     draining: bool = False
+    identity: WorkspaceIdentity = WorkspaceIdentity("default")
+    auth: Authenticator = attrs.field(factory=Authenticator.none)
 
 
 def _refuse_forbidden(value: Any) -> None:
@@ -178,15 +186,16 @@ def create_app(state: WorkspaceState) -> QuartTrio:
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = state.max_body_bytes
     registry = state.registry
+    install_authentication(app, state.auth)  # before every other hook
 
     @app.before_request
     async def refuse_endpoints() -> None:
         _refuse_forbidden(dict.fromkeys(request.args))
         data = await request.get_data(cache=True)
         try:
-            body = json.loads(data) if data.strip() else None
-        except ValueError:
-            return  # read_body reports invalid_json
+            body = parse_json(data) if data.strip() else None
+        except InvalidInputError:
+            return  # read_body reports it
         _refuse_forbidden(body)
 
     @app.before_websocket
@@ -194,21 +203,8 @@ def create_app(state: WorkspaceState) -> QuartTrio:
         _refuse_forbidden(dict.fromkeys(websocket.args))
 
     def caller() -> Caller:
-        """The caller the proxy named (``docs/workspace.md``)."""
-        headers = websocket.headers if has_websocket_context() else request.headers
-        caller_id = headers.get(state.caller_header, "").strip()
-        roles = headers.get(state.roles_header, "")
-        for name, value in (
-            (state.caller_header, caller_id),
-            (state.roles_header, roles),
-        ):
-            if len(value) > _MAX_HEADER or not value.isprintable():
-                raise InvalidInputError(f"malformed {name} header", path=name)
-        if not caller_id:
-            return ANONYMOUS
-        return Caller(
-            caller_id, frozenset(r.strip() for r in roles.split(",") if r.strip())
-        )
+        """The caller the authentication hook found (``docs/security.md``)."""
+        return current_caller()
 
     def status() -> str | None:
         value = request.args.get("status")
@@ -235,11 +231,6 @@ def create_app(state: WorkspaceState) -> QuartTrio:
             return json_response({"status": "draining"}, 503, **{"Retry-After": "5"})
         return json_response({"status": "serving"})
 
-    @app.get("/api/runtimes")
-    async def list_runtimes() -> Response:
-        runtimes = await registry.list_runtimes()
-        return json_response({"runtimes": [view(r) for r in runtimes]})
-
     @app.get("/api/runtimes/<runtime_id>")
     async def describe(runtime_id: str) -> Response:
         return json_response({"runtime": view(await registry.describe(runtime_id))})
@@ -258,6 +249,7 @@ def create_app(state: WorkspaceState) -> QuartTrio:
     @app.post("/api/runtimes/<runtime_id>/workers")
     async def create_worker(runtime_id: str) -> Response:
         body = await read_body(CreateWorkerBody, optional=True)
+        refuse_control_characters("display_name", body.display_name)
         worker = await registry.create_worker(
             caller(),
             runtime_id,
@@ -266,6 +258,8 @@ def create_app(state: WorkspaceState) -> QuartTrio:
             engine=body.engine,
             system_prompt=body.system_prompt,
             worker_id=body.worker_id,
+            scopes=body.scopes,
+            request_id=request_id(),
         )
         return json_response({"worker": converter.unstructure(worker)}, 201)
 
@@ -278,7 +272,12 @@ def create_app(state: WorkspaceState) -> QuartTrio:
     async def send_input(runtime_id: str, worker_id: str) -> Response:
         body = await read_body(InputBody)
         turn = await registry.send_input(
-            caller(), runtime_id, worker_id, body.text, input_id=body.input_id
+            caller(),
+            runtime_id,
+            worker_id,
+            body.text,
+            input_id=idempotency_key(worker_id, body.input_id),
+            request_id=request_id(),
         )
         return json_response({"turn": converter.unstructure(turn)}, 202)
 
@@ -286,7 +285,7 @@ def create_app(state: WorkspaceState) -> QuartTrio:
     async def stop(runtime_id: str, worker_id: str) -> Response:
         body = await read_body(StopBody, optional=True)
         worker = await registry.stop(
-            caller(), runtime_id, worker_id, reason=body.reason
+            caller(), runtime_id, worker_id, reason=body.reason, request_id=request_id()
         )
         return json_response({"worker": converter.unstructure(worker)})
 
@@ -294,7 +293,12 @@ def create_app(state: WorkspaceState) -> QuartTrio:
     async def cancel(runtime_id: str, worker_id: str) -> Response:
         body = await read_body(CancelBody, optional=True)
         result = await registry.cancel(
-            caller(), runtime_id, worker_id, turn_id=body.turn_id, reason=body.reason
+            caller(),
+            runtime_id,
+            worker_id,
+            turn_id=body.turn_id,
+            reason=body.reason,
+            request_id=request_id(),
         )
         return json_response({"result": converter.unstructure(result)})
 
@@ -329,32 +333,7 @@ def create_app(state: WorkspaceState) -> QuartTrio:
             websocket, stream, state.streams, encode=encode, ready=ready
         )
 
-    # -- the older list endpoints, as a projection (docs/workspace.md) --------
-
-    @app.get("/api/hosts")
-    async def list_hosts() -> Response:
-        hosts = [
-            {
-                "host_id": runtime.runtime_id,
-                "runtime_id": runtime.runtime_id,
-                "kind": runtime.kind.value,
-                "status": runtime.status,
-                "read_only": not runtime.authority,
-            }
-            for runtime in await registry.list_runtimes()
-        ]
-        return json_response({"hosts": hosts})
-
-    @app.get("/api/hosts/<host_id>/workers")
-    async def host_workers(host_id: str) -> Response:
-        listing = await registry.list_all_workers(caller(), host_id, status=status())
-        if listing.unavailable:
-            raise RuntimeUnavailableError(f"runtime {host_id} is unavailable")
-        return json_response({"workers": converter.unstructure(listing.workers)})
-
-    @app.get("/api/workers")
-    async def all_workers() -> Response:
-        listing = await registry.list_all_workers(caller(), status=status())
-        return json_response(converter.unstructure(listing))
+    # -- the original server's routes and diagnostics (docs/workspace.md) ---
+    install_legacy_routes(app, registry, state.identity, caller)
 
     return app

@@ -20,20 +20,34 @@ from pathlib import Path
 import attrs
 import trio
 
-from yoi_runtime import Engine
+from yoi_runtime import Engine, InvalidInputError
+from yoi_runtime._server._guard import GuardSettings
 from yoi_runtime._server._hypercorn import (
+    ConnectionLimits,
     is_loopback,
     parse_bind,
+    raise_open_file_limit,
     run_until_signal,
     serve_app,
 )
 from yoi_runtime._server._streams import StreamControl, StreamSettings
 
+from .._auth import MIN_TOKEN_LENGTH, Authenticator
 from .._config import ConfigError, WorkspaceConfig, load_config
+from .._secrets import SecretRef
 from .._workspace import open_workspace
 from ._app import WorkspaceState, create_app
 
-__all__ = ["WorkspaceSettings", "main", "serve_workspace"]
+__all__ = ["WORKSPACE_CSP", "WorkspaceSettings", "main", "serve_workspace"]
+
+#: The Content-Security-Policy of every workspace response: its pages load
+#: scripts, styles and images from itself only, talk (HTTP and WebSocket)
+#: to itself only, and are never framed.
+WORKSPACE_CSP = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 @attrs.frozen
@@ -45,12 +59,14 @@ class WorkspaceSettings:
         port: TCP port; 0 picks a free one.
         config: The config file's contents (or the defaults).
         engines: The embedded Runtime's engines (None when it is disabled).
+        auth: Who requests come from (its secrets read at start).
     """
 
     host: str
     port: int
     config: WorkspaceConfig
     engines: Mapping[str, Engine] | None = None
+    auth: Authenticator = attrs.field(factory=Authenticator.none)
 
 
 async def serve_workspace(
@@ -79,6 +95,8 @@ async def serve_workspace(
             caller_header=config.caller_header,
             roles_header=config.roles_header,
             max_body_bytes=config.max_body_bytes,
+            identity=await trio.to_thread.run_sync(config.identity),
+            auth=settings.auth,
         )
 
         async def drain() -> None:
@@ -95,6 +113,18 @@ async def serve_workspace(
             shutdown_trigger=shutdown_trigger,
             shutdown_timeout=config.shutdown_timeout,
             drain=drain,
+            guard=GuardSettings.for_bind(
+                settings.host,
+                allowed_hosts=config.allowed_hosts,
+                allowed_origins=config.allowed_origins,
+                same_origin=True,
+                cors_origins=config.cors_origins,
+                content_security_policy=WORKSPACE_CSP,
+            ),
+            limits=ConnectionLimits(
+                keep_alive_timeout=config.keep_alive_timeout,
+                max_connections=config.max_connections,
+            ),
             task_status=task_status,
         )
 
@@ -117,25 +147,79 @@ def settings_from_args(argv: Sequence[str] | None) -> WorkspaceSettings:
 
     Raises:
         SystemExit: Bad flags (argparse's usage error).
-        ConfigError: A bad config file, or engines it cannot build.
+        ConfigError: A bad config file, engines it cannot build, ``none``
+            authentication on a non-loopback bind, or a secret of ``[auth]``
+            that cannot be read (or is shorter than
+            :data:`~yoi_workspace._auth.MIN_TOKEN_LENGTH` on such a bind).
     """
     args = _parser().parse_args(argv)
     host, port = args.bind
     config = load_config(args.config)
+    auth = make_authenticator(config, host)
     engines = None
     if config.embedded.enabled:
         engines = config.make_engines(model_url=args.model_url, model=args.model)
-    return WorkspaceSettings(host, port, config, engines)
+    return WorkspaceSettings(host, port, config, engines, auth)
+
+
+def make_authenticator(config: WorkspaceConfig, host: str) -> Authenticator:
+    """The ``[auth]`` table's :class:`Authenticator` for a bind on ``host``.
+
+    Raises:
+        ConfigError: See :func:`settings_from_args`; the message names the
+            key, never a secret's value.
+    """
+    table = config.auth
+    public = not is_loopback(host)
+    if table.mode == "none" and public:
+        raise ConfigError(
+            f"refusing to serve on {host} without authentication: set "
+            '[auth] mode = "token" or "proxy", or bind a loopback address'
+        )
+    if table.mode == "token" and not table.tokens:
+        raise ConfigError("config.auth.tokens: token mode needs at least one token")
+    if table.mode == "proxy" and not (
+        table.trusted_proxies
+        or table.proxy_secret_env is not None
+        or table.proxy_secret_file is not None
+    ):
+        raise ConfigError(
+            "config.auth: proxy mode needs proxy_secret_env, proxy_secret_file "
+            "or trusted_proxies"
+        )
+    refs: dict[str, SecretRef] = {}
+    try:
+        for index, entry in enumerate(table.tokens):
+            refs[f"tokens[{index}]"] = _ref(
+                config, entry.token_env, entry.token_file, f"tokens[{index}]"
+            )
+        if table.proxy_secret_env is not None or table.proxy_secret_file is not None:
+            refs["proxy"] = _ref(
+                config, table.proxy_secret_env, table.proxy_secret_file, "proxy"
+            )
+        return Authenticator.from_config(
+            table,
+            refs,
+            caller_header=config.caller_header,
+            roles_header=config.roles_header,
+            min_token_length=MIN_TOKEN_LENGTH if public else 1,
+        )
+    except InvalidInputError as exc:
+        raise ConfigError(f"config.{exc.path}: {exc.message}") from None
+
+
+def _ref(
+    config: WorkspaceConfig, env: str | None, file: str | None, key: str
+) -> SecretRef:
+    try:
+        path = None if file is None else str(config.base_dir / Path(file).expanduser())
+        return SecretRef(env=env, file=path)
+    except InvalidInputError as exc:
+        raise InvalidInputError(exc.message, path=f"auth.{key}") from None
 
 
 async def _run(settings: WorkspaceSettings) -> None:
     def announce(binds: list[str]) -> None:
-        if not is_loopback(settings.host):
-            print(
-                f"yoi-workspace: trusting the {settings.config.caller_header} "
-                "header: serve it only behind the authenticating proxy",
-                file=sys.stderr,
-            )
         print(f"yoi-workspace listening on {binds[0]}", flush=True)
 
     await run_until_signal(partial(serve_workspace, settings), announce)
@@ -148,5 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"yoi-workspace: {exc}", file=sys.stderr)
         return 2
+    raise_open_file_limit()
     trio.run(_run, settings)
     return 0

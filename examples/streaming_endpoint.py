@@ -68,7 +68,9 @@ def create_app(runtime: Runtime) -> QuartTrio:
             except YoiRuntimeError as exc:  # busy, failed, cancelled, ...
                 yield sse("error", to_json(exc))
 
-        return Response(stream(), mimetype="text/event-stream")
+        response = Response(stream(), mimetype="text/event-stream")
+        response.timeout = None  # not Quart's 60 s cap: answers may take longer
+        return response
 
     return app
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 import trio
 import trio.testing
 
 from yoi_runtime import (
     Event,
+    EventType,
     Gap,
     InvalidInputError,
     Limits,
@@ -16,6 +19,7 @@ from yoi_runtime import (
     Subscription,
     open_runtime,
 )
+from yoi_runtime._events import EVENT_OVERHEAD, EventLog
 
 WORDS = tuple(f"w{i} " for i in range(20))
 
@@ -207,3 +211,36 @@ async def test_a_cancelled_receive_loses_nothing() -> None:
         await sub.aclose()
         with pytest.raises(trio.ClosedResourceError):
             await sub.receive()
+
+
+def _delta(seq: int, text: str) -> Event:
+    return Event(
+        seq,
+        seq,
+        EventType.TURN_TEXT_DELTA,
+        "rt",
+        "w",
+        datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        {"turn_id": "t-1", "text": text},
+    )
+
+
+def test_an_event_log_trims_to_its_byte_budget() -> None:
+    # 100 events of 1,003 characters (1,515 bytes each by the estimate) into a
+    # 10,000-byte budget: trimmed to at most three quarters of it when over;
+    # an event larger than the whole budget still stays, alone.
+    log = EventLog(1_000, max_bytes=10_000)
+    for seq in range(1, 101):
+        log.append(_delta(seq, "x" * 1_000))
+        assert log.retained_bytes <= 10_000
+    assert log.last == 100
+    gap, events = log.read(0, 100)
+    assert gap == Gap(after=0, resume_after=log.first - 1)
+    assert [e.seq for e in events] == list(range(log.first, 101))
+    assert log.retained_bytes == len(events) * (EVENT_OVERHEAD + len("t-1") + 1_000)
+    log.append(_delta(101, "y" * 20_000))
+    assert (log.first, log.last) == (101, 101)
+    log.set_max_bytes(None)
+    for seq in range(102, 200):
+        log.append(_delta(seq, "z"))
+    assert log.first == 101

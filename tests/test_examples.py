@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -207,3 +208,28 @@ async def test_streaming_endpoint_example() -> None:
     output = await run_example("streaming_endpoint.py")
     assert "[result: finish_reason " in output
     assert f"[disconnected -> turn.cancelled: {ABANDONED}]" in output
+
+
+@pytest.mark.llm
+async def test_readme_snippet_runs(tmp_path: Path) -> None:
+    from yoi_runtime.local_model import open_local_model_server
+
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    snippet = readme.split("```python\n")[1].split("```")[0]
+    assert 'base_url="http://127.0.0.1:8080/v1"' in snippet
+    with trio.fail_after(300):
+        async with open_local_model_server() as server:
+            script = tmp_path / "snippet.py"
+            script.write_text(
+                snippet.replace("http://127.0.0.1:8080/v1", server.base_url)
+            )
+            done = await trio.run_process(
+                [sys.executable, str(script)],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    output = done.stdout.decode()
+    assert done.returncode == 0, output + done.stderr.decode()[-3000:]
+    assert re.search(r"\S", output)
+    assert re.search(r"\[(stop|length)\]\n$", output), output

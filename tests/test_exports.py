@@ -21,6 +21,8 @@ WorkerPage WorkerStatus WorkerStoppedError WorkerSummary YoiRuntimeError
 open_runtime __version__
 TurnResult TurnStream TurnNotCompletedError TurnFailedError TurnCancelledError
 TurnInterruptedError to_json
+Completion Retry TurnListener ContextLengthExceededError EngineStreamIncompleteError
+LimitExceededError StoreDamagedError StoreWriteError StorageFullError
 """.split()
 
 

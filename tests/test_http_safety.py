@@ -305,6 +305,22 @@ async def test_413_closes_the_connection(served: Served) -> None:
     assert (await request(served, get("/v1/health", served.host)))[0].status == 200
 
 
+async def test_close_after_an_early_answer_lingers(served: Served) -> None:
+    """After a 413 the server half-closes and keeps reading what the client
+    still sends (about a second), so the client is not reset mid-upload."""
+    stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+    async with stream:
+        head = post("/v1/workers", b"", served.host, Content_Type="application/json")
+        head = head.replace(b"Content-Length: 0", b"Content-Length: 200000")
+        await stream.send_all(head + b"x" * 10_000)  # more than 64 KiB to come
+        reply = await read_reply(stream, bytearray())
+        assert (reply.status, error_code(reply)) == (413, "payload_too_large")
+        assert await stream.receive_some(65536) == b""  # FIN, not a reset
+        for _ in range(3):  # a closed socket would answer these with a reset
+            await stream.send_all(b"x" * 16384)
+            await trio.sleep(0.1)  # time for a reset to come back
+
+
 async def test_connection_cap_refuses_cleanly(nursery: trio.Nursery) -> None:
     with trio.fail_after(30):
         limits = ConnectionLimits(max_connections=2, keep_alive_timeout=0.5)

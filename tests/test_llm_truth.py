@@ -76,6 +76,7 @@ async def test_thirty_long_turns_on_a_small_context_all_complete() -> None:
                     assert events[-1].type == "turn.completed", (i, events[-1].data)
                     [started] = [e for e in events if e.type == "turn.started"]
                     omitted.append(started.data["history_omitted"])
+                    print(i, trio.current_time(), omitted[-1], flush=True)
                 assert max(omitted) > 0  # the history outgrew the context
                 detail = await runtime.get_worker(worker_id)
                 assert detail.turns == 30

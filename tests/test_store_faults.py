@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime
 import errno
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from yoi_runtime import (
     Usage,
     open_runtime,
 )
-from yoi_runtime._errors import StoreDamagedError
+from yoi_runtime._errors import StorageFullError, StoreDamagedError
 from yoi_runtime._sqlite_store import SQLiteStore
 from yoi_runtime._store import Batch
 from yoi_runtime.testing import (
@@ -378,7 +379,10 @@ async def test_a_file_size_limit_is_storage_full(tmp_path: Path) -> None:
     assert answer.json()["error"]["code"] == "storage_full"
     assert "file size limit" in answer.json()["error"]["message"]
     assert summary["status"] == "degraded"
-    assert health.status_code == 200  # the process is alive and answers
+    # Health tells a load balancer to send no commands, and why.
+    assert health.status_code == 503
+    assert health.json()["status"] == "degraded"
+    assert "file size limit" in health.json()["reason"]
 
 
 @asynccontextmanager
@@ -389,6 +393,73 @@ async def _open_limited(launcher: str, db: Path) -> AsyncIterator[ServerProcess]
     ]  # fmt: skip
     async with open_server_process(command, RUNTIME_LISTENING) as served:
         yield served
+
+
+def largest_file(db: Path) -> int:
+    """The size of the store's largest file (itself or its WAL), in bytes."""
+    return max(os.stat(f"{db}{suffix}").st_size for suffix in ("", "-wal"))
+
+
+@contextmanager
+def file_size_limit(size: int) -> Iterator[None]:
+    """Lower this process's soft ``RLIMIT_FSIZE`` to ``size`` bytes for a
+    while (no root needed: the hard limit stays)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+async def test_an_embedded_runtime_is_degraded_then_recovers_by_itself(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runtime.db"
+    big = "z" * 20_000
+    acknowledged: list[str] = []
+    with trio.fail_after(CAP):
+        async with open_durable(db) as runtime:
+            ids = [f"w{n}" for n in range(20)]
+            for worker_id in ids:
+                await runtime.create_worker(worker_id=worker_id)
+            with file_size_limit(largest_file(db) + 65_536):
+                for worker_id in ids:
+                    try:
+                        await runtime.send_input(worker_id, big, input_id="k")
+                    except StorageFullError as exc:
+                        refused, error = worker_id, exc
+                        break
+                    acknowledged.append(worker_id)
+                else:
+                    raise AssertionError("the file size limit was never reached")
+                summary = await runtime.summary()
+                reason = runtime.status_reason
+                with pytest.raises(StorageFullError):
+                    await runtime.create_worker()
+                listed = await runtime.list_workers()
+            for _ in range(200):
+                if runtime.status == "serving":
+                    break
+                await trio.sleep(0.05)
+            retried = await runtime.send_input(refused, big, input_id="k")
+            codes = [d.code for d in await runtime.diagnostics()]
+        async with open_durable(db) as runtime:
+            kept = {
+                worker_id: [
+                    e.text
+                    for e in (await runtime.transcript(worker_id)).entries
+                    if e.kind == "user"
+                ]
+                for worker_id in [*acknowledged, refused]
+            }
+    assert error.code == "storage_full"
+    assert "file size limit" in error.message
+    assert (summary.status, reason) == ("degraded", error.message)
+    assert len(listed.workers) == 20
+    assert retried.turn_id == "t-1"
+    assert codes == ["storage_full", "store_recovered"]
+    assert kept == {worker_id: [big] for worker_id in [*acknowledged, refused]}
 
 
 # -- damaged and empty files (part 5c) ------------------------------------------
@@ -443,11 +514,6 @@ async def test_a_damaged_or_empty_file_is_one_line_and_no_traceback(
     assert result.returncode != 0
 
 
-@pytest.mark.xfail(
-    reason="yoi_runtime/_server/_serve.py exits 1 for every StoreError; "
-    "a StoreDamagedError should exit 2",
-    strict=True,
-)
 async def test_a_damaged_file_exits_2(tmp_path: Path) -> None:
     db = tmp_path / "runtime.db"
     db.write_bytes(b"")
@@ -501,3 +567,23 @@ async def test_a_link_works_once_the_file_is_free(tmp_path: Path) -> None:
         page = await runtime.list_workers()
     assert [w.worker_id for w in page.workers] == ["w"]
     assert not (tmp_path / "link.db.lock").exists()
+
+
+async def test_a_second_runtime_in_one_process_is_refused_through_a_hard_link(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runtime.db"
+    hardlink = tmp_path / "hardlink.db"
+    async with open_durable(db) as runtime:
+        os.link(db, hardlink)
+        with pytest.raises(StoreError, match="under another name"):
+            async with open_durable(hardlink):
+                pass  # pragma: no cover
+        # The first Runtime's own locks are untouched: it keeps committing.
+        await runtime.create_worker(worker_id="w")
+        async with runtime.subscribe("w") as events:
+            await runtime.send_input("w", "hi")
+            await events_until(events, "turn.completed")
+    async with open_durable(hardlink) as runtime:
+        page = await runtime.transcript("w")
+    assert [e.text for e in page.entries] == ["hi", "echo: hi"]

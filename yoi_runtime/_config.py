@@ -15,6 +15,10 @@ Config file (every key optional)::
     keep_alive_timeout = 5.0        # seconds an idle connection is kept
     max_connections = 1000          # open connections; more get a 503
 
+    [limits]                        # the Runtime's bounds (docs/runtime.md,
+    max_workers = 1000              # "Bounds"): any field of Limits
+    max_input_chars = 100000
+
     [engines.local]
     kind = "openai-chat"
     base_url = "http://127.0.0.1:8080/v1"
@@ -68,6 +72,7 @@ from ._openai_chat import OpenAIChatEngine
 from ._replay import ReplayEngine
 from ._scripted import ScriptedEngine, ScriptedReply
 from ._wire import strict_converter
+from ._worker import Limits
 
 __all__ = [
     "ConfigError",
@@ -147,6 +152,7 @@ class FileConfig:
     allowed_origins: tuple[str, ...] = ()
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
+    limits: Limits = Limits()
     engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
 
 

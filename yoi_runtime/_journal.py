@@ -363,7 +363,7 @@ class Journal:
         try:
             return self._store.write(batch)
         except sqlite3.Error as exc:
-            return write_error(exc, self._store.path)
+            return write_error(exc, self._store.real_path)
 
     def _write_failed(self, problem: StoreWriteError) -> None:
         """A batch failed as a whole: be degraded until a write succeeds."""

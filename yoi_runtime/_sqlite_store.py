@@ -108,10 +108,15 @@ class SQLiteStore:
     """A Runtime's durable store in one SQLite file (see the module docstring).
 
     Open it with :meth:`open`; every method blocks.
+
+    Attributes:
+        path: The file as it was named (for messages).
+        real_path: The file, symlinks resolved (where its disk is).
     """
 
     def __init__(self, path: Path, db: sqlite3.Connection, lock: StoreLock) -> None:
         self.path = path
+        self.real_path = lock.path
         self._db = db
         self._lock = lock
         self._owner = f"pid {os.getpid()}"

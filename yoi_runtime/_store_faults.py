@@ -4,7 +4,9 @@
   identity, not its name: an exclusive ``flock`` on the database file itself
   (so a hard link or a symlink to it finds the lock), plus one on
   ``PATH.lock`` beside the resolved file, which records the holder's pid for
-  the message.
+  the message. Within one process the files open as stores are known by
+  ``(st_dev, st_ino)``, so a second open is refused before it touches the
+  file.
 - **An empty file.** A zero-length file that existed before the store
   opened is refused (:class:`StoreError`) instead of being taken as a new
   store: it is usually a copy or a restore that went wrong.
@@ -24,6 +26,7 @@ import fcntl
 import os
 import resource
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,13 @@ _LOW_SPACE = 1 << 20
 _NEAR_LIMIT = 1 << 16
 _INT64_MAX = (1 << 63) - 1
 
+#: The files (``st_dev``, ``st_ino``) this process has open as stores. A
+#: second open in the same process is refused before it opens the file:
+#: closing any descriptor of a file drops every POSIX lock the process holds
+#: on it, SQLite's included.
+_held: set[tuple[int, int]] = set()
+_held_lock = threading.Lock()
+
 
 @attrs.define(eq=False)
 class StoreLock:
@@ -84,10 +94,15 @@ class StoreLock:
 
     path: Path
     _fds: list[int]
+    _identity: tuple[int, int] | None = None
 
     def release(self) -> None:
         """Close the lock descriptors (after the SQLite connection: closing
         a descriptor of the database file drops SQLite's own locks)."""
+        if self._identity is not None:
+            with _held_lock:
+                _held.discard(self._identity)
+            self._identity = None
         while self._fds:
             os.close(self._fds.pop())
 
@@ -112,6 +127,7 @@ def lock_store(path: Path) -> StoreLock:
     real = Path(os.path.realpath(path))
     lock_path = real.with_name(real.name + ".lock")
     fds: list[int] = []
+    lock = StoreLock(real, fds)
     try:
         name_fd = _open(lock_path, "store lock")
         fds.append(name_fd)
@@ -121,15 +137,28 @@ def lock_store(path: Path) -> StoreLock:
                 f"store {path} is in use by another yoi-runtime process "
                 f"(pid {holder or 'unknown'})"
             )
-        existed = real.exists()
-        file_fd = _open(real, "store")
-        fds.append(file_fd)
-        if not _try_flock(file_fd):
-            raise StoreError(
-                f"store {path} is in use by another yoi-runtime process "
-                "(which opened the same file under another name)"
-            )
-        if existed and os.fstat(file_fd).st_size == 0:
+        in_use = StoreError(
+            f"store {path} is in use by another yoi-runtime process "
+            "(which opened the same file under another name)"
+        )
+        with _held_lock:
+            try:
+                stat = os.stat(real)
+            except FileNotFoundError:
+                existed = False
+            else:
+                existed = True
+                if (stat.st_dev, stat.st_ino) in _held:
+                    raise in_use
+            file_fd = _open(real, "store")
+            fds.append(file_fd)
+            if not _try_flock(file_fd):
+                raise in_use
+            stat = os.fstat(file_fd)
+            identity = (stat.st_dev, stat.st_ino)
+            _held.add(identity)
+            lock = StoreLock(real, fds, identity)
+        if existed and stat.st_size == 0:
             raise StoreDamagedError(
                 f"store {path} is an empty file (0 bytes), not a yoi-runtime "
                 "store: restore it from a backup, or delete it to start a new store"
@@ -137,9 +166,9 @@ def lock_store(path: Path) -> StoreLock:
         os.ftruncate(name_fd, 0)
         os.pwrite(name_fd, str(os.getpid()).encode(), 0)
     except BaseException:
-        StoreLock(real, fds).release()
+        lock.release()
         raise
-    return StoreLock(real, fds)
+    return lock
 
 
 def _open(path: Path, what: str) -> int:
@@ -252,7 +281,11 @@ def _cause(exc: sqlite3.Error, path: Path) -> tuple[bool, str]:
             )
     if primary == _SQLITE_FULL:
         return True, "its disk is full"
-    return False, "an I/O error"
+    if primary == _SQLITE_IOERR:
+        return False, "an I/O error"
+    if primary == _SQLITE_CORRUPT:
+        return False, "the file is damaged"
+    return False, "SQLite refused the write"
 
 
 def _primary(exc: sqlite3.Error) -> int | None:

@@ -667,7 +667,11 @@ class Worker:
                 except EngineError as exc:
                     error = TurnError(exc.code, exc.message)
                     details = exc.details()
-                    if isinstance(exc, ContextLengthExceededError):
+                    if (
+                        isinstance(exc, ContextLengthExceededError)
+                        and exc.status_code is not None
+                    ):
+                        # The server counted more tokens than the budget did.
                         self._shrink_history()
                 except Exception as exc:
                     error = TurnError("engine_crashed", f"{type(exc).__name__}: {exc}")

@@ -2,11 +2,13 @@
 
 A :class:`RuntimeRegistry` holds one handle per Runtime (an
 :class:`EmbeddedRuntimeHandle`, a :class:`RemoteRuntimeHandle` from
-:func:`open_remote_handle`, a read-only :class:`LocalPodSource` whose Worker
-ids :func:`pod_worker_id` derives) and routes every operation by
-``runtime_id`` + ``worker_id``, applying a :class:`VisibilityPolicy`, a
-:class:`CommandPolicy` and an :class:`AuditSink`. The ``yoi-workspace``
-command serves it to browsers (``docs/workspace.md``).
+:func:`open_remote_handle`, a read-only :class:`LocalPodSource` over the
+Pods of a yoi installation (a :class:`YoiHome`, found as yoi does by
+:func:`resolve_yoi_home`) whose Worker ids :func:`pod_worker_id` derives)
+and routes every operation by ``runtime_id`` + ``worker_id``, applying a
+:class:`VisibilityPolicy`, a :class:`CommandPolicy` and an
+:class:`AuditSink`. The ``yoi-workspace`` command serves it to browsers
+(``docs/workspace.md``).
 """
 
 from ._aggregate import AggregateItem as AggregateItem
@@ -47,3 +49,5 @@ from ._views import RuntimeKind as RuntimeKind
 from ._views import RuntimeView as RuntimeView
 from ._views import WorkerView as WorkerView
 from ._views import WorkerViewPage as WorkerViewPage
+from ._yoi_home import YoiHome as YoiHome
+from ._yoi_home import resolve_yoi_home as resolve_yoi_home

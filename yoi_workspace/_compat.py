@@ -6,10 +6,10 @@ so they stay visible during the migration. It is a compatibility source,
 not a Runtime authority: it owns nothing, starts nothing, locks nothing
 exclusively and writes nothing. The on-disk formats are upstream yoi's
 (``shared/reference/yoi-local-pods.md``; summarised in
-``docs/compat-local-pod.md``): scanning metadata, the allocation table and
-liveness is ``yoi_workspace._pods``, reading a segment log
-``yoi_workspace._session_log``, defensive file reading
-``yoi_workspace._pod_files``.
+``docs/compat-local-pod.md``): scanning a yoi home is
+``yoi_workspace._pods`` (with ``_pod_metadata`` and ``_pod_allocations``),
+reading a segment log ``yoi_workspace._session_log``, defensive file
+reading ``yoi_workspace._pod_files``.
 
 Every call rescans the yoi home in a worker thread, so the event loop never
 waits on the disk and the projection is never stale by more than one call.

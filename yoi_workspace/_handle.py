@@ -9,6 +9,7 @@ projection of the older local-pod model). One conformance suite
 
 Errors are :mod:`yoi_runtime`'s: ``WorkerNotFoundError``, ``WorkerBusyError``
 (with its details), ``WorkerStoppedError``, ``InvalidInputError``,
+``ScopeConflictError`` (a create claiming a scope a live Worker holds),
 ``OperationUnsupportedError`` (what a handle cannot do) and
 ``RuntimeUnavailableError`` (a Runtime that is closing or cannot be reached).
 """
@@ -33,7 +34,7 @@ from yoi_runtime import (
 
 from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
 
-__all__ = ["ClaimsScopes", "EmbeddedRuntimeHandle", "EventStream", "RuntimeHandle"]
+__all__ = ["EmbeddedRuntimeHandle", "EventStream", "RuntimeHandle"]
 
 
 class EventStream(Protocol):
@@ -109,12 +110,22 @@ class RuntimeHandle(Protocol):
         engine: str | None = None,
         system_prompt: str | None = None,
         worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> WorkerView:
         """Create a Worker (``OperationUnsupportedError`` on a compat source).
 
-        A handle that can also pass exclusive ``scopes`` on is a
-        :class:`ClaimsScopes`; the registry refuses ``scopes`` for one that
-        is not, it never drops them.
+        Every argument reaches the Runtime (see
+        ``yoi_runtime.Runtime.create_worker``); a handle that cannot pass
+        one on refuses the create rather than drop it.
+
+        Args:
+            scopes: Exclusive scopes the Worker claims in its Runtime's
+                allocation registry while it is live; None claims none.
+
+        Raises:
+            ScopeConflictError: A live Worker holds one of ``scopes``.
+            OperationUnsupportedError: The handle creates no Workers (a
+                compat source).
         """
         ...
 
@@ -152,30 +163,6 @@ class RuntimeHandle(Protocol):
 
     async def aclose(self) -> None:
         """Release what the handle holds (connections); idempotent."""
-        ...
-
-
-class ClaimsScopes(Protocol):
-    """A handle whose ``create_worker`` also takes ``scopes``: exclusive
-    scopes the Worker claims in its Runtime's allocation registry
-    (``yoi_runtime.Runtime.create_worker``). The embedded handle and the
-    compat source (which refuses every create) are ones."""
-
-    async def create_worker(
-        self,
-        profile: str = "companion",
-        *,
-        display_name: str | None = None,
-        engine: str | None = None,
-        system_prompt: str | None = None,
-        worker_id: str | None = None,
-        scopes: Sequence[str] | None = None,
-    ) -> WorkerView:
-        """Create a Worker claiming ``scopes``.
-
-        Raises:
-            ScopeConflictError: A live Worker holds one of them.
-        """
         ...
 
 

@@ -33,7 +33,9 @@ import attrs
 
 from yoi_runtime import Diagnostic, Usage, WorkerNotFoundError
 
+from ._pod_allocations import Allocation, read_allocations
 from ._pod_files import FileProblem, io_text, loads, read_capped
+from ._pod_metadata import metadata_problem
 from ._views import RuntimeKind, WorkerView
 from ._yoi_home import YoiHome, bounded_backend_identifier
 
@@ -53,9 +55,6 @@ LIVENESS = ("live", "stale", "starting", "stopped")
 #: The largest ``metadata.json`` read, in bytes (real ones are a few KiB;
 #: a resolved manifest snapshot can reach tens of KiB).
 MAX_METADATA_BYTES = 1 << 20
-
-#: The largest ``pods.json`` read, in bytes.
-MAX_ALLOCATIONS_BYTES = 4 << 20
 
 #: The most Pod directories looked at in one scan.
 MAX_PODS = 10_000
@@ -251,7 +250,9 @@ def scan_pods(home: YoiHome, workspace_root: str | None) -> Scan:
         )
         notes.add("error", "compat_pods_dir_unreadable", problem)
         return Scan((), notes.items, problem, legacy)
-    allocations = _allocations(home, notes)
+    allocations = read_allocations(
+        home, lambda text: notes.add("warning", "compat_allocations_unreadable", text)
+    )
     root = None if workspace_root is None else _normal_root(workspace_root)
     entries: list[Pod | LegacyDiagnostic] = []
     for name in names:
@@ -309,99 +310,12 @@ class _Notes:
         return tuple(self.found)
 
 
-@attrs.frozen
-class _Allocation:
-    alive: bool
-    segment_id: str | None
-    delegated_from: str | None
-
-
-def _allocations(home: YoiHome, notes: _Notes) -> Mapping[str, _Allocation] | None:
-    """``pods.json`` by Pod name; None when it cannot be read (liveness is
-    then unknown), an empty table when it is absent or empty."""
-    path = home.allocations
-    if path is None:
-        return {}
-    try:
-        raw = read_capped(path, MAX_ALLOCATIONS_BYTES, shared_lock=True)
-    except FileProblem as problem:
-        if problem.message == "it is missing":
-            return {}
-        notes.add(
-            "warning",
-            "compat_allocations_unreadable",
-            f"the allocation table cannot be read ({problem.message}); "
-            "every Pod is shown as stopped",
-        )
-        return None
-    if not raw.strip():
-        return {}
-    try:
-        table = loads(raw)
-    except FileProblem:
-        try:  # a writer may have been half-way: read once more
-            table = loads(read_capped(path, MAX_ALLOCATIONS_BYTES, shared_lock=True))
-        except FileProblem as problem:
-            notes.add(
-                "warning",
-                "compat_allocations_unreadable",
-                f"the allocation table is not usable ({problem.message}); "
-                "every Pod is shown as stopped",
-            )
-            return None
-    rows = table.get("allocations", []) if isinstance(table, dict) else None
-    if not isinstance(rows, list):
-        notes.add(
-            "warning",
-            "compat_allocations_unreadable",
-            "the allocation table has no list of allocations; every Pod is "
-            "shown as stopped",
-        )
-        return None
-    found: dict[str, _Allocation] = {}
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        name, pid = row.get("pod_name"), row.get("pid")
-        if not isinstance(name, str) or type(pid) is not int:
-            continue
-        segment = row.get("segment_id")
-        parent = row.get("delegated_from")
-        found[name] = _Allocation(
-            pid_alive(pid),
-            segment if isinstance(segment, str) else None,
-            parent if isinstance(parent, str) else None,
-        )
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    """Upstream's liveness test (``pod-registry/src/mutate.rs:270-285``).
-
-    0, negative numbers and values of 2**31 and above are dead (upstream
-    casts to ``i32``; Python's ``kill(0, 0)`` would address our own process
-    group); ``kill(pid, 0)`` succeeding or failing with ``EPERM`` is alive;
-    ``ESRCH`` is dead.
-    """
-    if pid <= 0 or pid > 0x7FFF_FFFF:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def _read_pod(
     home: YoiHome,
     directory: Path,
     name: str,
     root: str | None,
-    allocations: Mapping[str, _Allocation] | None,
+    allocations: Mapping[str, Allocation] | None,
     notes: _Notes,
 ) -> Pod | LegacyDiagnostic:
     """One Pod directory: its Pod, or its legacy diagnostic."""
@@ -409,7 +323,7 @@ def _read_pod(
     worker_id = pod_worker_id(name)
     try:
         data = loads(read_capped(directory / "metadata.json", MAX_METADATA_BYTES))
-        problem = _metadata_problem(data)
+        problem = metadata_problem(data)
         if problem is not None:
             raise FileProblem(
                 f"metadata.json does not match the Pod schema ({problem})",
@@ -541,77 +455,3 @@ def _uuid7_time(value: uuid.UUID | None) -> datetime.datetime | None:
         return None
     millis = value.int >> 80
     return datetime.datetime.fromtimestamp(millis / 1000, datetime.UTC)
-
-
-def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-_CHILD_FIELDS = {
-    "pod_name": str,
-    "socket_path": str,
-    "scope_delegated": list,
-    "callback_address": str,
-}
-_RULE_FIELDS = {"target": str, "permission": str, "recursive": bool}
-
-
-def _metadata_problem(data: Any) -> str | None:
-    """Why ``data`` is not a ``PodMetadata`` (upstream's strict serde parse,
-    unknown keys ignored); None when it is. Names fields, never values."""
-    if not isinstance(data, dict):
-        return "invalid type: expected struct PodMetadata"
-    if "pod_name" not in data:
-        return "missing field `pod_name`"
-    if not isinstance(data["pod_name"], str):
-        return "invalid type for `pod_name`: expected a string"
-    active = data.get("active")
-    if active is not None:
-        if not isinstance(active, dict):
-            return "invalid type for `active`: expected struct PodActiveSegmentRef"
-        if "session_id" not in active:
-            return "missing field `session_id`"
-        if not _is_uuid(active["session_id"]):
-            return "invalid value for `session_id`: expected a UUID"
-        segment = active.get("segment_id")
-        if segment is not None and not _is_uuid(segment):
-            return "invalid value for `segment_id`: expected a UUID"
-    root = data.get("workspace_root")
-    if root is not None and not isinstance(root, str):
-        return "invalid type for `workspace_root`: expected a string"
-    for key, fields in (
-        ("spawned_children", _CHILD_FIELDS),
-        ("reclaimed_children", {"pod_name": str, "scope_delegated": list}),
-        ("peers", {"pod_name": str}),
-    ):
-        if key not in data:
-            continue
-        items = data[key]
-        if not isinstance(items, list):
-            return f"invalid type for `{key}`: expected a sequence"
-        for item in items:
-            problem = _struct_problem(item, fields, key)
-            if problem is not None:
-                return problem
-            for rule in item.get("scope_delegated", ()):
-                problem = _struct_problem(rule, _RULE_FIELDS, "scope_delegated")
-                if problem is not None:
-                    return problem
-    return None
-
-
-def _struct_problem(item: Any, fields: Mapping[str, type], where: str) -> str | None:
-    if not isinstance(item, dict):
-        return f"invalid type in `{where}`: expected a struct"
-    for field, kind in fields.items():
-        if field not in item:
-            return f"missing field `{field}`"
-        if type(item[field]) is not kind:
-            return f"invalid type for `{field}` in `{where}`"
-    return None

@@ -18,18 +18,16 @@ its details, ``runtime_unavailable``, ``operation_unsupported``,
 from __future__ import annotations
 
 import datetime
-import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import attrs
 
 from yoi_runtime import (
     CancelResult,
     Diagnostic,
-    OperationUnsupportedError,
     TranscriptPage,
     TurnSummary,
     Usage,
@@ -45,7 +43,7 @@ from ._errors import (
     WorkerNotVisibleError,
 )
 from ._follow import Follower, WorkerEventStream
-from ._handle import ClaimsScopes, RuntimeHandle
+from ._handle import RuntimeHandle
 from ._listing import WorkerListing, gather, list_every_page
 from ._policy import (
     ALLOW_ALL,
@@ -347,30 +345,22 @@ class RuntimeRegistry:
     ) -> WorkerView:
         """Create a Worker in a Runtime (audited as ``create``).
 
-        Every field reaches the Runtime. ``scopes`` (exclusive scopes the
-        Worker claims) go to handles that take them; a handle that cannot
-        pass them on refuses the create with ``OperationUnsupportedError``
-        rather than drop them.
+        Every field reaches the Runtime through its handle, ``scopes``
+        included; none is dropped (a compat source refuses every create
+        with ``OperationUnsupportedError``).
 
         Args:
+            scopes: Exclusive scopes the Worker claims in its Runtime's
+                allocation registry while it is live; None claims none.
             request_id: Recorded in the audit record.
+
+        Raises:
+            ScopeConflictError: A live Worker of that Runtime holds one of
+                ``scopes`` (from the Runtime, unchanged).
         """
 
         def run(handle: RuntimeHandle) -> Awaitable[WorkerView]:
-            if scopes is None:
-                return handle.create_worker(
-                    profile,
-                    display_name=display_name,
-                    engine=engine,
-                    system_prompt=system_prompt,
-                    worker_id=worker_id,
-                )
-            if not _takes_scopes(handle):
-                raise OperationUnsupportedError(
-                    f"runtime {handle.runtime_id} cannot claim scopes for a "
-                    "Worker through its handle"
-                )
-            return cast(ClaimsScopes, handle).create_worker(
+            return handle.create_worker(
                 profile,
                 display_name=display_name,
                 engine=engine,
@@ -503,12 +493,3 @@ class RuntimeRegistry:
             elif isinstance(result, TurnSummary | CancelResult):
                 entry.turn_id = result.turn_id or entry.turn_id
         return result
-
-
-def _takes_scopes(handle: RuntimeHandle) -> bool:
-    """Whether the handle's ``create_worker`` has a ``scopes`` parameter."""
-    try:
-        parameters = inspect.signature(handle.create_worker).parameters
-    except (TypeError, ValueError):
-        return False
-    return "scopes" in parameters

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -233,7 +233,15 @@ class RemoteRuntimeHandle:
         engine: str | None = None,
         system_prompt: str | None = None,
         worker_id: str | None = None,
+        scopes: Sequence[str] | None = None,
     ) -> WorkerView:
+        """Create a Worker in the process (``POST /v1/workers``), passing
+        every argument on, ``scopes`` included.
+
+        Raises:
+            ScopeConflictError: A live Worker of that process holds one of
+                ``scopes``.
+        """
         summary = await self._connector.call(
             lambda client: client.create_worker(
                 profile,
@@ -241,6 +249,7 @@ class RemoteRuntimeHandle:
                 engine=engine,
                 system_prompt=system_prompt,
                 worker_id=worker_id,
+                scopes=scopes,
             )
         )
         return self._project(summary)

@@ -9,8 +9,9 @@ handshake is refused for its token is tried once more on a new connection,
 with the token read again.
 
 A refusal met later, when the subscription reconnects by itself after a
-break, ends the stream with ``UnauthorizedError`` (and retires the
-connection): the aggregate's follower then reopens it, on a new connection.
+break, ends the stream with ``UnauthorizedError`` and retires the
+connection; the aggregate's Runtime-wide follower then reopens it on a new
+one (a caller following one Worker gets the error).
 """
 
 from __future__ import annotations

@@ -53,11 +53,13 @@ async def test_turn_events_in_order(runtime: AnyRuntime) -> None:
         "input_id": None,
     }
     assert seen[2].data == {"status": "running", "previous": "idle"}
-    assert seen[3].data == {"turn_id": turn.turn_id}
+    assert seen[3].data == {"turn_id": turn.turn_id, "history_omitted": 0}
     assert seen[4].data == {"turn_id": turn.turn_id, "text": "echo: hello there"}
     assert seen[5].data == {
         "turn_id": turn.turn_id,
         "usage": {"input_tokens": 2, "output_tokens": 1},
+        "finish_reason": "stop",
+        "truncated": False,
     }
 
 

@@ -7,8 +7,10 @@ and looks for its effect in what the Runtime answers (or, for a value the
 summary does not show, the conflict only the Runtime can raise). The checks
 run through every layer: the embedded handle, the remote handle (a real
 ``yoi-runtime`` process), the registry over each, and the browser API over
-the registry. A layer that cannot pass a field on must refuse it
-(``operation_unsupported``); dropping it fails the check.
+a registry over each. Every one of these layers reaches a Runtime authority,
+so every field must take effect: refusing one fails the check as surely as
+dropping it (only the read-only compat source refuses, and it refuses every
+create: ``test_handle_conformance``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import trio
 from workspace.handle_support import open_handle_case
 from workspace.workspace_support import serve_registry
 
-from yoi_runtime import WorkerExistsError, YoiRuntimeError
+from yoi_runtime import ScopeConflictError, WorkerExistsError, YoiRuntimeError
 from yoi_runtime._server._app import CreateWorkerBody, InputBody
 from yoi_runtime._wire import converter
 from yoi_workspace import ANONYMOUS, MemoryAuditSink, RuntimeRegistry
@@ -55,9 +57,10 @@ async def outcome(call: Awaitable[Any]) -> Outcome:
 @asynccontextmanager
 async def open_layer(name: str, directory: Path) -> AsyncIterator[Layer]:
     """``embedded`` / ``remote`` (the handle), ``registry-embedded`` /
-    ``registry-remote`` (a registry over it), ``browser`` (the API over a
-    registry over the embedded handle)."""
-    kind = name.rsplit("-", 1)[-1] if name != "browser" else "embedded"
+    ``registry-remote`` (a registry over it), ``browser`` /
+    ``browser-remote`` (the API over a registry over the embedded / remote
+    handle)."""
+    kind = "remote" if name.endswith("remote") else "embedded"
     async with open_handle_case(kind, directory) as case:
         handle = case.handle
         if name in ("embedded", "remote"):
@@ -145,11 +148,9 @@ async def check_worker_id(layer: Layer) -> None:
 
 
 async def check_scopes(layer: Layer) -> None:
+    # Only a Runtime that got the scope can refuse a second live claim of it.
     scope = fresh("workdir:/srv/repo")
-    first = await layer.create(scopes=[scope])
-    if first == "operation_unsupported":
-        return  # refused where it cannot be honoured: never dropped
-    ok(first)
+    ok(await layer.create(scopes=[scope]))
     assert await layer.create(scopes=[scope]) == "scope_conflict"
 
 
@@ -184,20 +185,13 @@ def test_every_field_has_a_check() -> None:
     assert set(attrs.fields_dict(InputBody)) == set(INPUT_CHECKS)
 
 
-#: The remote handle's ``create_worker`` has no ``scopes`` yet (the client
-#: has): through the registry it is refused, on the handle itself it is a
-#: TypeError. Strict, so the mark must go once ``_remote.py`` passes it on.
-REMOTE_SCOPES = pytest.mark.xfail(
-    strict=True,
-    reason="RemoteRuntimeHandle.create_worker does not take scopes yet",
-)
-
 LAYERS = [
     "embedded",
-    pytest.param("remote", marks=REMOTE_SCOPES),
+    "remote",
     "registry-embedded",
     "registry-remote",
     "browser",
+    "browser-remote",
 ]
 
 
@@ -209,13 +203,13 @@ async def test_every_field_reaches_the_runtime(tmp_path: Path, name: str) -> Non
                 await check(layer)
             for check in set(INPUT_CHECKS.values()):
                 await check(layer)
-            if name == "browser":
+            if name.startswith("browser"):
                 await check_idempotency_key_header(layer)
     if layer.audit is not None:
         inputs = [r for r in layer.audit.records if r.operation == "input"]
         assert inputs[0].turn_id is not None
         assert inputs[0].profile == "companion"
-        if name == "browser":
+        if name.startswith("browser"):
             assert inputs[0].request_id == "req-contract-1"
 
 
@@ -229,3 +223,46 @@ async def check_idempotency_key_header(layer: Layer) -> None:
         worker["worker_id"], "hi", input_id="key-2", idempotency_key="key-1"
     )
     assert clash == "idempotency_conflict"
+
+
+async def test_a_scope_conflict_on_a_remote_runtime_is_typed_end_to_end(
+    tmp_path: Path,
+) -> None:
+    """A second claim of a scope held in a ``yoi-runtime`` process is the
+    typed ``scope_conflict`` (naming the scope and its holder) through the
+    registry and the browser API, audited as such, and the create did not
+    happen."""
+    audit = MemoryAuditSink()
+    scope = "workdir:/srv/repo"
+    with trio.fail_after(60):
+        async with open_handle_case("remote", tmp_path) as case:
+            registry = RuntimeRegistry(audit=audit)
+            registry.add(case.handle)
+            runtime_id = case.handle.runtime_id
+            holder = await registry.create_worker(ANONYMOUS, runtime_id, scopes=[scope])
+            with pytest.raises(ScopeConflictError) as conflict:
+                await registry.create_worker(
+                    ANONYMOUS, runtime_id, worker_id="w-second", scopes=[scope]
+                )
+            assert conflict.value.details() == {
+                "worker_id": holder.worker_id,
+                "scope": scope,
+            }
+            async with serve_registry(registry) as served:
+                response = await served.http.post(
+                    f"/api/runtimes/{runtime_id}/workers",
+                    json={"worker_id": "w-third", "scopes": ["port:1", scope]},
+                )
+                assert response.status_code == 409
+                assert response.json()["error"] == {
+                    "code": "scope_conflict",
+                    "message": conflict.value.message,
+                    "details": {"worker_id": holder.worker_id, "scope": scope},
+                }
+            listing = await registry.list_all_workers(ANONYMOUS)
+            assert [w.worker_id for w in listing.workers] == [holder.worker_id]
+    assert [(r.operation, r.worker_id, r.outcome) for r in audit.records] == [
+        ("create", holder.worker_id, "ok"),
+        ("create", "w-second", "scope_conflict"),
+        ("create", "w-third", "scope_conflict"),
+    ]

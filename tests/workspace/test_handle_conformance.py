@@ -24,6 +24,7 @@ from yoi_runtime import (
     Event,
     InvalidInputError,
     OperationUnsupportedError,
+    ScopeConflictError,
     TurnStatus,
     WorkerBusyError,
     WorkerNotFoundError,
@@ -265,6 +266,37 @@ async def test_create_input_events_and_stop(case: HandleCase) -> None:
             "worker_id": worker.worker_id,
             "status": "stopped",
         }
+
+
+async def test_scopes_are_claimed_in_the_runtime(case: HandleCase) -> None:
+    """``scopes`` is part of every handle's create: the Runtime authorities
+    claim them (a second live claim is a typed ``scope_conflict`` naming the
+    holder; stopping the holder frees them), the compat source refuses."""
+    handle = case.handle
+    scope = "workdir:/srv/repo"
+    if case.read_only:
+        with trio.fail_after(10), pytest.raises(OperationUnsupportedError) as refused:
+            await handle.create_worker(scopes=[scope])
+        assert_read_only(refused)
+        return
+    with trio.fail_after(10):
+        holder = await handle.create_worker(scopes=[scope, "port:8080"])
+        with pytest.raises(ScopeConflictError) as conflict:
+            await handle.create_worker(display_name="Bo", scopes=["x", scope])
+        assert conflict.value.code == "scope_conflict"
+        assert conflict.value.details() == {
+            "worker_id": holder.worker_id,
+            "scope": scope,
+        }
+        unscoped = await handle.create_worker(display_name="Bo")
+        await handle.stop(holder.worker_id)
+        again = await handle.create_worker(scopes=[scope])
+        listed = await handle.list_workers()
+        assert [w.worker_id for w in listed.workers] == [
+            holder.worker_id,
+            unscoped.worker_id,
+            again.worker_id,
+        ]
 
 
 async def test_busy_and_cancel(case: HandleCase) -> None:

@@ -7,6 +7,7 @@ processes (``conformance.support``); compat sources read pods written by
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 from collections.abc import AsyncIterator
@@ -18,7 +19,13 @@ import attrs
 import pytest
 import trio
 from conformance.support import open_runtime_process, scripted_engines
-from workspace.handle_support import REMOTE_ID, free_port, runtime_config, write_pod
+from workspace.handle_support import (
+    EPOCH,
+    REMOTE_ID,
+    free_port,
+    runtime_config,
+    write_pod,
+)
 from workspace.workspace_support import events_of, write_config
 
 from yoi_runtime import (
@@ -53,6 +60,7 @@ from yoi_workspace import (
     WorkerNotVisibleError,
     WorkerView,
     open_remote_handle,
+    pod_worker_id,
 )
 from yoi_workspace._config import load_config
 from yoi_workspace._workspace import open_workspace
@@ -151,13 +159,14 @@ async def test_hidden_workers_read_as_not_found_and_the_reason_is_recorded(
         profiles=frozenset({"coder"}),
         exempt_roles=frozenset({"admin"}),
     )
-    write_pod(tmp_path / "pods", "old-coder", profile="coder", display_name="C")
-    write_pod(tmp_path / "pods", "old-chat", display_name="Chat")
+    home = tmp_path / "yoi-home"
+    write_pod(home, "old-coder", profile="coder", at=EPOCH)
+    write_pod(home, "old-chat", at=EPOCH + datetime.timedelta(seconds=1))
     with trio.fail_after(10):
         async with embedded_registry(
             "rt-a", "rt-b", visibility=hide, commands=hide, audit=audit
         ) as registry:
-            registry.add(LocalPodSource("pods", tmp_path / "pods"))
+            registry.add(LocalPodSource("pods", home))
             a = await registry.create_worker(ADMIN, "rt-a")
             b = await registry.create_worker(ADMIN, "rt-b")
             with pytest.raises(WorkerNotVisibleError) as hidden:
@@ -168,9 +177,16 @@ async def test_hidden_workers_read_as_not_found_and_the_reason_is_recorded(
             assert (await registry.get_worker(ADMIN, "rt-b", b.worker_id)) == b
             assert (await registry.list_workers(ADA, "rt-b")).workers == ()
             every = await registry.list_all_workers(ADA)
-            assert [w.display_name for w in every.workers] == [None, "Chat"]
+            assert [w.display_name for w in every.workers] == [None, "old-chat"]
             assert every.workers[0].worker_id == a.worker_id
-            assert len((await registry.list_all_workers(ADMIN)).workers) == 4
+            assert every.workers[1].worker_id == pod_worker_id("old-chat")
+            everything = await registry.list_all_workers(ADMIN)
+            assert [(w.runtime_id, w.profile) for w in everything.workers] == [
+                ("rt-a", "companion"),
+                ("rt-b", "companion"),
+                ("pods", "companion"),  # Pods in byte order of their names
+                ("pods", "coder"),
+            ]
 
             with pytest.raises(WorkerNotVisibleError):
                 await registry.send_input(ADA, "rt-b", b.worker_id, "hi")
@@ -248,17 +264,27 @@ async def test_audit_writes_one_json_line_per_command(tmp_path: Path) -> None:
             "rt-a", audit=JSONLinesAuditSink(path)
         ) as registry:
             worker = await registry.create_worker(ADA, "rt-a", engine="hang")
-            await registry.send_input(ADA, "rt-a", worker.worker_id, "go")
+            turn = await registry.send_input(ADA, "rt-a", worker.worker_id, "go")
             with pytest.raises(WorkerBusyError):
                 await registry.send_input(ADA, "rt-a", worker.worker_id, "more")
             with pytest.raises(UnknownRuntimeError):
                 await registry.cancel(ADA, "rt-nope", worker.worker_id)
             with pytest.raises(WorkerNotFoundError):
                 await registry.stop(ADA, "rt-a", "w-0000000000000000")
-            await registry.cancel(ADA, "rt-a", worker.worker_id)
+            await registry.cancel(ADA, "rt-a", worker.worker_id, request_id="req-7")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [set(line) for line in lines] == [
-        {"at", "caller", "runtime_id", "worker_id", "operation", "outcome"}
+        {
+            "at",
+            "caller",
+            "runtime_id",
+            "worker_id",
+            "operation",
+            "outcome",
+            "turn_id",
+            "profile",
+            "request_id",
+        }
     ] * 6
     assert [
         (line["runtime_id"], line["worker_id"], line["operation"], line["outcome"])
@@ -271,30 +297,45 @@ async def test_audit_writes_one_json_line_per_command(tmp_path: Path) -> None:
         ("rt-a", "w-0000000000000000", "stop", "worker_not_found"),
         ("rt-a", worker.worker_id, "cancel", "ok"),
     ]
+    # The turn and profile where they were known; the request id as given.
+    assert [
+        (line["turn_id"], line["profile"], line["request_id"]) for line in lines
+    ] == [
+        (None, "companion", None),
+        (turn.turn_id, "companion", None),
+        (turn.turn_id, "companion", None),
+        (None, None, None),
+        (None, None, None),
+        (turn.turn_id, "companion", "req-7"),
+    ]
     assert {line["caller"] for line in lines} == {"ada"}
     assert all(line["at"].endswith("+00:00") for line in lines)
 
 
 async def test_compat_source_reads_and_refuses_commands(tmp_path: Path) -> None:
-    write_pod(
-        tmp_path / "pods",
-        "old",
-        display_name="Old",
-        session=[{"role": "user", "text": "hey", "at": "2024-05-01T10:00:00+00:00"}],
-    )
+    home = tmp_path / "yoi-home"
+    worker_id = write_pod(home, "old", "hey")
     audit = MemoryAuditSink()
     with trio.fail_after(10):
         async with embedded_registry("rt-a", audit=audit) as registry:
-            registry.add(LocalPodSource("pods", tmp_path / "pods"))
+            registry.add(LocalPodSource("pods", home))
             views = {v.runtime_id: v for v in await registry.list_runtimes()}
             assert (views["pods"].status, views["pods"].authority) == (
                 "read-only",
                 False,
             )
             (pod,) = (await registry.list_workers(ANONYMOUS, "pods")).workers
+            assert (pod.worker_id, pod.display_name, pod.status) == (
+                worker_id,
+                "old",
+                "live",
+            )
             assert pod.kind is RuntimeKind.COMPAT_LOCAL_POD
             page = await registry.transcript(ANONYMOUS, "pods", pod.worker_id)
-            assert [e.text for e in page.entries] == ["hey"]
+            assert [(e.kind, e.text) for e in page.entries] == [
+                ("user", "hey"),
+                ("assistant", "echo: hey"),
+            ]
             with pytest.raises(OperationUnsupportedError):
                 await registry.send_input(ANONYMOUS, "pods", pod.worker_id, "hi")
             with pytest.raises(OperationUnsupportedError):
@@ -569,7 +610,7 @@ async def test_open_workspace_registers_what_the_documented_config_lists(
 ) -> None:
     text = DOCS.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
     config = load_config(write_config(tmp_path, text))
-    assert config.runtime_ids == ("embedded", "rt-office", "legacy-pods")
+    assert config.runtime_ids == ("embedded", "rt-office", "local-pod-runtime")
     (remote,) = config.remote_configs()
     assert remote.token == SecretRef(env="YOI_OFFICE_TOKEN")
     with trio.fail_after(20):
@@ -580,7 +621,7 @@ async def test_open_workspace_registers_what_the_documented_config_lists(
             assert [(v.runtime_id, v.kind, v.status) for v in views] == [
                 ("embedded", RuntimeKind.EMBEDDED, "serving"),
                 ("rt-office", RuntimeKind.REMOTE, "unavailable"),
-                ("legacy-pods", RuntimeKind.COMPAT_LOCAL_POD, "read-only"),
+                ("local-pod-runtime", RuntimeKind.COMPAT_LOCAL_POD, "read-only"),
             ]
             # [visibility] is a HideWorkers policy for both hooks.
             with pytest.raises(CommandRefusedError):

@@ -16,7 +16,8 @@ EmbeddedRuntimeHandle EventStream EveryoneSeesAll HideWorkers JSONLinesAuditSink
 LocalPodSource MemoryAuditSink Operation RemoteRuntimeConfig RemoteRuntimeHandle
 RuntimeExistsError RuntimeHandle RuntimeKind RuntimeRegistry RuntimeView SecretRef
 StreamReset UnknownRuntimeError VisibilityPolicy WorkerEventStream WorkerListing
-WorkerNotVisibleError WorkerView WorkerViewPage open_remote_handle pod_worker_id
+WorkerNotVisibleError WorkerView WorkerViewPage YoiHome open_remote_handle
+pod_worker_id resolve_yoi_home
 """.split()
 
 

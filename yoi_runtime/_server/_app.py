@@ -143,6 +143,12 @@ def create_app(state: ServerState) -> QuartTrio:
     async def health() -> Response:
         if state.draining:
             return json_response({"status": "draining"}, 503, **{"Retry-After": "5"})
+        reason = runtime.status_reason
+        if reason is not None:
+            # Degraded: reads work, commands are refused until the store
+            # can be written again (it retries by itself).
+            body = {"status": "degraded", "reason": reason}
+            return json_response(body, 503, **{"Retry-After": "5"})
         return json_response({"status": "serving"})
 
     @app.get("/v1/openapi.json")

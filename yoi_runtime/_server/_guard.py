@@ -20,6 +20,16 @@ configured ``Content-Security-Policy``; ``Access-Control-*`` headers only for
 the configured CORS origins. A response sent before the request body was
 read in full (``413``, ``415``, ``401``, ...) carries ``Connection: close``.
 
+**Early answers.** Before such a response starts, the rest of the body is
+awaited (and discarded) for at most :data:`EARLY_ANSWER_WAIT` seconds when
+at most :data:`EARLY_ANSWER_BYTES` of it are still to come. Hypercorn's
+HTTP/1.1 parser (h11) refuses any byte that follows a request whose answer
+said ``Connection: close``; when the client had pipelined one, Hypercorn
+closed the connection from its reader task while the app was still
+sending the answer, and the client lost it. With the body read first the
+parser pauses instead, the answer goes out whole, and the connection is
+closed after it (gracefully: ``_hypercorn.py``'s lingering close).
+
 Two fixes of the stack live here too:
 
 - **Keep-alive under Quart-Trio.** Hypercorn recycles an HTTP/1.1
@@ -49,6 +59,8 @@ import attrs
 import trio
 
 __all__ = [
+    "EARLY_ANSWER_BYTES",
+    "EARLY_ANSWER_WAIT",
     "LOOPBACK_HOSTS",
     "POLICY_VIOLATION",
     "ASGIApp",
@@ -82,6 +94,13 @@ _SECURITY_HEADERS = (
 
 #: Request headers a CORS preflight may ask for.
 _CORS_HEADERS = b"authorization, content-type, idempotency-key"
+
+#: Seconds an early answer waits for the rest of the request body.
+EARLY_ANSWER_WAIT = 1.0
+
+#: Bytes of request body still to come up to which an early answer waits
+#: for them; a longer rest is not awaited (the close lingers instead).
+EARLY_ANSWER_BYTES = 65536
 
 
 @attrs.frozen
@@ -331,6 +350,7 @@ class GuardedApp:
         if refusal is not None:
             status, code, message = refusal
             body = _error_body(code, message)
+            await _discard_body(scope, receive)
             await _send_shielded(
                 send,
                 {
@@ -362,20 +382,32 @@ class GuardedApp:
             )
             await _send_shielded(send, {"type": "http.response.body", "body": b""})
             return
-        body_read = not _has_body(scope)
+        body_ended = trio.Event()  # read in full, or the peer left
+        if not _has_body(scope):
+            body_ended.set()
+        received = 0
 
         async def tracked_receive() -> Message:
-            nonlocal body_read
+            nonlocal received
             message = await receive()
-            if message["type"] == "http.request" and not message.get("more_body"):
-                body_read = True
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    body_ended.set()
+            else:
+                body_ended.set()
             return message
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", ()), *extra]
-                if not body_read:
+                if not body_ended.is_set():
                     headers.append((b"connection", b"close"))
+                    # The app (Quart-Trio's message task) is still reading
+                    # the body: let it finish first (module docstring).
+                    if _body_left(scope, received) <= EARLY_ANSWER_BYTES:
+                        with trio.move_on_after(EARLY_ANSWER_WAIT):
+                            await body_ended.wait()
                 message = {**message, "headers": headers}
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 await _send_shielded(send, message)
@@ -445,6 +477,31 @@ class GuardedApp:
             await send(message)
 
         await self.app(scope, guarded_receive, guarded_send)
+
+
+def _body_left(scope: Scope, received: int) -> int:
+    """Bytes of the request body still to come (0 when unknown: chunked)."""
+    lengths = _headers(scope, b"content-length")
+    try:
+        declared = int(lengths[0]) if len(lengths) == 1 else 0
+    except ValueError:
+        declared = 0
+    return max(0, declared - received)
+
+
+async def _discard_body(scope: Scope, receive: Receive) -> None:
+    """Read and drop the request body before a refusal (see the module
+    docstring), for at most :data:`EARLY_ANSWER_WAIT` seconds and
+    :data:`EARLY_ANSWER_BYTES` bytes."""
+    if not _has_body(scope) or _body_left(scope, 0) > EARLY_ANSWER_BYTES:
+        return
+    left = EARLY_ANSWER_BYTES
+    with trio.move_on_after(EARLY_ANSWER_WAIT):
+        while left >= 0:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
+            left -= len(message.get("body", b""))
 
 
 def _has_body(scope: Scope) -> bool:

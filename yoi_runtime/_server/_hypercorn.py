@@ -8,8 +8,19 @@ differs: each passes its own ``drain``.
 
 Both serve behind the same rules (:mod:`._guard`, ``docs/security.md``) and
 limits (:class:`ConnectionLimits`): a keep-alive idle timeout, a cap on open
-connections answered with a clean ``503``, and a small inbound WebSocket
-message size.
+connections answered with a clean ``503``, a small inbound WebSocket
+message size, and a lingering close.
+
+**Lingering close.** Hypercorn closes a connection right after an answer
+sent before the request body was read (``413``, ``415``, ``401``, ...).
+Closing a socket with unread input makes the kernel send a TCP reset
+instead of a FIN, and a reset makes the client's kernel drop what it has
+received but not yet read: the client loses the answer. So every
+connection is closed the way nginx and Apache close one: half-close (FIN),
+read and discard what the peer still sends for at most
+``linger_timeout`` seconds and ``linger_bytes`` bytes, then close
+(:func:`_close_lingering`). A peer that has closed its side already is
+closed at once.
 """
 
 from __future__ import annotations
@@ -95,11 +106,18 @@ class ConnectionLimits:
         max_websocket_message: Bytes one inbound WebSocket message may
             buffer before the connection is closed with 1009 (clients send
             only control frames; any data message is closed with 1008).
+        linger_timeout: Seconds a closing connection still reads (and
+            discards) what the peer sends after the server's FIN, so the
+            close is not a reset (module docstring).
+        linger_bytes: Bytes read and discarded at most while lingering;
+            past them the connection is closed anyway.
     """
 
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
     max_websocket_message: int = 4096
+    linger_timeout: float = 1.0
+    linger_bytes: int = 65536
 
 
 #: Descriptors kept for everything but client connections (store, engines,
@@ -180,6 +198,7 @@ async def serve_app(
                 guarded,
                 config,
                 cap,
+                limits,
                 shutdown_trigger=stop_serving.wait,
             )
         )
@@ -195,6 +214,7 @@ async def _serve_hypercorn(
     app: GuardedApp,
     config: hypercorn.Config,
     max_connections: int,
+    limits: ConnectionLimits,
     *,
     shutdown_trigger: Callable[[], Awaitable[object]],
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
@@ -203,7 +223,8 @@ async def _serve_hypercorn(
 
     Hypercorn builds its own listeners and has no hook for one, so this is
     its ``worker_serve`` (lifespan, listeners, graceful stop) without TLS,
-    QUIC and worker recycling, accepting through :func:`_capped`.
+    QUIC and worker recycling, with a connection cap (``max_connections``)
+    and a lingering close of every connection (:class:`_LingeringStream`).
     """
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
     state: dict[str, Any] = {}
@@ -213,9 +234,10 @@ async def _serve_hypercorn(
 
     async def handle(stream: trio.SocketStream) -> None:
         if counts["open"] >= max_connections:
-            await _refuse_connection(stream, counts)
+            await _refuse_connection(stream, counts, limits)
             return
         counts["open"] += 1
+        lingering = _LingeringStream(stream)
         try:
             # Typed for TLS streams; it serves plain ones too.
             server = TCPServer(
@@ -223,11 +245,18 @@ async def _serve_hypercorn(
                 config,
                 context,
                 ConnectionState(state.copy()),
-                stream,  # type: ignore[arg-type]
+                lingering,  # type: ignore[arg-type]
             )
             await server.run()
         finally:
-            counts["open"] -= 1
+            try:
+                await _close_lingering(
+                    stream,
+                    limits,
+                    peer_closed=lingering.peer_closed,
+                )
+            finally:
+                counts["open"] -= 1
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
@@ -266,38 +295,130 @@ async def _serve_hypercorn(
         lifespan_nursery.cancel_scope.cancel()
 
 
-async def _refuse_connection(stream: trio.SocketStream, counts: dict[str, int]) -> None:
+async def _refuse_connection(
+    stream: trio.SocketStream, counts: dict[str, int], limits: ConnectionLimits
+) -> None:
     """Answer one connection over the cap with a 503 and close it.
 
-    The request head is read first (at most 16 KiB, one second), so the
-    peer is not reset before it reads the answer.
+    The request head is read first (at most 16 KiB, one second), and the
+    close lingers (:func:`_close_lingering`), so the peer is not reset
+    before it reads the answer.
     """
+    if counts["refusing"] >= _MAX_REFUSING:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        return
+    counts["refusing"] += 1
     try:
-        if counts["refusing"] >= _MAX_REFUSING:
-            return
-        counts["refusing"] += 1
-        try:
-            with trio.move_on_after(1.0):
-                seen = b""
-                while b"\r\n\r\n" not in seen and len(seen) < 16384:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        break
-                    seen += chunk
-            with trio.move_on_after(1.0):
-                await stream.send_all(
-                    refusal_bytes(
-                        503,
-                        "Service Unavailable",
-                        "too_many_connections",
-                        "the server has too many open connections; retry later",
-                    )
+        with trio.move_on_after(1.0):
+            seen = b""
+            while b"\r\n\r\n" not in seen and len(seen) < 16384:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                seen += chunk
+        with trio.move_on_after(1.0):
+            await stream.send_all(
+                refusal_bytes(
+                    503,
+                    "Service Unavailable",
+                    "too_many_connections",
+                    "the server has too many open connections; retry later",
                 )
-                await stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+            )
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        try:
+            await _close_lingering(stream, limits)
         finally:
             counts["refusing"] -= 1
+
+
+class _LingeringStream(trio.abc.HalfCloseableStream):
+    """The client connection as Hypercorn's ``TCPServer`` sees it.
+
+    It passes everything through to ``stream`` except the close: when
+    Hypercorn closes it, it is only marked closed (later calls raise
+    :class:`trio.ClosedResourceError`) and any task blocked on it is woken
+    with that error, as a real close would; the socket stays open for
+    :func:`_close_lingering`, called once ``TCPServer.run`` returns.
+
+    It has no ``do_handshake``: Hypercorn tells a plain stream from a TLS
+    one by that ``AttributeError``.
+    """
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._closed = False
+        self.peer_closed = False
+        """Whether the peer's EOF has been read (nothing left to linger for)."""
+
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        """The socket (Hypercorn reads the addresses from it)."""
+        return self._stream.socket
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the connection is closed")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        self._check_open()
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        self._check_open()
+        await self._stream.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self._check_open()
+        data = await self._stream.receive_some(max_bytes)
+        if not data:
+            self.peer_closed = True
+        return bytes(data)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            # Mark, then wake, with no checkpoint between (trio's recipe).
+            self._closed = True
+            trio.lowlevel.notify_closing(self._stream.socket)
+        await trio.lowlevel.checkpoint()
+
+
+async def _close_lingering(
+    stream: trio.SocketStream, limits: ConnectionLimits, *, peer_closed: bool = False
+) -> None:
+    """Close ``stream`` without resetting the peer (a lingering close).
+
+    Sends EOF, then reads and discards what the peer still sends until it
+    closes its side, ``limits.linger_timeout`` seconds pass or
+    ``limits.linger_bytes`` bytes were read; then closes the socket.
+
+    Args:
+        stream: The connection; nothing else may be using it.
+        limits: The lingering bounds.
+        peer_closed: The peer's EOF was read already: close at once.
+
+    Cancellation:
+        Cuts the lingering short; the socket is closed all the same.
+    """
+    try:
+        if not peer_closed:
+            with trio.move_on_after(limits.linger_timeout):
+                await stream.send_eof()
+                left = limits.linger_bytes
+                while left > 0:
+                    data = await stream.receive_some(min(left, 16384))
+                    if not data:
+                        break
+                    left -= len(data)
+    except (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError):
+        pass  # reset or closed by the peer: nothing left to protect
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()

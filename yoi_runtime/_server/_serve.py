@@ -24,10 +24,11 @@ import trio
 
 from .._config import ConfigError, load_config, make_engines
 from .._engine import Engine
-from .._errors import InvalidInputError, StoreError
+from .._errors import InvalidInputError, StoreDamagedError, StoreError
 from .._runtime import open_runtime
 from .._store import parse_store_spec
 from .._util import single_error
+from .._worker import Limits
 from ._app import ServerState, create_app
 from ._guard import GuardSettings
 from ._hypercorn import (
@@ -64,6 +65,7 @@ class ProcessSettings:
         guard: Allowed hosts and origins (None: those of ``host``, no
             origin); see ``docs/security.md``.
         limits: Keep-alive timeout, connection cap, WebSocket message size.
+        runtime_limits: The Runtime's bounds (the config file's ``[limits]``).
     """
 
     host: str
@@ -78,6 +80,7 @@ class ProcessSettings:
     store: str = "memory"
     guard: GuardSettings | None = None
     limits: ConnectionLimits = ConnectionLimits()
+    runtime_limits: Limits = Limits()
 
 
 async def serve_runtime(
@@ -100,6 +103,7 @@ async def serve_runtime(
         runtime_id=settings.runtime_id,
         placement="process",
         store=settings.store,
+        limits=settings.runtime_limits,
     ) as runtime:
         state = ServerState(
             runtime,
@@ -230,6 +234,7 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
             keep_alive_timeout=config.keep_alive_timeout,
             max_connections=config.max_connections,
         ),
+        runtime_limits=config.limits,
     )
 
 
@@ -256,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_open_file_limit()
     try:
         trio.run(_run, settings)
+    except StoreDamagedError as exc:
+        print(f"yoi-runtime: {exc.message}", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"yoi-runtime: {exc.message}", file=sys.stderr)
         return 1

@@ -33,9 +33,14 @@ from .._errors import (
     IdempotencyConflictError,
     InternalError,
     InvalidInputError,
+    LimitExceededError,
     OperationUnsupportedError,
     RuntimeUnavailableError,
     ScopeConflictError,
+    StorageFullError,
+    StoreDamagedError,
+    StoreError,
+    StoreWriteError,
     UnauthorizedError,
     WorkerBusyError,
     WorkerExistsError,
@@ -108,6 +113,13 @@ _FROM_CODE: Mapping[str, _Factory] = {
     "operation_unsupported": lambda m, d: OperationUnsupportedError(m),
     "runtime_unavailable": lambda m, d: RuntimeUnavailableError(m),
     "unauthorized": lambda m, d: UnauthorizedError(m),
+    "limit_exceeded": lambda m, d: LimitExceededError(
+        m, limit=str(d.get("limit", "")), value=int(d.get("value", 0))
+    ),
+    "store_error": lambda m, d: StoreError(m),
+    "store_damaged": lambda m, d: StoreDamagedError(m),
+    "store_write_failed": lambda m, d: StoreWriteError(m),
+    "storage_full": lambda m, d: StorageFullError(m),
 }
 
 #: The code assumed when a response carries no envelope (a proxy's page).

@@ -32,8 +32,6 @@ from quart import Response, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
 
-from yoi_runtime import Diagnostic, YoiRuntimeError
-
 from .._compat import LocalPodSource
 from .._identity import WorkspaceIdentity
 from .._pods import ACTIONS_NOT_IMPLEMENTED, LegacyDiagnostic, Pod, Scan
@@ -41,6 +39,7 @@ from .._policy import Caller
 from .._registry import RuntimeRegistry
 from .._views import RuntimeKind, RuntimeView, WorkerView
 from .._yoi_home import bounded_backend_identifier
+from ._diagnostics import all_diagnostics, rfc3339
 from ._request import install_request_ids
 
 __all__ = ["LegacyLists", "install_legacy_routes"]
@@ -54,8 +53,6 @@ MAX_DIAGNOSTICS = 16
 #: What a valid ``host_id`` looks like (``validate_backend_identifier``).
 _HOST_ID = re.compile(r"[A-Za-z0-9_:-]{1,120}")
 
-#: An absolute path inside a message (masked in ``/api/diagnostics``).
-_PATH = re.compile(r"(?<![\w:/])/(?:[^\s'\"/]+/)*[^\s'\"/]+")
 
 SOURCE = "worker_runtime_registry"
 
@@ -68,20 +65,6 @@ def _machine() -> tuple[str, str]:
     arch = platform.machine().lower()
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
     return os_name, arch
-
-
-def rfc3339(at: datetime.datetime) -> str:
-    """chrono's ``to_rfc3339``: ``+00:00`` and 0, 3 or 6 fraction digits."""
-    at = at.astimezone(datetime.UTC)
-    base = at.strftime("%Y-%m-%dT%H:%M:%S")
-    micro = at.microsecond
-    if micro == 0:
-        fraction = ""
-    elif micro % 1000 == 0:
-        fraction = f".{micro // 1000:03d}"
-    else:
-        fraction = f".{micro:06d}"
-    return f"{base}{fraction}+00:00"
 
 
 def legacy_json(body: Any, status: int = 200) -> Response:
@@ -450,47 +433,6 @@ def _worker_item(host_id: str, worker: WorkerView) -> dict[str, Any]:
             "output_tokens": worker.usage.output_tokens,
         },
     }
-
-
-def mask_paths(message: str) -> str:
-    """Replace absolute paths in a message by ``<path>``."""
-    return _PATH.sub("<path>", message)
-
-
-def diagnostic_json(source: str, item: Diagnostic) -> dict[str, Any]:
-    """One diagnostic of ``GET /api/diagnostics``."""
-    return {
-        "source": source,
-        "code": item.code,
-        "severity": item.level,
-        "message": mask_paths(item.message),
-        "at": rfc3339(item.at),
-        "worker_id": item.worker_id,
-    }
-
-
-async def all_diagnostics(registry: RuntimeRegistry) -> list[dict[str, Any]]:
-    """Every source's diagnostics: the registry's (source ``registry``),
-    then each Runtime's in registration order (source: its ``runtime_id``).
-    A Runtime whose diagnostics cannot be read adds one
-    ``diagnostics_unavailable`` item instead."""
-    found = [diagnostic_json("registry", d) for d in registry.diagnostics()]
-    for handle in registry.handles():
-        try:
-            items = await handle.diagnostics()
-        except YoiRuntimeError as exc:
-            now = datetime.datetime.now(datetime.UTC)
-            items = (
-                Diagnostic(
-                    now,
-                    "warning",
-                    "diagnostics_unavailable",
-                    f"runtime {handle.runtime_id}: its diagnostics cannot be "
-                    f"read now ({exc.code})",
-                ),
-            )
-        found += [diagnostic_json(handle.runtime_id, d) for d in items]
-    return found
 
 
 def install_legacy_routes(

@@ -188,6 +188,8 @@ class TurnStream:
         return self
 
     async def __anext__(self) -> str:
+        if self._outcome is not None:
+            await trio.lowlevel.checkpoint()
         while self._outcome is None:
             try:
                 item = await self._events.receive()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -106,13 +107,21 @@ class AuditSink(Protocol):
 
 @attrs.define(eq=False)
 class MemoryAuditSink:
-    """Keeps records in a list (for tests and for showing them).
+    """Keeps the newest records in memory (for tests and for showing them).
+
+    Args:
+        retention: How many records are kept; older ones are dropped.
 
     Attributes:
-        records: Every record, oldest first.
+        records: The kept records, oldest first.
     """
 
-    records: list[AuditRecord] = attrs.field(factory=list)
+    retention: int = 10_000
+    records: deque[AuditRecord] = attrs.field(init=False)
+
+    @records.default
+    def _records(self) -> deque[AuditRecord]:
+        return deque(maxlen=self.retention)
 
     async def record(self, entry: AuditRecord) -> None:
         self.records.append(entry)
@@ -128,7 +137,8 @@ class JSONLinesAuditSink:
     event loop never waits on the disk. Records are written one at a time,
     in order; a write that has started always finishes, even when the
     caller is cancelled. Nothing stays open between records, so the file
-    can be rotated at any time.
+    can be rotated at any time (its size is bounded by rotating it, e.g.
+    with logrotate; the sink itself keeps nothing in memory).
 
     Attributes:
         path: The file; created (mode 0600) when missing.

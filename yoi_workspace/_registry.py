@@ -28,6 +28,7 @@ import attrs
 from yoi_runtime import (
     CancelResult,
     Diagnostic,
+    ScopeConflictError,
     TranscriptPage,
     TurnSummary,
     Usage,
@@ -202,6 +203,16 @@ class RuntimeRegistry:
             reason=reason,
         )
 
+    async def _may_see(
+        self, caller: Caller, handle: RuntimeHandle, worker_id: str
+    ) -> bool:
+        """Whether ``caller`` may see that Worker (False if it is gone)."""
+        try:
+            worker = await handle.get_worker(worker_id)
+        except YoiRuntimeError:
+            return False
+        return self._visibility.why_hidden(caller, worker) is None
+
     async def get_worker(
         self, caller: Caller, runtime_id: str, worker_id: str
     ) -> WorkerView:
@@ -356,18 +367,29 @@ class RuntimeRegistry:
 
         Raises:
             ScopeConflictError: A live Worker of that Runtime holds one of
-                ``scopes`` (from the Runtime, unchanged).
+                ``scopes``. It names the holder only when ``caller`` may see
+                it; otherwise its ``worker_id`` is ``""``, so a refused
+                claim reveals no hidden Worker.
         """
 
-        def run(handle: RuntimeHandle) -> Awaitable[WorkerView]:
-            return handle.create_worker(
-                profile,
-                display_name=display_name,
-                engine=engine,
-                system_prompt=system_prompt,
-                worker_id=worker_id,
-                scopes=scopes,
-            )
+        async def run(handle: RuntimeHandle) -> WorkerView:
+            try:
+                return await handle.create_worker(
+                    profile,
+                    display_name=display_name,
+                    engine=engine,
+                    system_prompt=system_prompt,
+                    worker_id=worker_id,
+                    scopes=scopes,
+                )
+            except ScopeConflictError as exc:
+                if await self._may_see(caller, handle, exc.worker_id):
+                    raise
+                raise ScopeConflictError(
+                    f"scope {exc.scope!r} is held by another live Worker",
+                    worker_id="",
+                    scope=exc.scope,
+                ) from None
 
         return await self._command(
             caller,

@@ -34,6 +34,7 @@ from yoi_runtime import (
     InvalidInputError,
     OperationUnsupportedError,
     RuntimeUnavailableError,
+    ScopeConflictError,
     WorkerBusyError,
     WorkerNotFoundError,
     open_runtime,
@@ -204,7 +205,7 @@ async def test_hidden_workers_read_as_not_found_and_the_reason_is_recorded(
     assert len(hidden_notes) == 4
     assert {d.worker_id for d in hidden_notes} == {b.worker_id}
     assert all("hidden from ada" in d.message for d in hidden_notes)
-    refusals = [(r.operation, r.outcome, r.reason) for r in audit.records[2:]]
+    refusals = [(r.operation, r.outcome, r.reason) for r in list(audit.records)[2:]]
     assert refusals == [
         ("input", "worker_not_visible", hidden.value.reason),
         ("create", "command_refused", "create is not allowed here"),
@@ -628,3 +629,41 @@ async def test_open_workspace_registers_what_the_documented_config_lists(
                 await registry.create_worker(ADA, "embedded", "reviewer")
     (line,) = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert json.loads(line)["outcome"] == "command_refused"
+
+
+@attrs.frozen
+class HideSecrets:
+    """Hides Workers whose display name starts with ``secret`` from all but
+    their creator's role ``admin``."""
+
+    def why_hidden(self, caller: Caller, worker: WorkerView) -> str | None:
+        if (worker.display_name or "").startswith("secret") and (
+            "admin" not in caller.roles
+        ):
+            return "a secret Worker"
+        return None
+
+
+async def test_a_scope_conflict_names_the_holder_only_to_who_may_see_it() -> None:
+    with trio.fail_after(10):
+        async with embedded_registry("rt-a", visibility=HideSecrets()) as registry:
+            holder = await registry.create_worker(
+                ADMIN, "rt-a", display_name="secret plan", scopes=["repo:x"]
+            )
+            with pytest.raises(ScopeConflictError) as hidden:
+                await registry.create_worker(ADA, "rt-a", scopes=["repo:x"])
+            assert hidden.value.scope == "repo:x"
+            assert hidden.value.worker_id == ""
+            assert holder.worker_id not in str(hidden.value)
+            assert holder.worker_id not in json.dumps(hidden.value.details())
+            with pytest.raises(ScopeConflictError) as shown:
+                await registry.create_worker(ADMIN, "rt-a", scopes=["repo:x"])
+            assert shown.value.worker_id == holder.worker_id
+
+
+async def test_the_memory_audit_sink_keeps_the_newest_records() -> None:
+    audit = MemoryAuditSink(retention=3)
+    with trio.fail_after(10):
+        async with embedded_registry("rt-a", audit=audit) as registry:
+            created = [await registry.create_worker(ADA, "rt-a") for _ in range(5)]
+    assert [r.worker_id for r in audit.records] == [w.worker_id for w in created[2:]]

@@ -4,7 +4,8 @@ Type a line and press Enter; the answer streams back. An answer the token
 limit cut off ends with a visible marker. Ctrl-C during an answer cancels
 that turn only (the model server runs in its own process group, so it never
 sees the Ctrl-C) and the chat takes the next line; Ctrl-C at the prompt,
-Ctrl-D or "/quit" leaves. When standard input is not a terminal, each line
+Ctrl-D or "/quit" leaves, and so does closing the terminal (the model server
+stops with the chat). When standard input is not a terminal, each line
 read from it is one message (``echo "Hi" | python examples/companion_chat.py``).
 
 The Runtime keeps the Companion in a durable store (``.yoi/companion.db`` by
@@ -81,6 +82,24 @@ async def answer(runtime: Runtime, worker_id: str, text: str) -> None:
 
 
 async def main(store: str, max_tokens: int, n_ctx: int) -> None:
+    """Chat until the input ends; a closed terminal (SIGHUP) or SIGTERM ends
+    the chat early, and with it, cleanly, the model server (which runs in its
+    own session, so those signals never reach it)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cancel_on_hangup, nursery.cancel_scope)
+        await chat(store, max_tokens, n_ctx)
+        nursery.cancel_scope.cancel()
+
+
+async def cancel_on_hangup(scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` at the first SIGHUP or SIGTERM."""
+    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+async def chat(store: str, max_tokens: int, n_ctx: int) -> None:
     if store.startswith("sqlite:"):
         Path(store.removeprefix("sqlite:")).parent.mkdir(parents=True, exist_ok=True)
     print("Starting the local model server (SmolLM2-135M-Instruct)...", flush=True)

@@ -96,6 +96,64 @@ async def test_ctrl_c_during_an_answer_cancels_only_that_turn(tmp_path: Path) ->
             await terminal.aclose()
 
 
+def children(pid: int) -> list[tuple[int, str]]:
+    """The processes whose parent is ``pid``, with their command lines."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append((int(entry.name), command.decode(errors="replace")))
+    return found
+
+
+def exists(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_closing_the_terminal_stops_the_model_server_too(
+    tmp_path: Path,
+) -> None:
+    master, child_side = os.openpty()
+    command = [sys.executable, str(CHAT), "--store", f"sqlite:{tmp_path}/chat.db"]
+    with trio.fail_after(300):
+        chat = await trio.lowlevel.open_process(
+            command,
+            stdin=child_side,
+            stdout=child_side,
+            stderr=child_side,
+            start_new_session=True,
+        )
+        os.close(child_side)
+        terminal = Terminal(master)
+        try:
+            await terminal.expect(b"/quit leaves.")
+            servers = [
+                pid for pid, line in children(chat.pid) if "llama_cpp.server" in line
+            ]
+            assert len(servers) == 1
+            # Its own session: the terminal's signals never reach it...
+            assert os.getpgid(servers[0]) != os.getpgid(chat.pid)
+            # ...so when the terminal closes, the chat stops it.
+            os.killpg(chat.pid, signal.SIGHUP)
+            assert await chat.wait() == 0
+            assert not exists(servers[0])
+        finally:
+            if chat.returncode is None:
+                chat.kill()
+                await chat.wait()
+            await terminal.aclose()
+
+
 async def run_chat(*args: str, stdin: bytes) -> str:
     done = await trio.run_process(
         [sys.executable, str(CHAT), *args],

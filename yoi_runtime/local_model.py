@@ -13,6 +13,10 @@ terminal reaches only the program that started it (which cancels a turn),
 never the model; and with ``--interrupt_requests False``, so a second request
 waits for the first instead of cutting its answer off (the engine
 :meth:`LocalModelServer.chat_engine` makes also runs one turn at a time).
+Being in its own session, it also does not get the terminal's SIGHUP: it
+stops when :func:`open_local_model_server` exits, so a program that runs in a
+terminal should end cleanly on SIGHUP and SIGTERM (the main job does), and a
+program killed outright (SIGKILL) leaves it running.
 """
 
 from __future__ import annotations

@@ -1,25 +1,30 @@
-"""Pushing one event stream down one WebSocket (see ``docs/protocol.md``).
+"""Pushing one event stream to one client (see ``docs/protocol.md``).
 
-A frame holds one item when the subscriber keeps up, and a JSON array of
-every ready item (up to :data:`MAX_BATCH`) when it has a backlog, so a slow
-network gets fewer, larger frames instead of a growing queue. A
-``stream.heartbeat`` item (with the stream's ``position``) follows
-``heartbeat_interval`` seconds of silence. The stream is a cursor (a
-:class:`yoi_runtime.Subscription` into the Runtime's bounded log, or the
-workspace backend's streams): nothing is buffered per connection, and a slow
-reader blocks only its own connection's task.
+One notion of "what comes next" (:class:`StreamPump`) and two thin writers:
+:func:`serve_event_stream` here (WebSocket frames) and
+:func:`yoi_runtime._server._sse.event_stream_response` (``text/event-stream``).
+The pump hands out :class:`Items` (every ready item, up to
+:data:`MAX_BATCH`), a :class:`Heartbeat` after ``heartbeat_interval``
+seconds of silence, and finally one :class:`Closing`. The stream is a
+cursor (a :class:`yoi_runtime.Subscription` into the Runtime's bounded log,
+or the workspace backend's streams): nothing is buffered per connection,
+and a slow reader blocks only its own connection's task.
 
-Close codes: ``1000`` the stream ended; ``1001`` the app is shutting down
-(after what was ready); ``1011`` the stream broke for good, the reason being
-the error code (never for a ``Subscription``, which cannot break). Sends
-are never cancelled part-way (that would leave half a frame on the wire);
-only the wait for new items is.
+On a WebSocket a frame holds one item when the subscriber keeps up, and a
+JSON array of every ready item when it has a backlog, so a slow network gets
+fewer, larger frames instead of a growing queue. Close codes: ``1000`` the
+stream ended; ``1001`` the app is shutting down (after what was ready);
+``1011`` the stream broke for good, the reason being the error code (never
+for a ``Subscription``, which cannot break). Sends are never cancelled
+part-way (that would leave half a frame on the wire); only the wait for new
+items is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -30,9 +35,13 @@ from .._events import Event, Gap, Subscription
 
 __all__ = [
     "MAX_BATCH",
+    "Closing",
     "EventSource",
+    "Heartbeat",
+    "Items",
     "Ready",
     "StreamControl",
+    "StreamPump",
     "StreamSettings",
     "WebSocket",
     "ready_now",
@@ -86,7 +95,8 @@ class StreamSettings:
 
 @attrs.define(eq=False)
 class StreamControl:
-    """The open WebSockets of one app, and their shutdown.
+    """The open event streams of one app (WebSocket and SSE), and their
+    shutdown.
 
     Attributes:
         settings: Heartbeat and close timing (seconds).
@@ -115,13 +125,120 @@ class StreamControl:
         if self._open:
             await self._all_closed.wait()
 
-    def _opened(self) -> None:
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        """Count one open stream while the block runs (:meth:`close_streams`
+        waits for it to end)."""
         self._open += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            if self.closing and not self._open:
+                self._all_closed.set()
 
-    def _closed(self) -> None:
-        self._open -= 1
-        if self.closing and not self._open:
-            self._all_closed.set()
+
+@attrs.frozen
+class Items(Generic[T]):
+    """Send these items (one or more, in stream order)."""
+
+    items: Sequence[T]
+
+
+@attrs.frozen
+class Heartbeat:
+    """Nothing happened for ``heartbeat_interval`` seconds.
+
+    Attributes:
+        position: The stream's cursor so far.
+    """
+
+    position: int | str
+
+
+@attrs.frozen
+class Closing:
+    """The stream is over: close with this WebSocket code and reason.
+
+    Attributes:
+        code: ``1000`` ended, ``1001`` shutting down, ``1011`` broke.
+        reason: ``"stream ended"``, the shutdown reason, or an error code.
+    """
+
+    code: int
+    reason: str
+
+
+@attrs.define(eq=False)
+class StreamPump(Generic[T]):
+    """What an entered stream sends next, whatever carries it.
+
+    Attributes:
+        stream: The stream (already entered; the caller closes it).
+        control: The app's streams (heartbeat timing and shutdown).
+        ready: The shutdown flush (:func:`ready_now`, :func:`ready_within`).
+    """
+
+    stream: EventSource[T]
+    control: StreamControl
+    ready: Ready[T]
+    _flushing: bool = False
+    _closed: bool = False
+
+    async def next(self) -> Items[T] | Heartbeat | Closing:
+        """Wait for what to send next.
+
+        Returns:
+            :class:`Items` when some are ready; :class:`Heartbeat` after
+            ``heartbeat_interval`` seconds without any; once, at the end,
+            :class:`Closing` (1000 when the stream ended, 1001 after the
+            flush when the app drains, 1011 when the stream raised a
+            :class:`YoiRuntimeError`).
+
+        Raises:
+            trio.EndOfChannel: Called again after :class:`Closing`.
+
+        Cancellation:
+            Safe: nothing is consumed by a cancelled call.
+        """
+        if self._closed:
+            raise trio.EndOfChannel
+        if not self._flushing:
+            got = await self._receive()
+            if got is not None:
+                if isinstance(got, Closing):
+                    self._closed = True
+                return got
+            if not self.control.draining:
+                self._closed = True
+                return Closing(1000, "stream ended")
+            self._flushing = True
+        batch = await self.ready()
+        if batch is not None:
+            return Items(batch)
+        self._closed = True
+        return Closing(1001, self.control.shutdown_reason)
+
+    async def _receive(self) -> Items[T] | Heartbeat | Closing | None:
+        """The next live batch or heartbeat; None: the stream ended or the
+        app closes its streams (then :meth:`next` decides 1000 or 1001)."""
+        control = self.control
+        if control.closing:
+            return None
+        with trio.CancelScope() as wait:
+            wait.deadline = trio.current_time() + control.settings.heartbeat_interval
+            control._waits.add(wait)
+            try:
+                items = await self.stream.receive_batch(MAX_BATCH)
+            except trio.EndOfChannel:
+                return None
+            except YoiRuntimeError as exc:
+                return Closing(1011, exc.code)
+            finally:
+                control._waits.discard(wait)
+        if wait.cancelled_caught:
+            return None if control.closing else Heartbeat(self.stream.position)
+        return Items(items)
 
 
 def ready_now(subscription: Subscription) -> Ready[Event | Gap]:
@@ -174,38 +291,19 @@ async def serve_event_stream(
     :class:`YoiRuntimeError` (its code as the reason).
     """
     await socket.accept()
-    control._opened()
-    try:
-        settings = control.settings
-        code, reason = 1000, "stream ended"
-        while not control.closing:
-            with trio.CancelScope() as wait:
-                wait.deadline = trio.current_time() + settings.heartbeat_interval
-                control._waits.add(wait)
-                try:
-                    items = await stream.receive_batch(MAX_BATCH)
-                except trio.EndOfChannel:
-                    break
-                except YoiRuntimeError as exc:
-                    code, reason = 1011, exc.code
-                    break
-                finally:
-                    control._waits.discard(wait)
-            if wait.cancelled_caught:
-                if control.closing:
-                    break
-                heartbeat = {"type": "stream.heartbeat", "position": stream.position}
+    with control.counting():
+        pump = StreamPump(stream, control, ready)
+        while True:
+            step = await pump.next()
+            if isinstance(step, Closing):
+                with trio.move_on_after(control.settings.close_timeout, shield=True):
+                    await socket.close(step.code, step.reason)
+                return
+            if isinstance(step, Heartbeat):
+                heartbeat = {"type": "stream.heartbeat", "position": step.position}
                 await socket.send(json.dumps(heartbeat))
             else:
-                await socket.send(_frame(items, encode))
-        if control.draining and code == 1000:
-            while (batch := await ready()) is not None:
-                await socket.send(_frame(batch, encode))
-            code, reason = 1001, control.shutdown_reason
-        with trio.move_on_after(settings.close_timeout, shield=True):
-            await socket.close(code, reason)
-    finally:
-        control._closed()
+                await socket.send(_frame(step.items, encode))
 
 
 def _frame(items: Sequence[T], encode: Callable[[T], Any]) -> str:

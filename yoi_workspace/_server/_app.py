@@ -55,6 +55,7 @@ from .._identity import WorkspaceIdentity
 from .._policy import Caller
 from .._registry import RuntimeRegistry
 from .._views import RuntimeView
+from ._console import install_console
 from ._legacy import install_legacy_routes
 from ._request import idempotency_key, request_id
 from ._session import current_caller, install_authentication
@@ -186,6 +187,7 @@ def create_app(state: WorkspaceState) -> QuartTrio:
     app = QuartTrio(__name__)
     app.config["MAX_CONTENT_LENGTH"] = state.max_body_bytes
     registry = state.registry
+    install_console(app)  # the page and its files need no caller
     install_authentication(app, state.auth)  # before every other hook
 
     @app.before_request

@@ -1,0 +1,234 @@
+"""Event streams as ``text/event-stream`` (Server-Sent Events).
+
+Every WebSocket event route also answers a plain ``GET`` whose ``Accept``
+names ``text/event-stream`` (:func:`wants_event_stream`), so ``curl -N`` and
+a browser's ``EventSource`` can follow it. It is the WebSocket stream's
+second writer: the same :class:`~._streams.StreamPump` decides what comes
+next, and only the framing differs (``docs/protocol.md``):
+
+- each item is one SSE event, ``id:`` its cursor (resume after it) and
+  ``data:`` the item's JSON, exactly as a WebSocket frame carries it
+  (events, ``stream.gap``, ``stream.reset``);
+- a heartbeat is a comment line, ``: heartbeat position=N``;
+- the end is a last event without ``id:``, ``{"type": "stream.end",
+  "code", "reason"}`` with the WebSocket close code and reason;
+- a client resumes with ``Last-Event-ID`` (which ``EventSource`` sends by
+  itself when it reconnects) or ``?after=``; the header wins.
+
+Quart sends the body from the request's task once the handler returned, so
+the stream is read by its own task in the app's nursery
+(:func:`event_stream_response`), entered there before the response exists
+(refusals are HTTP errors), and hands its text to the body through a
+channel of size 0. A client that goes away closes the body, which ends that
+task and the subscription.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+import trio
+from quart import Response
+
+from .._events import Event, Gap
+from ._streams import (
+    Closing,
+    EventSource,
+    Heartbeat,
+    Items,
+    Ready,
+    StreamControl,
+    StreamPump,
+)
+
+__all__ = [
+    "EVENT_STREAM",
+    "EnterableSource",
+    "event_stream_response",
+    "item_cursor",
+    "sse_comment",
+    "sse_event",
+    "sse_text",
+    "wants_event_stream",
+]
+
+T = TypeVar("T")
+S = TypeVar("S", bound="EnterableSource[Any]")
+
+#: The media type of an SSE response (and of the ``Accept`` asking for one).
+EVENT_STREAM = "text/event-stream"
+
+_log = logging.getLogger("yoi_runtime.server")
+
+
+class EnterableSource(EventSource[T], Protocol):
+    """An event stream that is entered (``async with``) before it is read;
+    entering raises the refusals (unknown Worker, bad cursor, ...)."""
+
+    async def __aenter__(self) -> Any: ...
+    async def __aexit__(self, *exc_info: Any) -> Any: ...
+
+
+def wants_event_stream(accept: Iterable[str]) -> bool:
+    """Whether ``Accept`` header values name ``text/event-stream``.
+
+    Only an explicit ``text/event-stream`` with a non-zero quality counts;
+    ``*/*`` (curl's and httpx's default) does not.
+    """
+    for header in accept:
+        for media_range in header.split(","):
+            media, *params = (part.strip() for part in media_range.split(";"))
+            if media.lower() != EVENT_STREAM:
+                continue
+            quality = 1.0
+            for param in params:
+                key, _, value = param.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        quality = float(value)
+                    except ValueError:
+                        quality = 0.0
+            if quality > 0:
+                return True
+    return False
+
+
+def item_cursor(item: Event | Gap, *, worker_stream: bool) -> str:
+    """The cursor to resume after ``item``: its ``seq`` on a Worker's
+    stream, its ``cursor`` on a Runtime's, a gap's ``resume_after``."""
+    if isinstance(item, Gap):
+        return str(item.resume_after)
+    return str(item.seq if worker_stream else item.cursor)
+
+
+def sse_event(data: str, event_id: str | None = None) -> str:
+    """One SSE event: an ``id:`` line (when given), ``data:`` lines, a blank
+    line."""
+    lines = [] if event_id is None else [f"id: {event_id}"]
+    lines += [f"data: {line}" for line in data.split("\n")]
+    return "\n".join(lines) + "\n\n"
+
+
+def sse_comment(text: str) -> str:
+    """One SSE comment line (ignored by clients; keeps proxies from timing
+    out)."""
+    return f": {text}\n\n"
+
+
+def sse_text(
+    step: Items[T] | Heartbeat | Closing,
+    encode: Callable[[T], Any],
+    item_id: Callable[[T], str],
+) -> str:
+    """The SSE text of one step of a :class:`StreamPump`."""
+    if isinstance(step, Heartbeat):
+        return sse_comment(f"heartbeat position={step.position}")
+    if isinstance(step, Closing):
+        end = {"type": "stream.end", "code": step.code, "reason": step.reason}
+        return sse_event(json.dumps(end))
+    return "".join(
+        sse_event(json.dumps(encode(item)), item_id(item)) for item in step.items
+    )
+
+
+class _Body:
+    """The response body: text from the stream's task, until it ends.
+
+    Closing it (Quart does when the client goes away) closes the channel,
+    which ends the stream's task.
+    """
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._receive.close()
+
+
+async def event_stream_response(
+    nursery: trio.Nursery,
+    stream: S,
+    control: StreamControl,
+    *,
+    encode: Callable[[Any], Any],
+    item_id: Callable[[Any], str],
+    ready: Callable[[S], Ready[Any]],
+) -> Response:
+    """Enter ``stream`` and answer with it as ``text/event-stream``.
+
+    Args:
+        nursery: Where the stream's task runs (the app's, ``app.nursery``).
+        stream: The stream, not yet entered; its task enters and closes it.
+        control: The app's streams (heartbeat timing and shutdown).
+        encode: One item's JSON value.
+        item_id: One item's ``id:`` (the cursor to resume after it).
+        ready: Makes the shutdown flush for the entered stream
+            (:func:`~._streams.ready_now`, :func:`~._streams.ready_within`).
+
+    Returns:
+        The streaming response (no response timeout).
+
+    Raises:
+        Whatever entering ``stream`` raises (the handler's error answer).
+    """
+    send, receive = trio.open_memory_channel[bytes](0)
+    try:
+        await nursery.start(_pump, stream, control, send, encode, item_id, ready)
+    except BaseException:
+        receive.close()
+        raise
+    response = Response(
+        _Body(receive),
+        content_type=f"{EVENT_STREAM}; charset=utf-8",
+        headers={"X-Accel-Buffering": "no"},
+    )
+    response.timeout = None
+    return response
+
+
+async def _pump(
+    stream: S,
+    control: StreamControl,
+    send: trio.MemorySendChannel[bytes],
+    encode: Callable[[Any], Any],
+    item_id: Callable[[Any], str],
+    ready: Callable[[S], Ready[Any]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The stream's task: enter it, then write its steps until it closes or
+    the client goes away."""
+    started = False
+    async with send:
+        try:
+            async with stream:
+                task_status.started()
+                started = True
+                with control.counting():
+                    await send.send(sse_comment("yoi event stream").encode())
+                    pump = StreamPump(stream, control, ready(stream))
+                    while True:
+                        step = await pump.next()
+                        await send.send(sse_text(step, encode, item_id).encode())
+                        if isinstance(step, Closing):
+                            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the client went away
+        except Exception:
+            if not started:
+                raise  # a refusal: the handler answers it
+            # Past the start nobody can answer it: end this response only,
+            # never the app's nursery.
+            _log.exception("event stream failed")

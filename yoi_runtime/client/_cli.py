@@ -1,0 +1,675 @@
+"""The ``yoi`` command: a terminal client of a ``yoi-runtime`` process.
+
+``yoi workers``, ``yoi create``, ``yoi chat WORKER``, ``yoi tail [WORKER]``
+and ``yoi transcript WORKER`` over :func:`open_runtime_client` (``docs/cli.md``).
+Output is for people by default; ``--json`` prints one JSON object per line
+(:func:`yoi_runtime.to_json` forms) for scripts.
+
+Exit status: 0 done; 1 the Runtime failed or refused the command (unreachable,
+token refused, unknown Worker, a chat turn that did not complete); 2 a usage
+error (bad arguments, no URL, a value the Runtime refused as invalid input);
+130 interrupted at a prompt or while following. Every error is one line on
+standard error naming what to fix; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, NoReturn, TextIO
+
+import attrs
+import trio
+
+from .. import _ask
+from .._errors import (
+    InvalidInputError,
+    RuntimeUnavailableError,
+    TurnFailedError,
+    TurnNotCompletedError,
+    UnauthorizedError,
+    WorkerBusyError,
+    WorkerNotFoundError,
+    WorkerStoppedError,
+    YoiRuntimeError,
+)
+from .._events import Event, EventType, Gap
+from .._json_form import to_json
+from .._types import (
+    CancelResult,
+    TranscriptEntry,
+    TranscriptPage,
+    TurnSummary,
+    WorkerSummary,
+)
+from .._util import single_error
+from .._version import __version__
+from ._client import RuntimeClient, open_runtime_client
+from ._subscription import RemoteSubscription
+
+__all__ = ["main"]
+
+#: Appended to an answer the token limit cut off (``truncated: true``).
+TRUNCATED = "[cut off: the answer reached the token limit]"
+#: Appended to an answer Ctrl-C cancelled.
+CANCELLED = "[cancelled]"
+#: Shown while an accepted turn has no text yet.
+WAITING = "waiting for the engine…"
+
+_EXIT_FAILED = 1
+_EXIT_USAGE = 2
+_EXIT_INTERRUPTED = 130
+
+_ENVIRONMENT = """\
+environment variables:
+  YOI_URL     the Runtime process's URL, when --url is not given
+  YOI_TOKEN   its bearer token, when neither --token nor --token-file is given
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(_EXIT_USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> _Parser:
+    # The connection options are accepted before or after the subcommand;
+    # SUPPRESS keeps a subcommand's absent option from hiding the main one's.
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help="the Runtime process, http://HOST:PORT (default: $YOI_URL)",
+    )
+    group.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="its bearer token (default: $YOI_TOKEN; visible to other local "
+        "users in the process list, so prefer --token-file or YOI_TOKEN)",
+    )
+    group.add_argument(
+        "--token-file",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="read the token from this file",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="one JSON object per line, for scripts",
+    )
+    parser = _Parser(
+        prog="yoi",
+        description="A terminal client of a yoi-runtime process.",
+        epilog=_ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"yoi (yoi-runtime {__version__})"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            parents=[common],
+            epilog=_ENVIRONMENT,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    workers = command("workers", "List the Runtime's Workers.")
+    workers.add_argument("--status", help="only Workers with this status (idle, ...)")
+
+    create = command("create", "Create a Worker and print it.")
+    create.add_argument("--profile", default="companion", help="default: companion")
+    create.add_argument("--display-name", help="a label for people")
+    create.add_argument("--engine", help="an engine name (default: the process's)")
+    create.add_argument("--system-prompt", help="replaces the profile's prompt")
+    create.add_argument(
+        "--worker-id", help="your own id: creating it again returns the same Worker"
+    )
+
+    chat = command(
+        "chat",
+        "Chat with a Worker: one message per line, answers stream back. "
+        "Ctrl-C during an answer cancels that turn; Ctrl-D (end of input) leaves.",
+    )
+    chat.add_argument("worker", metavar="WORKER", help="the Worker's id")
+
+    tail = command(
+        "tail",
+        "Follow a Worker's events (or every Worker's) until its stream ends; "
+        "a dropped connection resumes after the last event shown.",
+    )
+    tail.add_argument("worker", metavar="WORKER", nargs="?", help="default: every one")
+    tail.add_argument(
+        "--after",
+        type=int,
+        metavar="CURSOR",
+        help="start after this seq (a Worker) or cursor (every Worker); "
+        "0 replays what is retained (default: only new events)",
+    )
+    tail.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a dropped connection is retried (default: 30)",
+    )
+
+    transcript = command("transcript", "Print a Worker's transcript, oldest first.")
+    transcript.add_argument("worker", metavar="WORKER", help="the Worker's id")
+    return parser
+
+
+@attrs.frozen
+class _Settings:
+    """Where to connect and how to print, from the flags and the environment."""
+
+    url: str
+    token: str | None = attrs.field(repr=False)
+    as_json: bool
+
+
+def _settings(args: argparse.Namespace, parser: _Parser) -> _Settings:
+    url = getattr(args, "url", None) or os.environ.get("YOI_URL")
+    if not url:
+        parser.error("no Runtime URL: pass --url http://HOST:PORT or set YOI_URL")
+    token: str | None = getattr(args, "token", None)
+    token_file: str | None = getattr(args, "token_file", None)
+    if token is None and token_file is not None:
+        try:
+            with open(token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        except OSError as exc:
+            parser.error(f"cannot read --token-file {token_file}: {exc.strerror}")
+        except UnicodeDecodeError:
+            parser.error(f"--token-file {token_file} is not UTF-8 text")
+        if not token:
+            parser.error(f"--token-file {token_file} is empty")
+    if token is None:
+        token = os.environ.get("YOI_TOKEN") or None
+    return _Settings(url, token, bool(getattr(args, "json", False)))
+
+
+# -- output -----------------------------------------------------------------------
+
+
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text)
+    stream.flush()
+
+
+def _emit(value: Any) -> None:
+    """Print one JSON object on its own line."""
+    _write(sys.stdout, json.dumps(value, ensure_ascii=False) + "\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _worker_rows(workers: list[WorkerSummary]) -> Iterator[str]:
+    rows = [
+        (
+            w.worker_id,
+            w.status.value,
+            w.profile,
+            w.engine.name,
+            str(w.turns),
+            w.display_name or "",
+        )
+        for w in workers
+    ]
+    header = ("WORKER", "STATUS", "PROFILE", "ENGINE", "TURNS", "NAME")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(6)]
+    for row in [header, *rows]:
+        yield "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+
+
+def _describe(item: Event | Gap, *, with_worker: bool) -> str:
+    """One line for people about one stream item."""
+    if isinstance(item, Gap):
+        return (
+            f"-- events {item.after + 1} to {item.resume_after} were dropped "
+            f"before they could be shown ({item.reason}) --"
+        )
+    data = item.data
+    error = data.get("error") or {}
+    turn = data.get("turn_id", "")
+    details = {
+        EventType.WORKER_CREATED: f"{data.get('display_name') or ''} "
+        f"profile={data.get('profile')} engine={data.get('engine')}",
+        EventType.WORKER_STATUS: f"{data.get('previous')} -> {data.get('status')}",
+        EventType.TURN_ACCEPTED: f"{turn} {json.dumps(_short(data.get('input', '')))}",
+        EventType.TURN_RETRYING: f"{turn} attempt {data.get('attempt')} in "
+        f"{data.get('delay')} s after {error.get('code')}",
+        EventType.TURN_TEXT_DELTA: f"{turn} {json.dumps(data.get('text', ''))}",
+        EventType.TURN_COMPLETED: f"{turn} finish_reason={data.get('finish_reason')}"
+        + (" truncated" if data.get("truncated") else ""),
+        EventType.TURN_FAILED: f"{turn} {error.get('code')}: "
+        f"{_one_line(str(error.get('message')))}",
+        EventType.WORKER_FAILED: f"{error.get('code')}: "
+        f"{_one_line(str(error.get('message')))}",
+    }.get(item.type)
+    if details is None:
+        reason = data.get("reason")
+        details = " ".join(
+            x for x in (turn, "" if reason is None else str(reason)) if x
+        )
+    at = item.at.astimezone().strftime("%H:%M:%S")
+    who = f"{item.worker_id}  " if with_worker else ""
+    return f"{at}  {who}#{item.seq:<5} {item.type.value:<16} {details}".rstrip()
+
+
+def _transcript_lines(entry: TranscriptEntry, name: str) -> Iterator[str]:
+    if entry.kind == "user":
+        prefix = "you> "
+    elif entry.kind == "assistant":
+        prefix = f"{name}> "
+    else:
+        prefix = "error: "
+    text = entry.text
+    if entry.kind == "assistant":
+        if entry.truncated:
+            text += f" {TRUNCATED}"
+        elif entry.status.value != "completed":
+            text += f" [{entry.status.value}]"
+    lines = text.split("\n") or [""]
+    yield prefix + lines[0]
+    for line in lines[1:]:
+        yield " " * len(prefix) + line
+
+
+# -- chat -----------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class _WatchedStream:
+    """A Worker's subscription that shows each item to a callback first."""
+
+    inner: RemoteSubscription
+    on_item: Callable[[Event | Gap], None]
+
+    async def __aenter__(self) -> _WatchedStream:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self.inner.__aexit__(*exc_info)
+
+    async def receive(self) -> Event | Gap:
+        item = await self.inner.receive()
+        self.on_item(item)
+        return item
+
+
+@attrs.define(eq=False)
+class _WatchedHost:
+    """The client, for :func:`open_turn`, with its turn's events watched.
+
+    ``open_turn`` yields only text deltas; the progress of a turn (retries)
+    and ``--json``'s events come from the same subscription, through here.
+    """
+
+    client: RuntimeClient
+    on_item: Callable[[Event | Gap], None]
+
+    def subscribe(
+        self, worker_id: str | None = None, *, after: int | None = None
+    ) -> _WatchedStream:
+        return _WatchedStream(
+            self.client.subscribe(worker_id, after=after), self.on_item
+        )
+
+    async def send_input(
+        self, worker_id: str, text: str, *, input_id: str | None = None
+    ) -> TurnSummary:
+        return await self.client.send_input(worker_id, text, input_id=input_id)
+
+    async def cancel(
+        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
+    ) -> CancelResult:
+        return await self.client.cancel(worker_id, turn_id=turn_id, reason=reason)
+
+    async def get_worker(self, worker_id: str) -> WorkerSummary:
+        return await self.client.get_worker(worker_id)
+
+    async def transcript(
+        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> TranscriptPage:
+        return await self.client.transcript(worker_id, limit=limit, cursor=cursor)
+
+
+@attrs.define(eq=False)
+class _TurnView:
+    """Shows one turn: progress on stderr, the answer on stdout (or JSON).
+
+    On a terminal, progress is one status line that the answer replaces;
+    elsewhere only retries are reported, one line each.
+    """
+
+    name: str
+    as_json: bool
+    live: bool
+    turn_id: str | None = None
+    status_shown: bool = False
+    answering: bool = False
+
+    def on_item(self, item: Event | Gap) -> None:
+        if isinstance(item, Event) and item.data.get("turn_id") != self.turn_id:
+            return
+        if self.as_json:
+            _emit(to_json(item))
+        elif isinstance(item, Event) and item.type is EventType.TURN_RETRYING:
+            code = (item.data.get("error") or {}).get("code")
+            self.progress(
+                f"retrying (attempt {item.data.get('attempt')}) after {code}…"
+            )
+
+    def progress(self, text: str, *, transient: bool = False) -> None:
+        if self.as_json or self.answering:
+            return
+        if self.live:
+            _write(sys.stderr, f"\r\x1b[K[{text}]")
+            self.status_shown = True
+        elif not transient:
+            _write(sys.stderr, f"yoi: {text}\n")
+
+    def clear(self) -> None:
+        if self.status_shown:
+            _write(sys.stderr, "\r\x1b[K")
+            self.status_shown = False
+
+    def delta(self, text: str) -> None:
+        if self.as_json:
+            return
+        self.clear()
+        if not self.answering and self.live:
+            _write(sys.stdout, f"{self.name}> ")
+        self.answering = True
+        _write(sys.stdout, text)
+
+    def end(self, suffix: str = "") -> None:
+        """End the answer's line (on stdout, which holds only answers)."""
+        self.clear()
+        if not self.as_json:
+            _write(
+                sys.stdout, (" " if self.answering and suffix else "") + suffix + "\n"
+            )
+
+    def refused(self, exc: YoiRuntimeError) -> None:
+        """Report a turn that did not complete or was never started."""
+        self.clear()
+        if self.answering:
+            _write(sys.stdout, "\n")
+        if self.as_json:
+            if not isinstance(exc, TurnNotCompletedError):
+                _emit({"error": to_json(exc)})
+        elif isinstance(exc, TurnFailedError):
+            message = f"{exc.error.code}: {_one_line(exc.error.message)}"
+            _write(sys.stderr, f"yoi: turn {exc.turn_id} failed: {message}\n")
+        else:
+            _write(sys.stderr, f"yoi: {_one_line(exc.message)}\n")
+
+
+async def _cancel_on_sigint(
+    signals: AsyncIterator[int], scope: trio.CancelScope
+) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
+
+
+async def _answer(
+    client: RuntimeClient, worker: WorkerSummary, text: str, as_json: bool
+) -> bool:
+    """Send one line and show its answer; Ctrl-C cancels the turn.
+
+    Returns:
+        False when the turn was refused or did not complete (not counting a
+        cancel by Ctrl-C).
+
+    Raises:
+        WorkerStoppedError, WorkerNotFoundError, RuntimeUnavailableError,
+        UnauthorizedError: The chat cannot go on.
+    """
+    view = _TurnView(
+        worker.display_name or worker.worker_id,
+        as_json=as_json,
+        live=sys.stderr.isatty(),
+    )
+    host = _WatchedHost(client, view.on_item)
+    answered = False
+    with trio.open_signal_receiver(signal.SIGINT) as signals, single_error():
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as interrupted:
+                nursery.start_soon(_cancel_on_sigint, signals, interrupted)
+                try:
+                    async with _ask.open_turn(host, worker.worker_id, text) as turn:
+                        view.turn_id = turn.turn_id
+                        view.progress(WAITING, transient=True)
+                        async for delta in turn:
+                            view.delta(delta)
+                    view.end(TRUNCATED if turn.result.truncated else "")
+                    answered = True
+                except (
+                    WorkerBusyError,
+                    TurnNotCompletedError,
+                    InvalidInputError,
+                ) as exc:
+                    view.refused(exc)
+            if interrupted.cancelled_caught:
+                view.end(CANCELLED)
+                answered = True
+            nursery.cancel_scope.cancel()
+    return answered
+
+
+async def _read_line(prompt: str | None) -> str | None:
+    """Read one line without blocking Trio; None at end of input."""
+    if prompt is not None:
+        _write(sys.stderr, prompt)
+    line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+    return line.rstrip("\r\n") if line else None
+
+
+async def _chat(client: RuntimeClient, worker_id: str, as_json: bool) -> int:
+    worker = await client.get_worker(worker_id)
+    interactive = sys.stdin.isatty()
+    if interactive and not as_json:
+        _write(
+            sys.stderr,
+            f"chatting with {worker.display_name or worker.worker_id} "
+            f"({worker.worker_id}, engine {worker.engine.name}); "
+            "Ctrl-C cancels an answer, Ctrl-D leaves\n",
+        )
+    all_answered = True
+    while True:
+        line = await _read_line("you> " if interactive else None)
+        if line is None:
+            if interactive:
+                _write(sys.stderr, "\n")
+            return 0 if all_answered else _EXIT_FAILED
+        if line.strip():
+            all_answered &= await _answer(client, worker, line, as_json)
+
+
+# -- the other commands ---------------------------------------------------------
+
+
+async def _workers(client: RuntimeClient, status: str | None, as_json: bool) -> int:
+    workers: list[WorkerSummary] = []
+    cursor = None
+    while True:
+        page = await client.list_workers(status=status, limit=500, cursor=cursor)
+        workers.extend(page.workers)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    if as_json:
+        for worker in workers:
+            _emit(to_json(worker))
+    elif workers:
+        _write(sys.stdout, "".join(line + "\n" for line in _worker_rows(workers)))
+    else:
+        _write(sys.stderr, "no Workers (create one with 'yoi create')\n")
+    return 0
+
+
+async def _transcript(client: RuntimeClient, worker_id: str, as_json: bool) -> int:
+    worker = await client.get_worker(worker_id)
+    name = worker.display_name or worker.worker_id
+    cursor = None
+    first = True
+    while True:
+        page = await client.transcript(worker_id, limit=500, cursor=cursor)
+        if first and page.truncated and not as_json:
+            _write(sys.stdout, "(older entries were dropped)\n")
+        first = False
+        for entry in page.entries:
+            if as_json:
+                _emit(to_json(entry))
+            else:
+                _write(
+                    sys.stdout,
+                    "".join(f"{line}\n" for line in _transcript_lines(entry, name)),
+                )
+        if page.next_cursor is None:
+            return 0
+        cursor = page.next_cursor
+
+
+async def _tail(
+    client: RuntimeClient, worker_id: str | None, after: int | None, as_json: bool
+) -> int:
+    async with client.subscribe(worker_id, after=after) as events:
+        async for item in events:
+            if as_json:
+                _emit(to_json(item))
+            else:
+                line = _describe(item, with_worker=worker_id is None)
+                _write(sys.stdout, line + "\n")
+    return 0
+
+
+async def _run(args: argparse.Namespace, settings: _Settings) -> int:
+    reconnect = getattr(args, "reconnect_timeout", 30.0)
+    async with open_runtime_client(
+        settings.url, token=settings.token, reconnect_timeout=reconnect
+    ) as client:
+        if args.command == "workers":
+            return await _workers(client, args.status, settings.as_json)
+        if args.command == "create":
+            worker = await client.create_worker(
+                args.profile,
+                display_name=args.display_name,
+                engine=args.engine,
+                system_prompt=args.system_prompt,
+                worker_id=args.worker_id,
+            )
+            if settings.as_json:
+                _emit(to_json(worker))
+            else:
+                _write(
+                    sys.stdout,
+                    f"{worker.worker_id}  (profile {worker.profile}, "
+                    f"engine {worker.engine.name})\n",
+                )
+            return 0
+        if args.command == "chat":
+            return await _chat(client, args.worker, settings.as_json)
+        if args.command == "tail":
+            return await _tail(client, args.worker, args.after, settings.as_json)
+        assert args.command == "transcript"
+        return await _transcript(client, args.worker, settings.as_json)
+
+
+# -- errors and the entry point -------------------------------------------------
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def _explain(exc: YoiRuntimeError, settings: _Settings) -> tuple[str, int]:
+    """The one line that says what went wrong and what to fix, and the status."""
+    message = _one_line(exc.message)
+    if isinstance(exc, InvalidInputError) and exc.path == "base_url":
+        return f"--url {settings.url!r} is not a Runtime URL: {message}", _EXIT_USAGE
+    if isinstance(exc, UnauthorizedError):
+        where = "--token, --token-file or YOI_TOKEN"
+        return f"{settings.url} refused the token: check {where}", _EXIT_FAILED
+    if isinstance(exc, RuntimeUnavailableError):
+        return f"{settings.url}: {message} (check --url or YOI_URL)", _EXIT_FAILED
+    if isinstance(exc, WorkerNotFoundError):
+        return (
+            f"no worker {exc.worker_id!r} at {settings.url} (see 'yoi workers')",
+            _EXIT_FAILED,
+        )
+    if isinstance(exc, WorkerStoppedError):
+        return f"{message} (create another with 'yoi create')", _EXIT_FAILED
+    if isinstance(exc, InvalidInputError):
+        return message, _EXIT_USAGE
+    return f"{message} ({exc.code})", _EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``yoi`` command.
+
+    Args:
+        argv: The arguments after the command's name; None reads
+            :data:`sys.argv`.
+
+    Returns:
+        The exit status: 0 done, 1 the Runtime failed or refused, 2 a usage
+        error, 130 interrupted (see the module docstring).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = _settings(args, parser)
+    try:
+        status: int = trio.run(_run, args, settings)
+        return status
+    except BaseException as exc:  # one line for every failure, no traceback
+        leaves = list(_leaves(exc))
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            _write(sys.stderr, "\n")
+            return _EXIT_INTERRUPTED
+        if any(isinstance(leaf, BrokenPipeError) for leaf in leaves):
+            # The reader went away (yoi workers | head): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return _EXIT_FAILED
+        errors = [leaf for leaf in leaves if isinstance(leaf, YoiRuntimeError)]
+        if errors:
+            line, code = _explain(errors[0], settings)
+        elif all(isinstance(leaf, Exception) for leaf in leaves):
+            leaf = leaves[0]
+            line, code = f"unexpected {type(leaf).__name__}: {leaf}", _EXIT_FAILED
+        else:
+            raise  # SystemExit and the like
+        _write(sys.stderr, f"yoi: {_one_line(line)}\n")
+        return code

@@ -56,6 +56,19 @@ class Terminal:
         await self._stream.aclose()
 
 
+async def end(chat: trio.Process) -> None:
+    """End the chat as a closing terminal would (SIGTERM: it stops its model
+    server), so a failed test leaves no server behind; SIGKILL after 30 s."""
+    if chat.returncode is None:
+        chat.terminate()
+        with trio.move_on_after(30, shield=True):
+            await chat.wait()
+    if chat.returncode is None:
+        chat.kill()
+        with trio.CancelScope(shield=True):
+            await chat.wait()
+
+
 async def test_ctrl_c_during_an_answer_cancels_only_that_turn(tmp_path: Path) -> None:
     master, child_side = os.openpty()
     command = [sys.executable, str(CHAT), "--store", f"sqlite:{tmp_path}/chat.db"]
@@ -90,9 +103,7 @@ async def test_ctrl_c_during_an_answer_cancels_only_that_turn(tmp_path: Path) ->
             await terminal.expect(b"Bye (2 turns).")
             assert await chat.wait() == 0
         finally:
-            if chat.returncode is None:
-                chat.kill()
-                await chat.wait()
+            await end(chat)
             await terminal.aclose()
 
 
@@ -148,9 +159,7 @@ async def test_closing_the_terminal_stops_the_model_server_too(
             assert await chat.wait() == 0
             assert not exists(servers[0])
         finally:
-            if chat.returncode is None:
-                chat.kill()
-                await chat.wait()
+            await end(chat)
             await terminal.aclose()
 
 

@@ -14,6 +14,9 @@ Config file (every key optional)::
     allowed_origins = []            # browser origins allowed (none by default)
     keep_alive_timeout = 5.0        # seconds an idle connection is kept
     max_connections = 1000          # open connections; more get a 503
+    log_level = "info"              # or "debug", "warning", "error"
+    log_format = "console"          # or "json" (one object a line)
+    metrics = true                  # GET /metrics (Prometheus); false: none
 
     [limits]                        # the Runtime's bounds (docs/runtime.md,
     max_workers = 1000              # "Bounds"): any field of Limits
@@ -152,6 +155,9 @@ class FileConfig:
     allowed_origins: tuple[str, ...] = ()
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    metrics: bool = True
     limits: Limits = Limits()
     engines: Mapping[str, EngineConfig] = attrs.field(factory=dict)
 

@@ -19,6 +19,7 @@ directly, so they never wait behind a running turn.
 from __future__ import annotations
 
 import datetime
+import logging
 import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,14 @@ if TYPE_CHECKING:
 __all__ = ["Hub", "Limits", "Worker"]
 
 _utc = datetime.UTC
+
+#: Failed turns and engine retries (never the turn's normal path).
+_turn_log = logging.getLogger("yoi_runtime.turns")
+#: Every diagnostic, as it is recorded.
+_diagnostic_log = logging.getLogger("yoi_runtime.diagnostics")
+
+#: Diagnostic levels as logging levels.
+_LOG_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING}
 
 
 _NO_USAGE = Usage()
@@ -152,6 +161,19 @@ class Hub:
         self, level: str, code: str, message: str, worker_id: str | None = None
     ) -> None:
         self.diagnostics.append(Diagnostic(_now(), level, code, message, worker_id))
+        _diagnostic_log.log(
+            _LOG_LEVELS.get(level, logging.INFO),
+            "diagnostic %s: %s%s",
+            code,
+            message,
+            "" if worker_id is None else f" worker={worker_id}",
+            extra={
+                "code": code,
+                "worker": worker_id,
+                "runtime_id": self.runtime_id,
+                "request_id": None,  # not the request whose task spawned it
+            },
+        )
 
     def claim(self, scope: str, worker_id: str) -> None:
         """Allocate ``scope`` to ``worker_id`` (the caller checked it is free)."""
@@ -834,6 +856,7 @@ class Worker:
                 data["error"].update(details)
             entry = self.transcript.add("error", turn_id, error.message, status, now)
             self._emit(EventType.TURN_FAILED, data, now, turn, entry)
+            self._log_failed(turn_id, error.code)
             if turn.answer is not None and self.hub.journal is not None:
                 self.hub.journal.note_entry(self.worker_id, turn.answer)
         else:
@@ -862,6 +885,20 @@ class Worker:
         if excess > 0:
             del self._history[:excess]
 
+    def _log_failed(self, turn_id: str, code: str) -> None:
+        _turn_log.warning(
+            "turn failed: worker=%s turn=%s code=%s",
+            self.worker_id,
+            turn_id,
+            code,
+            extra={
+                "worker": self.worker_id,
+                "turn": turn_id,
+                "code": code,
+                "request_id": None,  # not the request whose task spawned it
+            },
+        )
+
     def on_retry(self, turn: _Turn, retry: Retry) -> None:
         """Publish ``turn.retrying`` before the engine waits to retry."""
         error = retry.error
@@ -870,6 +907,24 @@ class Worker:
             info.update(error.details())
         else:
             info = {"code": "engine_error", "message": str(error)}
+        _turn_log.warning(
+            "engine retry: worker=%s turn=%s engine=%s attempt=%d delay=%.2fs code=%s",
+            self.worker_id,
+            turn.turn_id,
+            self.engine_name,
+            retry.attempt,
+            retry.delay,
+            info["code"],
+            extra={
+                "worker": self.worker_id,
+                "turn": turn.turn_id,
+                "engine": self.engine_name,
+                "attempt": retry.attempt,
+                "delay": retry.delay,
+                "code": info["code"],
+                "request_id": None,
+            },
+        )
         self._emit(
             EventType.TURN_RETRYING,
             {
@@ -908,6 +963,7 @@ class Worker:
                 now,
                 turn,
             )
+            self._log_failed(turn.turn_id, "worker_crashed")
             turn.set_done()
         self._emit(
             EventType.WORKER_FAILED,

@@ -17,6 +17,9 @@ Every key is optional; without a file the backend has one embedded Runtime,
     cors_origins = []                # origins given CORS headers (none)
     keep_alive_timeout = 5.0         # seconds an idle connection is kept
     max_connections = 1000           # open connections; more get a 503
+    log_level = "info"               # or "debug", "warning", "error"
+    log_format = "console"           # or "json" (one object a line)
+    metrics = true                   # GET /metrics (Prometheus); false: none
     workspace_id = "0192f0e8-..."    # default: {workspace_root}/.yoi/workspace.toml,
                                      # else derived from the yoi home or this file
     workspace_root = "/srv/project"  # only Pods of this workspace are shown
@@ -68,6 +71,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import attrs
 
@@ -176,6 +180,9 @@ class WorkspaceConfig:
     cors_origins: tuple[str, ...] = ()
     keep_alive_timeout: float = 5.0
     max_connections: int = 1000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    metrics: bool = True
     auth: AuthConfig = AuthConfig()
     workspace_id: str | None = None
     workspace_root: str | None = attrs.field(default=None, repr=False)

@@ -28,11 +28,18 @@ of one :class:`~yoi_workspace.RemoteRuntimeHandle` and the streams it opens:
   wrong Runtime.
 - **Secrecy.** Errors are restated with the URL scrubbed and without their
   cause chain (an ``httpx`` error's request carries the URL).
+- **Operations.** A change of availability is logged once
+  (``yoi_workspace.remote``: ``remote runtime unavailable`` with the
+  restated reason, ``remote runtime available`` / ``available again``),
+  and every command carries the ``X-Request-Id`` of the browser request it
+  serves (:data:`yoi_runtime._request_id.REQUEST_ID`; the connect probe and
+  event streams do not: the client sets their headers once).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
@@ -50,6 +57,7 @@ from yoi_runtime import (
     UnauthorizedError,
     YoiRuntimeError,
 )
+from yoi_runtime._request_id import HEADER, REQUEST_ID
 from yoi_runtime.client import RuntimeClient, open_runtime_client
 
 if TYPE_CHECKING:
@@ -58,6 +66,8 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "Connector"]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("yoi_workspace.remote")
 
 #: Errors restated with the handle's own message (their constructors take a
 #: message only); the Worker errors pass through unchanged.
@@ -107,6 +117,8 @@ class Connector:
         self._finished_attempts = 0
         self._last_failure: YoiRuntimeError | None = None
         self._closed = False
+        #: Whether the process answered last time (None: never tried).
+        self.available: bool | None = None
         self.last_summary: RuntimeSummary | None = None
         netloc = httpx.URL(config.url).netloc.decode("ascii")
         self._hidden = tuple(text for text in (config.url.rstrip("/"), netloc) if text)
@@ -153,7 +165,10 @@ class Connector:
             yield
         except (RuntimeUnavailableError, UnauthorizedError) as exc:
             self._retire(connection)
-            raise self._restate(exc) from None
+            restated = self._restate(exc)
+            if isinstance(exc, RuntimeUnavailableError):
+                self._note_unavailable(restated)
+            raise restated from None
         except (InternalError, OperationUnsupportedError) as exc:
             raise self._restate(exc) from None
 
@@ -220,9 +235,11 @@ class Connector:
             except YoiRuntimeError as exc:
                 self._last_failure = exc
                 self._finished_attempts += 1
+                self._note_unavailable(exc)
                 raise
             self._last_failure = None
             self._finished_attempts += 1
+            self._note_available()
             if self._closed:
                 await self._close(connection)
                 raise self._closed_error()
@@ -270,7 +287,30 @@ class Connector:
             if summary.runtime_id != self.runtime_id:
                 raise self._wrong_runtime(summary.runtime_id)
             self.last_summary = summary
+            _send_request_ids(client)
             return Connection(client, stack.pop_all())
+
+    def _note_unavailable(self, error: YoiRuntimeError) -> None:
+        """Log the process going away (once, until it answers again)."""
+        if self.available is not False:
+            self.available = False
+            _log.warning(
+                "remote runtime unavailable: runtime=%s: %s",
+                self.runtime_id,
+                error.message,
+                extra={"runtime": self.runtime_id, "code": error.code},
+            )
+
+    def _note_available(self) -> None:
+        if self.available is not True:
+            again = self.available is False
+            self.available = True
+            _log.info(
+                "remote runtime available%s: runtime=%s",
+                " again" if again else "",
+                self.runtime_id,
+                extra={"runtime": self.runtime_id},
+            )
 
     def _retire(self, connection: Connection) -> None:
         connection.retired = True
@@ -353,3 +393,18 @@ class Connector:
                 await self._close(connection)
                 return
         await trio.lowlevel.checkpoint()
+
+
+def _send_request_ids(client: RuntimeClient) -> None:
+    """Make every command of ``client`` carry the current request's id.
+
+    The client has no hook of its own, so this adds an ``httpx`` request
+    hook to its HTTP client (the client's commands all go through it).
+    """
+
+    async def add_request_id(request: httpx.Request) -> None:
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            request.headers[HEADER] = request_id
+
+    client._http.event_hooks["request"].append(add_request_id)

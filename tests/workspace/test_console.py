@@ -23,7 +23,13 @@ from typing import Any
 
 import httpx
 import trio
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    expect,
+    sync_playwright,
+)
 from workspace.workspace_support import open_workspace_process, write_config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -93,14 +99,14 @@ def open_page(user_data: Path) -> Iterator[tuple[BrowserContext, Page, list[str]
             context.set_default_timeout(WAIT_MS)
             page = context.pages[0] if context.pages else context.new_page()
             problems: list[str] = []
+
+            def on_console(message: ConsoleMessage) -> None:
+                # A 401 is the signed-out probe of token mode, not a problem.
+                if message.type == "error" and "status of 401" not in message.text:
+                    problems.append(f"console: {message.text}")
+
             page.on("pageerror", lambda error: problems.append(f"error: {error}"))
-            page.on(
-                "console",
-                lambda message: problems.append(f"console: {message.text}")
-                if message.type == "error"
-                and "status of 401" not in message.text  # a signed-out probe
-                else None,
-            )
+            page.on("console", on_console)
             yield context, page, problems
         finally:
             context.close()
@@ -160,7 +166,8 @@ def chat_scenario(url: str, tmp_path: Path) -> dict[str, Any]:
         expect(first).to_have_attribute("data-status", "running")
         expect(first.locator(".text")).to_contain_text("Once upon")
         partial_text = first.locator(".text").inner_text()
-        assert partial_text and len(partial_text) < len(ANSWER.strip())
+        assert partial_text
+        assert len(partial_text) < len(ANSWER.strip())
         seen["partial"] = partial_text
         expect(first).to_have_attribute("data-status", "completed")
         expect(first.locator(".text")).to_have_text(ANSWER)
@@ -183,7 +190,8 @@ def chat_scenario(url: str, tmp_path: Path) -> dict[str, Any]:
         expect(second).to_contain_text("cancelled")
         expect(page.locator("#worker-status")).to_have_text("idle")
         cut = second.locator(".text").inner_text()
-        assert cut.startswith("Once upon") and len(cut) < len(ANSWER.strip())
+        assert cut.startswith("Once upon")
+        assert len(cut) < len(ANSWER.strip())
         seen["cancelled_text"] = cut
 
         # Stop the Worker.

@@ -31,7 +31,10 @@ from ._http import (
     read_body,
     refuse_control_characters,
 )
+from ._metrics import AppMetrics
+from ._observe import install_route_names
 from ._openapi import openapi_document
+from ._sse import event_stream_response, item_cursor, sse_resume_count
 from ._streams import StreamControl, StreamSettings, ready_now, serve_event_stream
 
 __all__ = [
@@ -56,6 +59,8 @@ class ServerState:
         max_body_bytes: The largest request body, in bytes.
         draining: Set by :meth:`begin_drain`: health answers 503.
         stream_control: The open WebSockets (made from ``streams``).
+        metrics: Served at ``GET /metrics`` (``docs/operations.md``); None:
+            no such route.
     """
 
     runtime: Runtime
@@ -64,6 +69,7 @@ class ServerState:
     max_body_bytes: int = 1024 * 1024
     draining: bool = False
     stream_control: StreamControl = attrs.field(init=False)
+    metrics: AppMetrics | None = None
 
     @stream_control.default
     def _stream_control(self) -> StreamControl:
@@ -118,6 +124,8 @@ class CancelBody:
 def create_app(state: ServerState) -> QuartTrio:
     """Build the app serving ``state.runtime`` (see ``docs/protocol.md``)."""
     app = QuartTrio(__name__)
+    metrics = state.metrics
+    install_route_names(app)  # first: it names the route for the access log
     app.config["MAX_CONTENT_LENGTH"] = state.max_body_bytes
     runtime = state.runtime
     expected = None if state.token is None else f"Bearer {state.token}".encode()
@@ -138,6 +146,8 @@ def create_app(state: ServerState) -> QuartTrio:
         return error_response(UnauthorizedError("missing or wrong bearer token"))
 
     install_error_handlers(app)
+    if metrics is not None:
+        metrics.install(app)
 
     @app.get("/v1/health")
     async def health() -> Response:
@@ -245,14 +255,37 @@ def create_app(state: ServerState) -> QuartTrio:
 
     async def _stream(worker_id: str | None) -> Response | None:
         subscription = runtime.subscribe(worker_id, after=query_int("after"))
+        counted = None if metrics is None else metrics.streams.counted(subscription)
         async with subscription:
             await serve_event_stream(
                 websocket,
-                subscription,
+                subscription if counted is None else counted,
                 state.stream_control,
                 encode=item_to_json,
                 ready=ready_now(subscription),
             )
         return None
+
+    # The same streams as text/event-stream (docs/protocol.md).
+    @app.get("/v1/events")
+    async def runtime_events_sse() -> Response:
+        return await _sse(None)
+
+    @app.get("/v1/workers/<worker_id>/events")
+    async def worker_events_sse(worker_id: str) -> Response:
+        return await _sse(worker_id)
+
+    async def _sse(worker_id: str | None) -> Response:
+        subscription = runtime.subscribe(worker_id, after=sse_resume_count())
+        worker_stream = worker_id is not None
+        return await event_stream_response(
+            app.nursery,
+            subscription,
+            state.stream_control,
+            encode=item_to_json,
+            item_id=lambda item: item_cursor(item, worker_stream=worker_stream),
+            ready=ready_now,
+            wrap=None if metrics is None else metrics.streams.counted,
+        )
 
     return app

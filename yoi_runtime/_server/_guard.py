@@ -6,7 +6,8 @@ Both servers wrap their Quart-Trio app in :class:`GuardedApp` (see
 1. **Host** (DNS rebinding): the ``Host`` header must name an allowed host
    (:class:`GuardSettings`); a missing, repeated or malformed one is
    ``400 invalid_host``, any other host ``421 host_not_allowed``.
-2. **Origin** (cross-site requests): a WebSocket upgrade or a request
+2. **Origin** (cross-site requests): a WebSocket upgrade, an event
+   stream asked as ``text/event-stream`` (the same stream), or a request
    with a method other than GET, HEAD and OPTIONS that carries an
    ``Origin`` header not allowed is ``403 origin_not_allowed``. A request
    without ``Origin`` is not a browser's cross-site one and passes.
@@ -57,6 +58,8 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
+
+from ._streams import wants_event_stream
 
 __all__ = [
     "EARLY_ANSWER_BYTES",
@@ -280,7 +283,11 @@ class GuardedApp:
         if not self.settings.host_allowed(host):
             return 421, "host_not_allowed", "this server does not serve that host"
         websocket = scope["type"] == "websocket"
-        if websocket or scope["method"] not in _SAFE_METHODS:
+        if (
+            websocket
+            or scope["method"] not in _SAFE_METHODS
+            or _wants_event_stream(scope)
+        ):
             origins = _headers(scope, b"origin")
             if origins and not (
                 len(origins) == 1 and self._origin_allowed(origins[0], hosts[0])
@@ -502,6 +509,12 @@ async def _discard_body(scope: Scope, receive: Receive) -> None:
             if message["type"] != "http.request" or not message.get("more_body"):
                 return
             left -= len(message.get("body", b""))
+
+
+def _wants_event_stream(scope: Scope) -> bool:
+    """Whether the request asks for an SSE stream (``_sse.py``)."""
+    accept = [value.decode("latin-1") for value in _headers(scope, b"accept")]
+    return wants_event_stream(accept)
 
 
 def _has_body(scope: Scope) -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import resource
 import signal
 from collections.abc import Awaitable, Callable
@@ -44,7 +45,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 from quart_trio import QuartTrio
 
-from ._guard import GuardedApp, GuardSettings, refusal_bytes
+from ._guard import ASGIApp, GuardedApp, GuardSettings, refusal_bytes
 
 __all__ = [
     "SPARE_FILES",
@@ -157,6 +158,7 @@ async def serve_app(
     drain: Callable[[], Awaitable[None]],
     guard: GuardSettings | None = None,
     limits: ConnectionLimits = ConnectionLimits(),
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on Hypercorn until ``shutdown_trigger``, then drain.
@@ -173,6 +175,9 @@ async def serve_app(
         guard: The browser-facing rules; None: those of a server bound to
             ``host`` (:meth:`GuardSettings.for_bind`).
         limits: Keep-alive, connection cap, WebSocket message size.
+        wrap: Wraps the guarded app once more (request ids, access log,
+            metrics: :class:`~._observe.ObservedApp`), so it sees the
+            guard's refusals too.
         task_status: Receives the bound URLs (``["http://127.0.0.1:8321"]``)
             once the socket listens.
     """
@@ -183,13 +188,18 @@ async def serve_app(
     # what is left are idle keep-alive connections and in-flight requests,
     # for which Hypercorn would otherwise wait the whole grace period.
     config.graceful_timeout = min(0.5, shutdown_timeout)
-    config.errorlog = None
+    # Hypercorn's own errors (an app that failed, a protocol error) go to
+    # the process's logging (``docs/operations.md``); its access log stays
+    # off: ``ObservedApp`` writes one with the route and request id.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = limits.keep_alive_timeout
     config.websocket_max_message_size = limits.max_websocket_message
     _bound_websocket_buffer()
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = max(1, min(limits.max_connections, soft - SPARE_FILES))
-    guarded = GuardedApp(app, guard or GuardSettings.for_bind(host))
+    guarded: ASGIApp = GuardedApp(app, guard or GuardSettings.for_bind(host))
+    if wrap is not None:
+        guarded = wrap(guarded)
     stop_serving = trio.Event()
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
@@ -211,7 +221,7 @@ async def serve_app(
 
 
 async def _serve_hypercorn(
-    app: GuardedApp,
+    app: ASGIApp,
     config: hypercorn.Config,
     max_connections: int,
     limits: ConnectionLimits,
@@ -226,7 +236,7 @@ async def _serve_hypercorn(
     QUIC and worker recycling, with a connection cap (``max_connections``)
     and a lingering close of every connection (:class:`_LingeringStream`).
     """
-    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     state: dict[str, Any] = {}
     lifespan = Lifespan(wrapped, config, state)
     context = WorkerContext(None)

@@ -32,10 +32,18 @@ from .._types import (
 from .._version import PROTOCOL_VERSION, __version__
 from ._http import DISPLAY_TEXT_PATTERN
 
-__all__ = ["openapi_document"]
+__all__ = [
+    "CURSOR",
+    "ERROR_ENVELOPE",
+    "IDEMPOTENCY_KEY",
+    "LIMIT",
+    "Schemas",
+    "openapi_document",
+    "request_bodies",
+]
 
 
-class _Schemas:
+class Schemas:
     """Collects JSON Schemas of attrs classes under ``components/schemas``."""
 
     def __init__(self) -> None:
@@ -117,10 +125,68 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 _WORKER_ID = {"name": "worker_id", "in": "path", "required": True,
               "schema": {"type": "string"}}  # fmt: skip
-_LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500},
-                "page size (default 50)")  # fmt: skip
-_CURSOR = _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                 "next_cursor of the previous page")  # fmt: skip
+LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500},
+               "page size (default 50)")  # fmt: skip
+CURSOR = _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                "next_cursor of the previous page")  # fmt: skip
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "the input_id, as a header (must equal the "
+                   "body's input_id if both are given)",
+    "schema": _ID,
+}  # fmt: skip
+
+#: Every error's body (``components/schemas/ErrorEnvelope``).
+ERROR_ENVELOPE = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["code", "message", "details"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "details": {"type": "object"}},
+    }},
+}  # fmt: skip
+
+
+def request_bodies(
+    profiles: Sequence[str], engines: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Return the request bodies of the Worker commands, by operation.
+
+    Args:
+        profiles: The profile names a create may ask for, listed as given.
+        engines: The engine names Workers may pick.
+
+    Returns:
+        ``create``, ``input``, ``stop`` and ``cancel``: each an OpenAPI
+        Request Body Object (strict JSON objects, as the handlers read them).
+    """
+    return {
+        "create": _body({
+            "profile": {"enum": list(profiles)},
+            "display_name": {
+                "type": ["string", "null"],
+                "pattern": DISPLAY_TEXT_PATTERN,
+            },
+            "engine": {"enum": [*engines, None]},
+            "system_prompt": _OPTIONAL_STRING,
+            "worker_id": {"anyOf": [_ID, {"type": "null"}]},
+            "scopes": {"anyOf": [
+                {"type": "array", "maxItems": 16, "uniqueItems": True,
+                 "items": {"type": "string", "minLength": 1,
+                           "maxLength": 1024,
+                           "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}},
+                {"type": "null"}]},
+        }),
+        "input": _body({"text": {"type": "string", "minLength": 1,
+                                 "maxLength": 100_000},
+                        "input_id": {"anyOf": [_ID, {"type": "null"}]}},
+                       required=["text"]),
+        "stop": _body({"reason": _OPTIONAL_STRING}),
+        "cancel": _body({"reason": _OPTIONAL_STRING,
+                         "turn_id": _OPTIONAL_STRING}),
+    }  # fmt: skip
 
 
 @functools.cache
@@ -134,8 +200,8 @@ def openapi_document(
             ``reviewer`` are listed too: they answer 501 where unsupported).
         engines: The engine names Workers may pick.
     """
-    s = _Schemas()
-    profile_names = sorted({*profiles, *TOOL_PROFILES})
+    s = Schemas()
+    bodies = request_bodies(sorted({*profiles, *TOOL_PROFILES}), engines)
 
     def ok(cls: Any, description: str, wrap: str | None = None) -> dict[str, Any]:
         schema = s.of(cls)
@@ -175,28 +241,13 @@ def openapi_document(
                 "parameters": [
                     _query("status", s.of(WorkerStatus),
                            "only Workers with this status"),
-                    _LIMIT, _CURSOR,
+                    LIMIT, CURSOR,
                 ],
                 "responses": {"200": ok(WorkerPage, "a page of Workers"), **errors},
             },
             "post": {
                 "operationId": "createWorker",
-                "requestBody": _body({
-                    "profile": {"enum": profile_names},
-                    "display_name": {
-                        "type": ["string", "null"],
-                        "pattern": DISPLAY_TEXT_PATTERN,
-                    },
-                    "engine": {"enum": [*engines, None]},
-                    "system_prompt": _OPTIONAL_STRING,
-                    "worker_id": {"anyOf": [_ID, {"type": "null"}]},
-                    "scopes": {"anyOf": [
-                        {"type": "array", "maxItems": 16, "uniqueItems": True,
-                         "items": {"type": "string", "minLength": 1,
-                                   "maxLength": 1024,
-                                   "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}},
-                        {"type": "null"}]},
-                }),
+                "requestBody": bodies["create"],
                 "responses": {"201": ok(WorkerSummary, "the Worker", wrap="worker"),
                               "501": _error("a profile this Runtime cannot run"),
                               **body_errors},
@@ -210,37 +261,28 @@ def openapi_document(
         }},
         "/v1/workers/{worker_id}/input": {"post": {
             "operationId": "sendInput",
-            "parameters": [_WORKER_ID, {
-                "name": "Idempotency-Key", "in": "header", "required": False,
-                "description": "the input_id, as a header (must equal the "
-                               "body's input_id if both are given)",
-                "schema": _ID,
-            }],
-            "requestBody": _body({"text": {"type": "string", "minLength": 1,
-                                           "maxLength": 100_000},
-                                  "input_id": {"anyOf": [_ID, {"type": "null"}]}},
-                                 required=["text"]),
+            "parameters": [_WORKER_ID, IDEMPOTENCY_KEY],
+            "requestBody": bodies["input"],
             "responses": {"202": ok(TurnSummary, "the accepted turn", wrap="turn"),
                           **body_errors},
         }},
         "/v1/workers/{worker_id}/stop": {"post": {
             "operationId": "stopWorker",
             "parameters": [_WORKER_ID],
-            "requestBody": _body({"reason": _OPTIONAL_STRING}),
+            "requestBody": bodies["stop"],
             "responses": {"200": ok(WorkerSummary, "the stopped Worker", wrap="worker"),
                           **body_errors},
         }},
         "/v1/workers/{worker_id}/cancel": {"post": {
             "operationId": "cancelTurn",
             "parameters": [_WORKER_ID],
-            "requestBody": _body({"reason": _OPTIONAL_STRING,
-                                  "turn_id": _OPTIONAL_STRING}),
+            "requestBody": bodies["cancel"],
             "responses": {"200": ok(CancelResult, "what the cancel did", wrap="result"),
                           **body_errors},
         }},
         "/v1/workers/{worker_id}/transcript": {"get": {
             "operationId": "getTranscript",
-            "parameters": [_WORKER_ID, _LIMIT, _CURSOR],
+            "parameters": [_WORKER_ID, LIMIT, CURSOR],
             "responses": {"200": ok(TranscriptPage, "a transcript page"),
                           **worker_errors},
         }},
@@ -259,16 +301,7 @@ def openapi_document(
     }  # fmt: skip
     s.of(Event)
     s.of(Gap)
-    s.components["ErrorEnvelope"] = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                           "details": {"type": "object"}},
-        }},
-    }  # fmt: skip
+    s.components["ErrorEnvelope"] = ERROR_ENVELOPE
     return {
         "openapi": "3.1.0",
         "info": {

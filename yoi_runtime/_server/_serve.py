@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import socket
 import sys
@@ -27,10 +28,12 @@ from .._engine import Engine
 from .._errors import InvalidInputError, StoreDamagedError, StoreError
 from .._runtime import open_runtime
 from .._store import parse_store_spec
+from .._types import Capabilities
 from .._util import single_error
+from .._version import __version__
 from .._worker import Limits
 from ._app import ServerState, create_app
-from ._guard import GuardSettings
+from ._guard import ASGIApp, GuardSettings
 from ._hypercorn import (
     ConnectionLimits,
     is_loopback,
@@ -39,12 +42,18 @@ from ._hypercorn import (
     run_until_signal,
     serve_app,
 )
+from ._logs import LogSettings, add_log_arguments, configure_logging
+from ._metrics import AppMetrics
+from ._observe import ObservedApp
 from ._streams import StreamSettings
 
 __all__ = ["MIN_TOKEN_LENGTH", "ProcessSettings", "main", "serve_runtime"]
 
 #: The shortest token accepted on a non-loopback bind, in characters.
 MIN_TOKEN_LENGTH = 32
+
+_log = logging.getLogger("yoi_runtime.process")
+_access_log = logging.getLogger("yoi_runtime.http")
 
 
 @attrs.frozen
@@ -66,6 +75,8 @@ class ProcessSettings:
             origin); see ``docs/security.md``.
         limits: Keep-alive timeout, connection cap, WebSocket message size.
         runtime_limits: The Runtime's bounds (the config file's ``[limits]``).
+        log: Log level and format.
+        metrics: Serve ``GET /metrics``.
     """
 
     host: str
@@ -81,6 +92,8 @@ class ProcessSettings:
     guard: GuardSettings | None = None
     limits: ConnectionLimits = ConnectionLimits()
     runtime_limits: Limits = Limits()
+    log: LogSettings = LogSettings()
+    metrics: bool = True
 
 
 async def serve_runtime(
@@ -111,23 +124,90 @@ async def serve_runtime(
             settings.streams,
             max_body_bytes=settings.max_body_bytes,
         )
+        metrics = None
+        if settings.metrics:
+            metrics = state.metrics = AppMetrics.create(state.stream_control)
+        record = None if metrics is None else metrics.http.record
+
+        def observe(app: ASGIApp) -> ASGIApp:
+            return ObservedApp(app, _access_log, record)
 
         async def drain() -> None:
+            started = trio.current_time()
+            running = (await runtime.summary()).workers.get("running", 0)
+            streams = state.stream_control._open
+            _log.info(
+                "shutting down: draining %d running turns and %d event streams",
+                running,
+                streams,
+                extra={"running_turns": running, "streams": streams},
+            )
             state.begin_drain()
             await runtime.drain("shutdown")
             await state.close_streams()
+            seconds = trio.current_time() - started
+            _log.info(
+                "drained in %.2fs: %d turns cancelled, %d event streams closed",
+                seconds,
+                running,
+                streams,
+                extra={"drain_seconds": round(seconds, 3)},
+            )
 
-        await serve_app(
-            create_app(state),
-            settings.host,
-            settings.port,
-            shutdown_trigger=shutdown_trigger,
-            shutdown_timeout=settings.shutdown_timeout,
-            drain=drain,
-            guard=settings.guard,
-            limits=settings.limits,
-            task_status=task_status,
-        )
+        async with trio.open_nursery() as nursery:
+            if metrics is not None:
+                await nursery.start(metrics.add_runtime(runtime).follow)
+
+            async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve_app(
+                    create_app(state),
+                    settings.host,
+                    settings.port,
+                    shutdown_trigger=shutdown_trigger,
+                    shutdown_timeout=settings.shutdown_timeout,
+                    drain=drain,
+                    guard=settings.guard,
+                    limits=settings.limits,
+                    wrap=observe,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()
+
+            binds = await nursery.start(serve)
+            _log_start(settings, runtime.runtime_id, runtime.capabilities(), binds)
+            task_status.started(binds)
+        _log.info("stopped", extra={"runtime_id": runtime.runtime_id})
+
+
+def _log_start(
+    settings: ProcessSettings,
+    runtime_id: str,
+    capabilities: Capabilities,
+    binds: list[str],
+) -> None:
+    """The start-up line: never a URL of an engine, a key or a token."""
+    engines = ", ".join(f"{e.name} ({e.kind})" for e in capabilities.engines)
+    auth = "token" if settings.token is not None else "none (loopback only)"
+    _log.info(
+        "yoi-runtime %s serving runtime %s on %s; store %s; auth %s; engines: %s; "
+        "metrics %s",
+        __version__,
+        runtime_id,
+        binds[0],
+        settings.store,
+        auth,
+        engines,
+        "on" if settings.metrics else "off",
+        extra={
+            "version": __version__,
+            "runtime_id": runtime_id,
+            "bind": binds[0],
+            "store": settings.store,
+            "auth": auth,
+            "engines": {e.name: e.kind for e in capabilities.engines},
+            "metrics": settings.metrics,
+        },
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,6 +232,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-url", help="base URL of the default engine")
     parser.add_argument("--model", help="model of the default engine")
     parser.add_argument("--default-engine", help="engine for Workers without one")
+    add_log_arguments(parser)
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not serve GET /metrics (config: metrics = false)",
+    )
     return parser
 
 
@@ -235,6 +321,10 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
             max_connections=config.max_connections,
         ),
         runtime_limits=config.limits,
+        log=LogSettings(
+            args.log_level or config.log_level, args.log_format or config.log_format
+        ),
+        metrics=config.metrics and not args.no_metrics,
     )
 
 
@@ -259,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 2
     raise_open_file_limit()
+    configure_logging(settings.log)
     try:
         trio.run(_run, settings)
     except StoreDamagedError as exc:

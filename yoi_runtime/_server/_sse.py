@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import trio
-from quart import Response
+from quart import Response, request
 
+from .._errors import InvalidInputError
 from .._events import Event, Gap
+from .._util import parse_count
+from ._http import WebSocketRequiredError
 from ._streams import (
+    EVENT_STREAM,
     Closing,
     EventSource,
     Heartbeat,
@@ -42,58 +46,33 @@ from ._streams import (
     Ready,
     StreamControl,
     StreamPump,
+    wants_event_stream,
 )
 
 __all__ = [
-    "EVENT_STREAM",
     "EnterableSource",
     "event_stream_response",
     "item_cursor",
     "sse_comment",
     "sse_event",
+    "sse_resume",
+    "sse_resume_count",
     "sse_text",
-    "wants_event_stream",
 ]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 S = TypeVar("S", bound="EnterableSource[Any]")
-
-#: The media type of an SSE response (and of the ``Accept`` asking for one).
-EVENT_STREAM = "text/event-stream"
 
 _log = logging.getLogger("yoi_runtime.server")
 
 
-class EnterableSource(EventSource[T], Protocol):
+class EnterableSource(EventSource[T_co], Protocol):
     """An event stream that is entered (``async with``) before it is read;
     entering raises the refusals (unknown Worker, bad cursor, ...)."""
 
     async def __aenter__(self) -> Any: ...
     async def __aexit__(self, *exc_info: Any) -> Any: ...
-
-
-def wants_event_stream(accept: Iterable[str]) -> bool:
-    """Whether ``Accept`` header values name ``text/event-stream``.
-
-    Only an explicit ``text/event-stream`` with a non-zero quality counts;
-    ``*/*`` (curl's and httpx's default) does not.
-    """
-    for header in accept:
-        for media_range in header.split(","):
-            media, *params = (part.strip() for part in media_range.split(";"))
-            if media.lower() != EVENT_STREAM:
-                continue
-            quality = 1.0
-            for param in params:
-                key, _, value = param.partition("=")
-                if key.strip().lower() == "q":
-                    try:
-                        quality = float(value)
-                    except ValueError:
-                        quality = 0.0
-            if quality > 0:
-                return True
-    return False
 
 
 def item_cursor(item: Event | Gap, *, worker_stream: bool) -> str:
@@ -141,8 +120,11 @@ class _Body:
     which ends the stream's task.
     """
 
-    def __init__(self, receive: trio.MemoryReceiveChannel[bytes]) -> None:
+    def __init__(
+        self, receive: trio.MemoryReceiveChannel[bytes], task: trio.CancelScope
+    ) -> None:
         self._receive = receive
+        self._task = task
 
     def __aiter__(self) -> _Body:
         return self
@@ -155,6 +137,7 @@ class _Body:
 
     async def aclose(self) -> None:
         self._receive.close()
+        self._task.cancel()
 
 
 async def event_stream_response(
@@ -165,6 +148,7 @@ async def event_stream_response(
     encode: Callable[[Any], Any],
     item_id: Callable[[Any], str],
     ready: Callable[[S], Ready[Any]],
+    wrap: Callable[[S], EventSource[Any]] | None = None,
 ) -> Response:
     """Enter ``stream`` and answer with it as ``text/event-stream``.
 
@@ -176,6 +160,8 @@ async def event_stream_response(
         item_id: One item's ``id:`` (the cursor to resume after it).
         ready: Makes the shutdown flush for the entered stream
             (:func:`~._streams.ready_now`, :func:`~._streams.ready_within`).
+        wrap: What to read the entered stream through (metrics counting);
+            None reads it directly.
 
     Returns:
         The streaming response (no response timeout).
@@ -183,16 +169,23 @@ async def event_stream_response(
     Raises:
         Whatever entering ``stream`` raises (the handler's error answer).
     """
+    headers = {"X-Accel-Buffering": "no"}
+    content_type = f"{EVENT_STREAM}; charset=utf-8"
+    if request.method == "HEAD":
+        return Response(b"", content_type=content_type, headers=headers)
     send, receive = trio.open_memory_channel[bytes](0)
+    client_left = trio.CancelScope()
     try:
-        await nursery.start(_pump, stream, control, send, encode, item_id, ready)
+        await nursery.start(
+            _pump, stream, control, send, client_left, encode, item_id, ready, wrap
+        )
     except BaseException:
         receive.close()
         raise
     response = Response(
-        _Body(receive),
-        content_type=f"{EVENT_STREAM}; charset=utf-8",
-        headers={"X-Accel-Buffering": "no"},
+        _Body(receive, client_left),
+        content_type=content_type,
+        headers=headers,
     )
     response.timeout = None
     return response
@@ -202,23 +195,26 @@ async def _pump(
     stream: S,
     control: StreamControl,
     send: trio.MemorySendChannel[bytes],
+    client_left: trio.CancelScope,
     encode: Callable[[Any], Any],
     item_id: Callable[[Any], str],
     ready: Callable[[S], Ready[Any]],
+    wrap: Callable[[S], EventSource[Any]] | None,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The stream's task: enter it, then write its steps until it closes or
-    the client goes away."""
+    the client goes away (the body cancels ``client_left``)."""
     started = False
     async with send:
         try:
             async with stream:
                 task_status.started()
                 started = True
-                with control.counting():
+                with client_left, control.counting():
                     await send.send(sse_comment("yoi event stream").encode())
-                    pump = StreamPump(stream, control, ready(stream))
+                    source = stream if wrap is None else wrap(stream)
+                    pump = StreamPump(source, control, ready(stream))
                     while True:
                         step = await pump.next()
                         await send.send(sse_text(step, encode, item_id).encode())
@@ -232,3 +228,40 @@ async def _pump(
             # Past the start nobody can answer it: end this response only,
             # never the app's nursery.
             _log.exception("event stream failed")
+
+
+def sse_resume() -> str | None:
+    """Where an SSE request resumes: ``Last-Event-ID``, else ``?after=``.
+
+    Returns:
+        The cursor as given, or None (from now).
+
+    Raises:
+        WebSocketRequiredError: ``Accept`` does not ask for
+            ``text/event-stream`` (a plain request to an event route).
+    """
+    if not wants_event_stream(request.headers.getlist("Accept")):
+        raise WebSocketRequiredError(
+            f"{request.path} streams over WebSocket, or as {EVENT_STREAM} "
+            f"with Accept: {EVENT_STREAM}"
+        )
+    last = request.headers.get("Last-Event-ID", "").strip()
+    return last or request.args.get("after")
+
+
+def sse_resume_count() -> int | None:
+    """:func:`sse_resume` as a count (a ``seq`` or a Runtime ``cursor``).
+
+    Raises:
+        WebSocketRequiredError: See :func:`sse_resume`.
+        InvalidInputError: Not a non-negative integer; ``path`` is the
+            header or ``after``.
+    """
+    raw = sse_resume()
+    if raw is None:
+        return None
+    value = parse_count(raw)
+    if value is None:
+        name = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "after"
+        raise InvalidInputError(f"{name} must be a non-negative integer", path=name)
+    return value

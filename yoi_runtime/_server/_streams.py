@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -34,6 +34,7 @@ from .._errors import YoiRuntimeError
 from .._events import Event, Gap, Subscription
 
 __all__ = [
+    "EVENT_STREAM",
     "MAX_BATCH",
     "Closing",
     "EventSource",
@@ -47,6 +48,7 @@ __all__ = [
     "ready_now",
     "ready_within",
     "serve_event_stream",
+    "wants_event_stream",
 ]
 
 T = TypeVar("T")
@@ -54,6 +56,9 @@ T_co = TypeVar("T_co", covariant=True)
 
 #: The most items one frame carries.
 MAX_BATCH = 256
+
+#: The media type of an SSE response (and of the ``Accept`` asking for one).
+EVENT_STREAM = "text/event-stream"
 
 #: Reads the next batch while a stream closes for shutdown; None: no more.
 Ready = Callable[[], Awaitable[Sequence[T] | None]]
@@ -239,6 +244,30 @@ class StreamPump(Generic[T]):
         if wait.cancelled_caught:
             return None if control.closing else Heartbeat(self.stream.position)
         return Items(items)
+
+
+def wants_event_stream(accept: Iterable[str]) -> bool:
+    """Whether ``Accept`` header values name ``text/event-stream``.
+
+    Only an explicit ``text/event-stream`` with a non-zero quality counts;
+    ``*/*`` (curl's and httpx's default) does not.
+    """
+    for header in accept:
+        for media_range in header.split(","):
+            media, *params = (part.strip() for part in media_range.split(";"))
+            if media.lower() != EVENT_STREAM:
+                continue
+            quality = 1.0
+            for param in params:
+                key, _, value = param.partition("=")
+                if key.strip().lower() == "q":
+                    try:
+                        quality = float(value)
+                    except ValueError:
+                        quality = 0.0
+            if quality > 0:
+                return True
+    return False
 
 
 def ready_now(subscription: Subscription) -> Ready[Event | Gap]:

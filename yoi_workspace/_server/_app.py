@@ -14,14 +14,15 @@ goes away does not close a stream: it resumes when the Runtime is back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import attrs
-from quart import Response, has_websocket_context, request, websocket
+from quart import Response, g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 
 from yoi_runtime import (
+    Gap,
     InternalError,
     InvalidInputError,
     RuntimeUnavailableError,
@@ -41,6 +42,14 @@ from yoi_runtime._server._http import (
     read_body,
     refuse_control_characters,
 )
+from yoi_runtime._server._metrics import AppMetrics
+from yoi_runtime._server._observe import install_route_names
+from yoi_runtime._server._sse import (
+    event_stream_response,
+    item_cursor,
+    sse_resume,
+    sse_resume_count,
+)
 from yoi_runtime._server._streams import (
     EventSource,
     StreamControl,
@@ -57,6 +66,7 @@ from .._registry import RuntimeRegistry
 from .._views import RuntimeView
 from ._console import install_console
 from ._legacy import install_legacy_routes
+from ._openapi import install_openapi
 from ._request import idempotency_key, request_id
 from ._session import current_caller, install_authentication
 
@@ -121,6 +131,8 @@ class WorkspaceState:
         identity: The workspace served (its id scopes the legacy routes).
         auth: Who a request comes from (``docs/security.md``); by default
             ``none`` mode, every request being the caller ``local``.
+        metrics: Served at ``GET /metrics`` (``docs/operations.md``); None:
+            no such route.
     """
 
     registry: RuntimeRegistry
@@ -131,6 +143,7 @@ class WorkspaceState:
     draining: bool = False
     identity: WorkspaceIdentity = WorkspaceIdentity("default")
     auth: Authenticator = attrs.field(factory=Authenticator.none)
+    metrics: AppMetrics | None = None
 
 
 def _refuse_forbidden(value: Any) -> None:
@@ -176,6 +189,17 @@ def _for_browser(error: Exception, runtime_id: str | None) -> YoiRuntimeError:
     return error
 
 
+def _caller_id() -> str | None:
+    """The caller authentication found (for the access log), if any."""
+    caller: Caller | None = getattr(g, "yoi_caller", None)
+    return None if caller is None else caller.caller_id
+
+
+def _gaps(batch: Sequence[Any]) -> int:
+    """Gaps in a batch of a Worker's stream or of the aggregate stream."""
+    return sum(1 for item in batch if type(getattr(item, "item", item)) is Gap)
+
+
 def error_response(error: Exception, runtime_id: str | None = None) -> Response:
     """The runtime process's JSON envelope of the error as the browser sees
     it, with this API's statuses (:data:`STATUS`)."""
@@ -185,10 +209,12 @@ def error_response(error: Exception, runtime_id: str | None = None) -> Response:
 def create_app(state: WorkspaceState) -> QuartTrio:
     """Build the app serving ``state.registry`` (see ``docs/workspace.md``)."""
     app = QuartTrio(__name__)
+    metrics = state.metrics
+    install_route_names(app, _caller_id)  # first: the access log's route
     app.config["MAX_CONTENT_LENGTH"] = state.max_body_bytes
     registry = state.registry
     install_console(app)  # the page and its files need no caller
-    install_authentication(app, state.auth)  # before every other hook
+    install_authentication(app, state.auth)  # before the API's own hooks
 
     @app.before_request
     async def refuse_endpoints() -> None:
@@ -223,6 +249,8 @@ def create_app(state: WorkspaceState) -> QuartTrio:
     install_error_handlers(
         app, lambda error: error_response(error, runtime_id_of()), STATUS
     )
+    if metrics is not None:
+        metrics.install(app)
 
     def view(runtime: RuntimeView) -> dict[str, Any]:
         return converter.unstructure(runtime)  # type: ignore[no-any-return]
@@ -328,14 +356,47 @@ def create_app(state: WorkspaceState) -> QuartTrio:
         async with stream:
             await push(stream, AggregateItem.to_json)
 
+    # The same streams as text/event-stream (docs/workspace.md).
+    @app.get("/api/runtimes/<runtime_id>/workers/<worker_id>/events")
+    async def worker_events_sse(runtime_id: str, worker_id: str) -> Response:
+        after = sse_resume_count()
+        stream = registry.subscribe(caller(), runtime_id, worker_id, after=after)
+        return await event_stream_response(
+            app.nursery,
+            stream,
+            state.streams,
+            encode=item_to_json,
+            item_id=lambda item: item_cursor(item, worker_stream=True),
+            ready=lambda entered: ready_within(entered, FLUSH_GRACE),
+            wrap=counted,
+        )
+
+    @app.get("/api/events")
+    async def all_events_sse() -> Response:
+        stream = registry.subscribe_all(caller(), after=sse_resume())
+        return await event_stream_response(
+            app.nursery,
+            stream,
+            state.streams,
+            encode=AggregateItem.to_json,
+            item_id=lambda item: item.position,
+            ready=lambda entered: ready_within(entered, FLUSH_GRACE),
+            wrap=counted,
+        )
+
+    def counted(stream: EventSource[T]) -> EventSource[T]:
+        """The stream, counted in the metrics when they are on."""
+        return stream if metrics is None else metrics.streams.counted(stream, _gaps)
+
     async def push(stream: EventSource[T], encode: Callable[[T], Any]) -> None:
         """Serve an entered stream down the WebSocket (until it ends)."""
         ready = ready_within(stream, FLUSH_GRACE)
         await serve_event_stream(
-            websocket, stream, state.streams, encode=encode, ready=ready
+            websocket, counted(stream), state.streams, encode=encode, ready=ready
         )
 
     # -- the original server's routes and diagnostics (docs/workspace.md) ---
     install_legacy_routes(app, registry, state.identity, caller)
+    install_openapi(app, registry)  # GET /api/openapi.json
 
     return app

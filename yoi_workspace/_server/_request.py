@@ -2,8 +2,10 @@
 
 - **Request id.** A request's ``X-Request-Id`` header when it is sane (1 to
   128 characters of ``A-Z a-z 0-9 . _ : -``), else a fresh ``req-`` and 16
-  hex digits. It goes into the audit record of the command the request runs
-  and back to the browser in the response's ``X-Request-Id``.
+  hex digits, as the serving layer chose it for the access log
+  (``yoi_runtime._server._observe``). It goes into the audit record of the
+  command the request runs, to remote Runtimes the request calls, and back
+  to the browser in the response's ``X-Request-Id``.
 - **Idempotency key.** ``Idempotency-Key`` on the input route is the
   input's ``input_id``, as on the runtime process
   (``yoi_runtime._server._app``): both given and different is
@@ -12,30 +14,29 @@
 
 from __future__ import annotations
 
-import re
-import secrets
+from typing import Any
 
 from quart import Response, g, has_request_context, request
 from quart_trio import QuartTrio
 
 from yoi_runtime import IdempotencyConflictError
+from yoi_runtime._request_id import HEADER, new_request_id, sane_request_id
 
 __all__ = ["idempotency_key", "install_request_ids", "request_id"]
-
-_SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-HEADER = "X-Request-Id"
 
 
 def request_id() -> str:
     """The current request's id (see the module docstring); the same value
     for every call within one request."""
     if not has_request_context():
-        return "req-" + secrets.token_hex(8)
-    found: str | None = getattr(g, "yoi_request_id", None)
+        return new_request_id()
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]
+    found: str | None = scope.get("yoi.request_id")
     if found is None:
-        given = request.headers.get(HEADER, "")
-        found = given if _SANE.fullmatch(given) else "req-" + secrets.token_hex(8)
+        found = getattr(g, "yoi_request_id", None)
+    if found is None:
+        given = sane_request_id(request.headers.get(HEADER))
+        found = given if given is not None else new_request_id()
         g.yoi_request_id = found
     return found
 

@@ -12,16 +12,17 @@ seconds. Remote Runtimes keep running: they are not the backend's.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
 import attrs
 import trio
 
-from yoi_runtime import Engine, InvalidInputError
-from yoi_runtime._server._guard import GuardSettings
+from yoi_runtime import Engine, InvalidInputError, __version__
+from yoi_runtime._server._guard import ASGIApp, GuardSettings
 from yoi_runtime._server._hypercorn import (
     ConnectionLimits,
     is_loopback,
@@ -30,13 +31,18 @@ from yoi_runtime._server._hypercorn import (
     run_until_signal,
     serve_app,
 )
+from yoi_runtime._server._logs import LogSettings, add_log_arguments, configure_logging
+from yoi_runtime._server._metrics import AppMetrics
+from yoi_runtime._server._observe import ObservedApp
 from yoi_runtime._server._streams import StreamControl, StreamSettings
 
 from .._auth import MIN_TOKEN_LENGTH, Authenticator
 from .._config import ConfigError, WorkspaceConfig, load_config
+from .._handle import RuntimeHandle
 from .._secrets import SecretRef
 from .._workspace import open_workspace
 from ._app import WorkspaceState, create_app
+from ._metrics import RegistryMetrics
 
 __all__ = ["WORKSPACE_CSP", "WorkspaceSettings", "main", "serve_workspace"]
 
@@ -49,6 +55,9 @@ WORKSPACE_CSP = (
     "frame-ancestors 'none'"
 )
 
+_log = logging.getLogger("yoi_workspace.process")
+_access_log = logging.getLogger("yoi_workspace.http")
+
 
 @attrs.frozen
 class WorkspaceSettings:
@@ -60,6 +69,8 @@ class WorkspaceSettings:
         config: The config file's contents (or the defaults).
         engines: The embedded Runtime's engines (None when it is disabled).
         auth: Who requests come from (its secrets read at start).
+        log: Log level and format (flags over the config's).
+        metrics: Serve ``GET /metrics`` (flag and config).
     """
 
     host: str
@@ -67,6 +78,8 @@ class WorkspaceSettings:
     config: WorkspaceConfig
     engines: Mapping[str, Engine] | None = None
     auth: Authenticator = attrs.field(factory=Authenticator.none)
+    log: LogSettings = LogSettings()
+    metrics: bool = True
 
 
 async def serve_workspace(
@@ -99,34 +112,131 @@ async def serve_workspace(
             auth=settings.auth,
         )
 
+        metrics = None
+        if settings.metrics:
+            metrics = state.metrics = AppMetrics.create(streams)
+            registry_metrics = RegistryMetrics(workspace.registry)
+            metrics.registry.register(registry_metrics)
+            metrics.refresh.append(registry_metrics.refresh)
+        record = None if metrics is None else metrics.http.record
+
+        def observe(app: ASGIApp) -> ASGIApp:
+            return ObservedApp(app, _access_log, record)
+
         async def drain() -> None:
+            started = trio.current_time()
+            running = 0
+            if workspace.runtime is not None:
+                running = (await workspace.runtime.summary()).workers["running"]
+            open_streams = streams._open
+            _log.info(
+                "shutting down: draining %d running turns (embedded) and %d "
+                "event streams",
+                running,
+                open_streams,
+                extra={"running_turns": running, "streams": open_streams},
+            )
             state.draining = True
             streams.begin_drain()
             if workspace.runtime is not None:
                 await workspace.runtime.drain("shutdown")
             await streams.close_streams()
+            seconds = trio.current_time() - started
+            _log.info(
+                "drained in %.2fs: %d turns cancelled, %d event streams closed",
+                seconds,
+                running,
+                open_streams,
+                extra={"drain_seconds": round(seconds, 3)},
+            )
 
-        await serve_app(
-            create_app(state),
+        async with trio.open_nursery() as nursery:
+            if metrics is not None and workspace.runtime is not None:
+                await nursery.start(metrics.add_runtime(workspace.runtime).follow)
+
+            async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
+                await _serve(
+                    settings,
+                    state,
+                    drain,
+                    observe,
+                    shutdown_trigger,
+                    task_status,
+                )
+                nursery.cancel_scope.cancel()
+
+            binds = await nursery.start(serve)
+            _log_start(settings, workspace.registry.handles(), binds)
+            task_status.started(binds)
+        _log.info("stopped")
+
+
+def _log_start(
+    settings: WorkspaceSettings, handles: Sequence[RuntimeHandle], binds: list[str]
+) -> None:
+    """The start-up line: never a URL, a token or a path of a secret."""
+    config = settings.config
+    runtimes = ", ".join(f"{h.runtime_id} ({h.kind})" for h in handles)
+    engines = ", ".join(
+        f"{name} ({engine.kind})" for name, engine in (settings.engines or {}).items()
+    )
+    store = config.embedded.store if config.embedded.enabled else "-"
+    _log.info(
+        "yoi-workspace %s serving on %s; auth %s; runtimes: %s; embedded store %s; "
+        "engines: %s; metrics %s",
+        __version__,
+        binds[0],
+        config.auth.mode,
+        runtimes or "none",
+        store,
+        engines or "none",
+        "on" if settings.metrics else "off",
+        extra={
+            "version": __version__,
+            "bind": binds[0],
+            "auth": config.auth.mode,
+            "runtimes": {h.runtime_id: str(h.kind) for h in handles},
+            "store": store,
+            "engines": {
+                name: engine.kind for name, engine in (settings.engines or {}).items()
+            },
+            "metrics": settings.metrics,
+        },
+    )
+
+
+async def _serve(
+    settings: WorkspaceSettings,
+    state: WorkspaceState,
+    drain: Callable[[], Awaitable[None]],
+    observe: Callable[[ASGIApp], ASGIApp],
+    shutdown_trigger: trio.Event,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    """Serve the app on Hypercorn (:func:`serve_app`) with the config's rules."""
+    config = settings.config
+    await serve_app(
+        create_app(state),
+        settings.host,
+        settings.port,
+        shutdown_trigger=shutdown_trigger,
+        shutdown_timeout=config.shutdown_timeout,
+        drain=drain,
+        guard=GuardSettings.for_bind(
             settings.host,
-            settings.port,
-            shutdown_trigger=shutdown_trigger,
-            shutdown_timeout=config.shutdown_timeout,
-            drain=drain,
-            guard=GuardSettings.for_bind(
-                settings.host,
-                allowed_hosts=config.allowed_hosts,
-                allowed_origins=config.allowed_origins,
-                same_origin=True,
-                cors_origins=config.cors_origins,
-                content_security_policy=WORKSPACE_CSP,
-            ),
-            limits=ConnectionLimits(
-                keep_alive_timeout=config.keep_alive_timeout,
-                max_connections=config.max_connections,
-            ),
-            task_status=task_status,
-        )
+            allowed_hosts=config.allowed_hosts,
+            allowed_origins=config.allowed_origins,
+            same_origin=True,
+            cors_origins=config.cors_origins,
+            content_security_policy=WORKSPACE_CSP,
+        ),
+        limits=ConnectionLimits(
+            keep_alive_timeout=config.keep_alive_timeout,
+            max_connections=config.max_connections,
+        ),
+        wrap=observe,
+        task_status=task_status,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,6 +249,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="TOML config file")
     parser.add_argument("--model-url", help="base URL of the default embedded engine")
     parser.add_argument("--model", help="model of the default embedded engine")
+    add_log_arguments(parser)
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not serve GET /metrics (config: metrics = false)",
+    )
     return parser
 
 
@@ -159,7 +275,11 @@ def settings_from_args(argv: Sequence[str] | None) -> WorkspaceSettings:
     engines = None
     if config.embedded.enabled:
         engines = config.make_engines(model_url=args.model_url, model=args.model)
-    return WorkspaceSettings(host, port, config, engines, auth)
+    log = LogSettings(
+        args.log_level or config.log_level, args.log_format or config.log_format
+    )
+    metrics = config.metrics and not args.no_metrics
+    return WorkspaceSettings(host, port, config, engines, auth, log, metrics)
 
 
 def make_authenticator(config: WorkspaceConfig, host: str) -> Authenticator:
@@ -233,5 +353,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"yoi-workspace: {exc}", file=sys.stderr)
         return 2
     raise_open_file_limit()
+    configure_logging(settings.log)
     trio.run(_run, settings)
     return 0

@@ -156,9 +156,14 @@ async function signOut() {
 let runtimes = []; // RuntimeView objects
 let workers = []; // WorkerView objects
 let refreshing = false;
+let refreshAgain = false; // asked for while one was under way
 
 async function refresh() {
-  if (refreshing || !signedIn) return;
+  if (!signedIn) return;
+  if (refreshing) {
+    refreshAgain = true;
+    return;
+  }
   refreshing = true;
   try {
     const listing = await api("GET", "/api/runtimes");
@@ -178,6 +183,10 @@ async function refresh() {
     if (error.status !== 401) notice(`Refresh failed: ${error.message}`);
   } finally {
     refreshing = false;
+    if (refreshAgain) {
+      refreshAgain = false;
+      refresh();
+    }
   }
 }
 

@@ -130,10 +130,15 @@ QUICK = Plan(
     app_requests=100,
 )
 
-#: The yoi server's config: ``echo`` as in ``tests/conformance/runtime.toml``.
+#: The yoi server's config: ``echo`` as in ``tests/conformance/runtime.toml``;
+#: each Worker's event log may hold a whole flood turn (64 MiB, over the
+#: default 1 MiB), so every subscriber gets every event of it.
 CONFIG = """\
 default_engine = "echo"
 enable_test_engines = true
+
+[limits]
+worker_event_bytes = 67108864
 
 [engines.echo]
 kind = "scripted"

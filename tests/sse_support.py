@@ -9,6 +9,7 @@ reads a refusal (status and JSON body) instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -167,5 +168,11 @@ async def get_sse_refusal(
     """GET ``target`` asking for ``text/event-stream``; return the status
     and JSON body of the refusal."""
     async with _open(base_url, target, headers) as (connection, status, head):
-        body = await connection.read_exactly(int(head["content-length"]))
+        if "content-length" in head:
+            body = await connection.read_exactly(int(head["content-length"]))
+        else:
+            body = b""
+            with contextlib.suppress(EOFError):
+                while True:
+                    body += await connection.chunk()
         return status, json.loads(body)

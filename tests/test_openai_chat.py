@@ -589,17 +589,15 @@ async def test_runtime_reports_an_interrupted_stream_as_failed(
     with trio.fail_after(10):
         async with open_runtime({"local": engine}) as runtime:
             worker_id = (await runtime.create_worker()).worker_id
-            events = runtime.subscribe(worker_id)
-            await runtime.send_input(worker_id, "hello")
-            async for item in events:
-                assert isinstance(item, Event)
-                if item.type in ("turn.completed", "turn.failed"):
-                    break
-            assert item.type == "turn.failed"
-            assert item.data["error"]["code"] == "engine_stream_incomplete"
+            with pytest.raises(TurnFailedError) as failed:
+                await runtime.ask(worker_id, "hello")
+            assert failed.value.error.code == "engine_stream_incomplete"
+            assert failed.value.text == "Hal"
             entries = (await runtime.transcript(worker_id)).entries
-            assert [(e.kind, e.text) for e in entries][1] == ("assistant", "Hal")
-            assert entries[1].status.value == "failed"
+    assert [(e.kind, e.text, e.status.value) for e in entries[1:]] == [
+        ("assistant", "Hal", "failed"),
+        ("error", str(failed.value.error.message), "failed"),
+    ]
 
 
 async def test_length_finish_is_a_truncated_completion(server: ModelServer) -> None:

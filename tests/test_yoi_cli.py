@@ -120,7 +120,11 @@ async def test_workers_create_chat_and_transcript(config: Path) -> None:
             # Options after the subcommand, and the JSON form of a summary.
             done = await yoi("create", "--engine", "slow", "--json", url=url)
             [slow] = json_lines(done.stdout)
-            assert slow["engine"] == {"name": "slow", "kind": "scripted", "model": "scripted"}
+            assert slow["engine"] == {
+                "name": "slow",
+                "kind": "scripted",
+                "model": "scripted",
+            }
             assert slow["status"] == "idle"
 
             done = await yoi("workers", url=url)
@@ -295,12 +299,14 @@ class DroppingProxy:
     def __init__(self, port: int) -> None:
         self.port = port
         self.scopes: list[trio.CancelScope] = []
+        self.connections = 0
 
     async def handle(self, client: trio.SocketStream) -> None:
         async def pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
             async for data in source:
                 await sink.send_all(data)
 
+        self.connections += 1
         with trio.CancelScope() as scope:
             self.scopes.append(scope)
             server = await trio.open_tcp_stream("127.0.0.1", self.port)
@@ -362,14 +368,17 @@ async def test_tail_follows_and_resumes_after_a_drop(config: Path) -> None:
                     stderr=subprocess.PIPE,
                     env=yoi_env(proxy_url),
                 )
-                assert tail.stdout is not None and tail.stderr is not None
+                assert tail.stdout is not None
+                assert tail.stderr is not None
                 lines = Lines(tail.stdout)
                 items = await lines.until("worker.created")
                 await http.post(f"/v1/workers/{worker_id}/input", json={"text": "a"})
                 items += await lines.until("turn.completed")
                 assert proxy.drop() >= 1  # the stream's connection, at least
+                before = proxy.connections
                 await http.post(f"/v1/workers/{worker_id}/input", json={"text": "b"})
                 items += await lines.until("turn.completed")
+                assert proxy.connections > before  # it came back on its own
                 await http.post(f"/v1/workers/{worker_id}/stop", json={})
                 items += await lines.until("worker.stopped")
                 assert await tail.wait() == 0  # the Worker's stream ended
@@ -424,9 +433,17 @@ async def test_errors_are_one_line_with_the_right_status(
             unreachable = await yoi("workers", url=gone)
 
     assert (right.returncode, from_file.returncode) == (0, 0)
-    assert right.stderr == from_file.stderr == b"no Workers (create one with 'yoi create')\n"
+    assert (
+        right.stderr
+        == from_file.stderr
+        == b"no Workers (create one with 'yoi create')\n"
+    )
     expected = [
-        (wrong, 1, f"yoi: {url} refused the token: check --token, --token-file or YOI_TOKEN"),
+        (
+            wrong,
+            1,
+            f"yoi: {url} refused the token: check --token, --token-file or YOI_TOKEN",
+        ),
         (no_url, 2, "yoi: no Runtime URL: pass --url http://HOST:PORT or set YOI_URL"),
         (bad_url, 2, "yoi: --url 'localhost:80' is not a Runtime URL"),
         (no_command, 2, "yoi: the following arguments are required: COMMAND"),
@@ -439,7 +456,8 @@ async def test_errors_are_one_line_with_the_right_status(
         assert (done.returncode, done.stdout) == (status, b""), err
         assert err.startswith(start), err
         assert err.count("\n") == 1, err
-        assert "right-token-123" not in err and "wrong-token" not in err
+        assert "right-token-123" not in err
+        assert "wrong-token" not in err
     assert "check --url or YOI_URL" in unreachable.stderr.decode()
 
 

@@ -64,6 +64,9 @@ __all__ = ["Hub", "Limits", "Worker"]
 
 _utc = datetime.UTC
 
+# A library logs only where the program configured logging (the processes do,
+# in _server/_logs.py); without that, nothing reaches stderr.
+logging.getLogger("yoi_runtime").addHandler(logging.NullHandler())
 #: Failed turns and engine retries (never the turn's normal path).
 _turn_log = logging.getLogger("yoi_runtime.turns")
 #: Every diagnostic, as it is recorded.

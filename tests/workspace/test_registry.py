@@ -609,7 +609,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "workspace.md"
 async def test_open_workspace_registers_what_the_documented_config_lists(
     tmp_path: Path,
 ) -> None:
-    text = DOCS.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in DOCS.read_text().split("```toml\n")[1:]]
+    # The config file's example: the block that declares the Runtimes.
+    (text,) = [b for b in blocks if "[embedded]" in b and "[[remote]]" in b]
     config = load_config(write_config(tmp_path, text))
     assert config.runtime_ids == ("embedded", "rt-office", "local-pod-runtime")
     (remote,) = config.remote_configs()

@@ -3,7 +3,8 @@
 ``yoi workers``, ``yoi create``, ``yoi chat WORKER``, ``yoi tail [WORKER]``
 and ``yoi transcript WORKER`` over :func:`open_runtime_client` (``docs/cli.md``).
 Output is for people by default; ``--json`` prints one JSON object per line
-(:func:`yoi_runtime.to_json` forms) for scripts.
+(:func:`yoi_runtime.to_json` forms) for scripts. ``yoi chat`` lives in
+:mod:`._cli_chat`.
 
 Exit status: 0 done; 1 the Runtime failed or refused the command (unreachable,
 token refused, unknown Worker, a chat turn that did not complete); 2 a usage
@@ -17,48 +18,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, NoReturn, TextIO
+from collections.abc import Iterator
+from typing import NoReturn
 
 import attrs
 import trio
 
-from .. import _ask
 from .._errors import (
     InvalidInputError,
     RuntimeUnavailableError,
-    TurnFailedError,
-    TurnNotCompletedError,
     UnauthorizedError,
-    WorkerBusyError,
     WorkerNotFoundError,
     WorkerStoppedError,
     YoiRuntimeError,
 )
 from .._events import Event, EventType, Gap
 from .._json_form import to_json
-from .._types import (
-    CancelResult,
-    TranscriptEntry,
-    TranscriptPage,
-    TurnSummary,
-    WorkerSummary,
-)
-from .._util import single_error
+from .._types import TranscriptEntry, WorkerSummary
 from .._version import __version__
+from ._cli_chat import TRUNCATED, chat, emit, one_line, write
 from ._client import RuntimeClient, open_runtime_client
-from ._subscription import RemoteSubscription
 
 __all__ = ["main"]
-
-#: Appended to an answer the token limit cut off (``truncated: true``).
-TRUNCATED = "[cut off: the answer reached the token limit]"
-#: Appended to an answer Ctrl-C cancelled.
-CANCELLED = "[cancelled]"
-#: Shown while an accepted turn has no text yet.
-WAITING = "waiting for the engine…"
 
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
@@ -206,22 +188,8 @@ def _settings(args: argparse.Namespace, parser: _Parser) -> _Settings:
 # -- output -----------------------------------------------------------------------
 
 
-def _write(stream: TextIO, text: str) -> None:
-    stream.write(text)
-    stream.flush()
-
-
-def _emit(value: Any) -> None:
-    """Print one JSON object on its own line."""
-    _write(sys.stdout, json.dumps(value, ensure_ascii=False) + "\n")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _short(text: str, limit: int = 60) -> str:
-    text = _one_line(text)
+    text = one_line(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -266,9 +234,9 @@ def _describe(item: Event | Gap, *, with_worker: bool) -> str:
         EventType.TURN_COMPLETED: f"{turn} finish_reason={data.get('finish_reason')}"
         + (" truncated" if data.get("truncated") else ""),
         EventType.TURN_FAILED: f"{turn} {error.get('code')}: "
-        f"{_one_line(str(error.get('message')))}",
+        f"{one_line(str(error.get('message')))}",
         EventType.WORKER_FAILED: f"{error.get('code')}: "
-        f"{_one_line(str(error.get('message')))}",
+        f"{one_line(str(error.get('message')))}",
     }.get(item.type)
     if details is None:
         reason = data.get("reason")
@@ -299,220 +267,6 @@ def _transcript_lines(entry: TranscriptEntry, name: str) -> Iterator[str]:
         yield " " * len(prefix) + line
 
 
-# -- chat -----------------------------------------------------------------------
-
-
-@attrs.define(eq=False)
-class _WatchedStream:
-    """A Worker's subscription that shows each item to a callback first."""
-
-    inner: RemoteSubscription
-    on_item: Callable[[Event | Gap], None]
-
-    async def __aenter__(self) -> _WatchedStream:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        return await self.inner.__aexit__(*exc_info)
-
-    async def receive(self) -> Event | Gap:
-        item = await self.inner.receive()
-        self.on_item(item)
-        return item
-
-
-@attrs.define(eq=False)
-class _WatchedHost:
-    """The client, for :func:`open_turn`, with its turn's events watched.
-
-    ``open_turn`` yields only text deltas; the progress of a turn (retries)
-    and ``--json``'s events come from the same subscription, through here.
-    """
-
-    client: RuntimeClient
-    on_item: Callable[[Event | Gap], None]
-
-    def subscribe(
-        self, worker_id: str | None = None, *, after: int | None = None
-    ) -> _WatchedStream:
-        return _WatchedStream(
-            self.client.subscribe(worker_id, after=after), self.on_item
-        )
-
-    async def send_input(
-        self, worker_id: str, text: str, *, input_id: str | None = None
-    ) -> TurnSummary:
-        return await self.client.send_input(worker_id, text, input_id=input_id)
-
-    async def cancel(
-        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
-    ) -> CancelResult:
-        return await self.client.cancel(worker_id, turn_id=turn_id, reason=reason)
-
-    async def get_worker(self, worker_id: str) -> WorkerSummary:
-        return await self.client.get_worker(worker_id)
-
-    async def transcript(
-        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> TranscriptPage:
-        return await self.client.transcript(worker_id, limit=limit, cursor=cursor)
-
-
-@attrs.define(eq=False)
-class _TurnView:
-    """Shows one turn: progress on stderr, the answer on stdout (or JSON).
-
-    On a terminal, progress is one status line that the answer replaces;
-    elsewhere only retries are reported, one line each.
-    """
-
-    name: str
-    as_json: bool
-    live: bool
-    turn_id: str | None = None
-    status_shown: bool = False
-    answering: bool = False
-
-    def on_item(self, item: Event | Gap) -> None:
-        if isinstance(item, Event) and item.data.get("turn_id") != self.turn_id:
-            return
-        if self.as_json:
-            _emit(to_json(item))
-        elif isinstance(item, Event) and item.type is EventType.TURN_RETRYING:
-            code = (item.data.get("error") or {}).get("code")
-            self.progress(
-                f"retrying (attempt {item.data.get('attempt')}) after {code}…"
-            )
-
-    def progress(self, text: str, *, transient: bool = False) -> None:
-        if self.as_json or self.answering:
-            return
-        if self.live:
-            _write(sys.stderr, f"\r\x1b[K[{text}]")
-            self.status_shown = True
-        elif not transient:
-            _write(sys.stderr, f"yoi: {text}\n")
-
-    def clear(self) -> None:
-        if self.status_shown:
-            _write(sys.stderr, "\r\x1b[K")
-            self.status_shown = False
-
-    def delta(self, text: str) -> None:
-        if self.as_json:
-            return
-        self.clear()
-        if not self.answering and self.live:
-            _write(sys.stdout, f"{self.name}> ")
-        self.answering = True
-        _write(sys.stdout, text)
-
-    def end(self, suffix: str = "") -> None:
-        """End the answer's line (on stdout, which holds only answers)."""
-        self.clear()
-        if not self.as_json:
-            _write(
-                sys.stdout, (" " if self.answering and suffix else "") + suffix + "\n"
-            )
-
-    def refused(self, exc: YoiRuntimeError) -> None:
-        """Report a turn that did not complete or was never started."""
-        self.clear()
-        if self.answering:
-            _write(sys.stdout, "\n")
-        if self.as_json:
-            if not isinstance(exc, TurnNotCompletedError):
-                _emit({"error": to_json(exc)})
-        elif isinstance(exc, TurnFailedError):
-            message = f"{exc.error.code}: {_one_line(exc.error.message)}"
-            _write(sys.stderr, f"yoi: turn {exc.turn_id} failed: {message}\n")
-        else:
-            _write(sys.stderr, f"yoi: {_one_line(exc.message)}\n")
-
-
-async def _cancel_on_sigint(
-    signals: AsyncIterator[int], scope: trio.CancelScope
-) -> None:
-    async for _ in signals:
-        scope.cancel()
-        return
-
-
-async def _answer(
-    client: RuntimeClient, worker: WorkerSummary, text: str, as_json: bool
-) -> bool:
-    """Send one line and show its answer; Ctrl-C cancels the turn.
-
-    Returns:
-        False when the turn was refused or did not complete (not counting a
-        cancel by Ctrl-C).
-
-    Raises:
-        WorkerStoppedError, WorkerNotFoundError, RuntimeUnavailableError,
-        UnauthorizedError: The chat cannot go on.
-    """
-    view = _TurnView(
-        worker.display_name or worker.worker_id,
-        as_json=as_json,
-        live=sys.stderr.isatty(),
-    )
-    host = _WatchedHost(client, view.on_item)
-    answered = False
-    with trio.open_signal_receiver(signal.SIGINT) as signals, single_error():
-        async with trio.open_nursery() as nursery:
-            with trio.CancelScope() as interrupted:
-                nursery.start_soon(_cancel_on_sigint, signals, interrupted)
-                try:
-                    async with _ask.open_turn(host, worker.worker_id, text) as turn:
-                        view.turn_id = turn.turn_id
-                        view.progress(WAITING, transient=True)
-                        async for delta in turn:
-                            view.delta(delta)
-                    view.end(TRUNCATED if turn.result.truncated else "")
-                    answered = True
-                except (
-                    WorkerBusyError,
-                    TurnNotCompletedError,
-                    InvalidInputError,
-                ) as exc:
-                    view.refused(exc)
-            if interrupted.cancelled_caught:
-                view.end(CANCELLED)
-                answered = True
-            nursery.cancel_scope.cancel()
-    return answered
-
-
-async def _read_line(prompt: str | None) -> str | None:
-    """Read one line without blocking Trio; None at end of input."""
-    if prompt is not None:
-        _write(sys.stderr, prompt)
-    line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-    return line.rstrip("\r\n") if line else None
-
-
-async def _chat(client: RuntimeClient, worker_id: str, as_json: bool) -> int:
-    worker = await client.get_worker(worker_id)
-    interactive = sys.stdin.isatty()
-    if interactive and not as_json:
-        _write(
-            sys.stderr,
-            f"chatting with {worker.display_name or worker.worker_id} "
-            f"({worker.worker_id}, engine {worker.engine.name}); "
-            "Ctrl-C cancels an answer, Ctrl-D leaves\n",
-        )
-    all_answered = True
-    while True:
-        line = await _read_line("you> " if interactive else None)
-        if line is None:
-            if interactive:
-                _write(sys.stderr, "\n")
-            return 0 if all_answered else _EXIT_FAILED
-        if line.strip():
-            all_answered &= await _answer(client, worker, line, as_json)
-
-
 # -- the other commands ---------------------------------------------------------
 
 
@@ -527,11 +281,11 @@ async def _workers(client: RuntimeClient, status: str | None, as_json: bool) -> 
         cursor = page.next_cursor
     if as_json:
         for worker in workers:
-            _emit(to_json(worker))
+            emit(to_json(worker))
     elif workers:
-        _write(sys.stdout, "".join(line + "\n" for line in _worker_rows(workers)))
+        write(sys.stdout, "".join(line + "\n" for line in _worker_rows(workers)))
     else:
-        _write(sys.stderr, "no Workers (create one with 'yoi create')\n")
+        write(sys.stderr, "no Workers (create one with 'yoi create')\n")
     return 0
 
 
@@ -543,13 +297,13 @@ async def _transcript(client: RuntimeClient, worker_id: str, as_json: bool) -> i
     while True:
         page = await client.transcript(worker_id, limit=500, cursor=cursor)
         if first and page.truncated and not as_json:
-            _write(sys.stdout, "(older entries were dropped)\n")
+            write(sys.stdout, "(older entries were dropped)\n")
         first = False
         for entry in page.entries:
             if as_json:
-                _emit(to_json(entry))
+                emit(to_json(entry))
             else:
-                _write(
+                write(
                     sys.stdout,
                     "".join(f"{line}\n" for line in _transcript_lines(entry, name)),
                 )
@@ -564,10 +318,10 @@ async def _tail(
     async with client.subscribe(worker_id, after=after) as events:
         async for item in events:
             if as_json:
-                _emit(to_json(item))
+                emit(to_json(item))
             else:
                 line = _describe(item, with_worker=worker_id is None)
-                _write(sys.stdout, line + "\n")
+                write(sys.stdout, line + "\n")
     return 0
 
 
@@ -587,16 +341,16 @@ async def _run(args: argparse.Namespace, settings: _Settings) -> int:
                 worker_id=args.worker_id,
             )
             if settings.as_json:
-                _emit(to_json(worker))
+                emit(to_json(worker))
             else:
-                _write(
+                write(
                     sys.stdout,
                     f"{worker.worker_id}  (profile {worker.profile}, "
                     f"engine {worker.engine.name})\n",
                 )
             return 0
         if args.command == "chat":
-            return await _chat(client, args.worker, settings.as_json)
+            return await chat(client, args.worker, settings.as_json)
         if args.command == "tail":
             return await _tail(client, args.worker, args.after, settings.as_json)
         assert args.command == "transcript"
@@ -616,7 +370,7 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 def _explain(exc: YoiRuntimeError, settings: _Settings) -> tuple[str, int]:
     """The one line that says what went wrong and what to fix, and the status."""
-    message = _one_line(exc.message)
+    message = one_line(exc.message)
     if isinstance(exc, InvalidInputError) and exc.path == "base_url":
         return f"--url {settings.url!r} is not a Runtime URL: {message}", _EXIT_USAGE
     if isinstance(exc, UnauthorizedError):
@@ -656,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # one line for every failure, no traceback
         leaves = list(_leaves(exc))
         if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
-            _write(sys.stderr, "\n")
+            write(sys.stderr, "\n")
             return _EXIT_INTERRUPTED
         if any(isinstance(leaf, BrokenPipeError) for leaf in leaves):
             # The reader went away (yoi workers | head): stop quietly.
@@ -671,5 +425,5 @@ def main(argv: list[str] | None = None) -> int:
             line, code = f"unexpected {type(leaf).__name__}: {leaf}", _EXIT_FAILED
         else:
             raise  # SystemExit and the like
-        _write(sys.stderr, f"yoi: {_one_line(line)}\n")
+        write(sys.stderr, f"yoi: {one_line(line)}\n")
         return code

@@ -261,7 +261,7 @@ async def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
     command += ["--config", str(runtime_config(tmp_path)), "--no-metrics"]
     with trio.fail_after(60):
         async with open_logged_process(
-            command, b"yoi-runtime listening on", {}
+            command, b"yoi-runtime listening on", {"YOI_TEST_OPS_KEY": API_KEY}
         ) as served:
             async with httpx.AsyncClient(base_url=served.url) as http:
                 response = await http.get("/metrics")

@@ -65,6 +65,13 @@ def test_core_installs_and_runs_without_the_server_extra(
     )  # fmt: skip
     assert command.returncode == 2
     assert "pip install 'yoi-runtime[server]'" in command.stderr
+    # So does the terminal client, in one line, without a traceback.
+    client = subprocess.run(
+        [str(env_dir / "bin" / "yoi"), "workers"], capture_output=True, text=True
+    )
+    assert client.returncode == 2
+    assert client.stderr.count("\n") == 1
+    assert 'pip install "yoi-runtime[client]"' in client.stderr
     # The wheel ships the type marker.
     listing = subprocess.run(
         [str(python), "-c", "import importlib.resources as r; "

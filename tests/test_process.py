@@ -87,8 +87,8 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     child = run_command("--bind", "127.0.0.1:0", "--config", str(config))
     _, err = child.communicate(timeout=30)
     assert child.returncode == 2
-    assert "expected str @ config.engines['x'].model" in err
-    assert "required field missing @ config.engines['x'].base_url" in err
+    assert "config.engines.x.model must be a string" in err
+    assert "config.engines.x.base_url is required" in err
     assert "Traceback" not in err
 
 

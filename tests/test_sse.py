@@ -1,17 +1,34 @@
 """The runtime process's event streams as ``text/event-stream``, against
-the real command (``docs/protocol.md``, "Observation (SSE)")."""
+the real command (``docs/protocol.md``, "Observation (SSE)"); then the
+stream pump and the SSE text without sockets."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import attrs
 import httpx
+import pytest
 import trio
 from sse_support import get_sse_refusal, open_sse
 
+from yoi_runtime import Event, EventType, Gap
+from yoi_runtime._server._sse import item_cursor, sse_text
+from yoi_runtime._server._streams import (
+    Closing,
+    Heartbeat,
+    Items,
+    StreamControl,
+    StreamPump,
+    StreamSettings,
+    wants_event_stream,
+)
+from yoi_runtime._wire import item_to_json
 from yoi_runtime.testing import ServerProcess, open_runtime_process
 
 CONFIG = """\
@@ -172,3 +189,110 @@ def write(tmp_path: Path, token: str) -> Path:
     path = tmp_path / "token"
     path.write_text(token)
     return path
+
+
+# -- without sockets: the pump and the SSE text ------------------------------
+
+
+@attrs.define
+class ChannelSource:
+    """An event source fed batches of ints through a channel."""
+
+    receive: trio.MemoryReceiveChannel[list[int]]
+    position: int = 0
+
+    async def receive_batch(self, max_items: int = 256) -> list[int]:
+        batch = await self.receive.receive()
+        self.position = batch[-1]
+        return batch
+
+
+async def test_the_pump_without_sockets(autojump_clock: trio.abc.Clock) -> None:
+    send, receive = trio.open_memory_channel[list[int]](1)
+    control = StreamControl(StreamSettings(heartbeat_interval=2.0))
+
+    async def nothing_ready() -> None:
+        return None
+
+    pump = StreamPump(ChannelSource(receive), control, nothing_ready)
+    await send.send([1, 2])
+    assert await pump.next() == Items([1, 2])
+    assert await pump.next() == Heartbeat(2)
+    assert trio.current_time() == 2.0
+    await send.aclose()
+    assert await pump.next() == Closing(1000, "stream ended")
+    with pytest.raises(trio.EndOfChannel):
+        await pump.next()
+
+
+async def test_the_pump_flushes_then_closes_on_drain(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    send, receive = trio.open_memory_channel[list[int]](0)
+    control = StreamControl(StreamSettings(heartbeat_interval=60.0))
+    flush = [[3, 4]]
+
+    async def ready() -> list[int] | None:
+        return flush.pop() if flush else None
+
+    pump = StreamPump(ChannelSource(receive), control, ready)
+    steps: list[object] = []
+
+    async def read_all() -> None:
+        with control.counting():
+            while not isinstance(step := await pump.next(), Closing):
+                steps.append(step)
+            steps.append(step)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_all)
+        await trio.sleep(1)
+        control.begin_drain()
+        await control.close_streams()
+    assert steps == [Items([3, 4]), Closing(1001, "shutting down")]
+    assert trio.current_time() == 1.0
+    await send.aclose()
+
+
+def test_sse_text() -> None:
+    event = Event(
+        seq=3,
+        cursor=7,
+        type=EventType.TURN_TEXT_DELTA,
+        runtime_id="rt",
+        worker_id="w",
+        at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        data={"turn_id": "t", "text": "a\nb"},
+    )
+    gap = Gap(after=1, resume_after=5, reason="expired")
+    text = sse_text(
+        Items([gap, event]),
+        item_to_json,
+        lambda item: item_cursor(item, worker_stream=True),
+    )
+    assert text == (
+        f"id: 5\ndata: {json.dumps(item_to_json(gap))}\n\n"
+        f"id: 3\ndata: {json.dumps(item_to_json(event))}\n\n"
+    )
+    assert "\\n" in text  # a newline in the text stays inside the JSON line
+    assert (
+        sse_text(Heartbeat("abc"), item_to_json, str) == ": heartbeat position=abc\n\n"
+    )
+    assert sse_text(Closing(1001, "bye"), item_to_json, str) == (
+        'data: {"type": "stream.end", "code": 1001, "reason": "bye"}\n\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("accept", "wanted"),
+    [
+        (["text/event-stream"], True),
+        (["application/json, Text/Event-Stream;q=0.5"], True),
+        (["text/event-stream;q=0"], False),
+        (["*/*"], False),
+        (["text/*"], False),
+        ([], False),
+    ],
+)
+def test_wants_event_stream(accept: list[str], wanted: bool) -> None:
+    assert wants_event_stream(accept) is wanted

@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
+from ._version import __version__
+
 __all__ = ["main", "run_server_command"]
 
 #: What the ``server`` and ``workspace`` extras bring that the core lacks.
@@ -28,7 +30,12 @@ def run_server_command(
 
     Returns:
         The exit status: ``main``'s, or 2 when the extra is missing.
+        ``--version`` is answered here, so it works without the extra.
     """
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--version" in args:
+        print(f"{prog} {__version__}")
+        return 0
     missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
     if missing:
         print(

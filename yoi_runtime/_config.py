@@ -60,6 +60,7 @@ Without a config file the process has one engine, ``local``, an
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -69,6 +70,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import cattrs
 
+from ._config_errors import ConfigValueError, problems, shape_problems
 from ._engine import Engine
 from ._errors import EngineStatusError
 from ._openai_chat import OpenAIChatEngine
@@ -181,7 +183,9 @@ def config_converter() -> cattrs.Converter:
             raise TypeError("an engine must be a table")
         kind = value.get("kind")
         if kind not in classes:
-            raise ValueError(f"kind must be one of {sorted(classes)}, got {kind!r}")
+            known = ", ".join(f'"{name}"' for name in classes)
+            given = "missing" if kind is None else f"not {json.dumps(kind)}"
+            raise ConfigValueError(f"kind must be one of {known} ({given})")
         return converter.structure(value, classes[kind])
 
     converter.register_structure_hook(EngineConfig, structure_engine)
@@ -224,10 +228,12 @@ def structure_config(
             path (``config.engines.local.model``).
     """
     try:
-        return converter.structure(data, cls)
+        found = shape_problems(data, cls) if attrs.has(cls) else []
+        if not found:
+            return converter.structure(data, cls)
     except Exception as exc:
-        problems = "; ".join(cattrs.transform_error(exc, path="config"))
-        raise ConfigError(f"invalid config file {file}: {problems}") from None
+        found = problems(exc)
+    raise ConfigError(f"invalid config file {file}: {'; '.join(found)}")
 
 
 def load_config(path: str | os.PathLike[str] | None) -> tuple[FileConfig, Path]:

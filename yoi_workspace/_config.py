@@ -346,7 +346,7 @@ def _check(config: WorkspaceConfig) -> None:
         try:
             _check_id(runtime_id, key)
         except InvalidInputError as exc:
-            raise ConfigError(f"{key}: {exc.message}") from None
+            raise ConfigError(exc.message) from None  # it names the key
         if runtime_id in seen:
             raise ConfigError(f"{key}: {runtime_id!r} is also {seen[runtime_id]}")
         seen[runtime_id] = key

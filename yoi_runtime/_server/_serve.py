@@ -26,7 +26,7 @@ import trio
 from .._config import ConfigError, load_config, make_engines
 from .._engine import Engine
 from .._errors import InvalidInputError, StoreDamagedError, StoreError
-from .._runtime import open_runtime
+from .._runtime import _check_id, open_runtime
 from .._store import parse_store_spec
 from .._types import Capabilities
 from .._util import single_error
@@ -45,6 +45,14 @@ from ._hypercorn import (
 from ._logs import LogSettings, add_log_arguments, configure_logging
 from ._metrics import AppMetrics
 from ._observe import ObservedApp
+from ._startup import (
+    CommandParser,
+    check_engine_secrets,
+    environment_help,
+    listen_failure,
+    probe_engines,
+    startup_error,
+)
 from ._streams import StreamSettings
 
 __all__ = ["MIN_TOKEN_LENGTH", "ProcessSettings", "main", "serve_runtime"]
@@ -211,10 +219,21 @@ def _log_start(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoi-runtime",
+    parser = CommandParser(
+        "yoi-runtime",
         description="Serve a yoi Runtime over HTTP (commands) and WebSocket "
         "(events). Browsers never talk to it directly.",
+        epilog=environment_help(
+            [
+                ("YOI_RUNTIME_TOKEN", "the bearer token (when no --token-file)"),
+                ("YOI_MODEL_URL", "base URL of the default engine (no config)"),
+                ("YOI_MODEL", "model of the default engine (no config)"),
+                (
+                    "(api_key_env)",
+                    "each engine's API key, by the name its config gives",
+                ),
+            ]
+        ),
     )
     parser.add_argument("--bind", type=parse_bind, required=True, metavar="HOST:PORT")
     parser.add_argument(
@@ -259,6 +278,16 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
     args = _parser().parse_args(argv)
     host, port = args.bind
     config, base_dir = load_config(args.config)
+    for key, given in (
+        ("--runtime-id", args.runtime_id),
+        ("config.runtime_id", config.runtime_id),
+    ):
+        if given is not None:
+            try:
+                _check_id(given, key)
+            except InvalidInputError as exc:
+                raise ConfigError(exc.message) from None
+    check_engine_secrets(config.engines, "config.engines")
     store = args.store
     if store is None and config.store is not None:
         store = config.store
@@ -336,9 +365,14 @@ async def _run(settings: ProcessSettings) -> None:
                 file=sys.stderr,
             )
         print(f"yoi-runtime listening on {binds[0]}", flush=True)
+        probes.start_soon(probe_engines, settings.engines)
 
-    with single_error():  # a StoreError opening the Runtime comes out bare
-        await run_until_signal(partial(serve_runtime, settings), announce)
+    # A StoreError opening the Runtime, or a bind that fails, comes out bare.
+    with single_error():
+        async with trio.open_nursery() as probes:
+            with single_error():
+                await run_until_signal(partial(serve_runtime, settings), announce)
+            probes.cancel_scope.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -352,10 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log)
     try:
         trio.run(_run, settings)
-    except StoreDamagedError as exc:
-        print(f"yoi-runtime: {exc.message}", file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"yoi-runtime: {exc.message}", file=sys.stderr)
-        return 1
+    except Exception as exc:
+        error = startup_error(exc)
+        failure = listen_failure(error, settings.host, settings.port)
+        if failure is None and isinstance(error, StoreError):
+            failure = error.message, 2 if isinstance(error, StoreDamagedError) else 1
+        if failure is None:
+            raise
+        print(f"yoi-runtime: {failure[0]}", file=sys.stderr)
+        return failure[1]
     return 0

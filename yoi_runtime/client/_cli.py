@@ -1,10 +1,13 @@
-"""The ``yoi`` command: a terminal client of a ``yoi-runtime`` process.
+"""The ``yoi`` command: a terminal client of a ``yoi-runtime`` process or a
+``yoi-workspace``.
 
 ``yoi workers``, ``yoi create``, ``yoi chat WORKER``, ``yoi tail [WORKER]``
-and ``yoi transcript WORKER`` over :func:`open_runtime_client` (``docs/cli.md``).
+and ``yoi transcript WORKER`` over the :class:`~._cli_workspace.Target`
+that :func:`~._cli_workspace.open_target` finds at the URL (``docs/cli.md``).
 Output is for people by default; ``--json`` prints one JSON object per line
-(:func:`yoi_runtime.to_json` forms) for scripts. ``yoi chat`` lives in
-:mod:`._cli_chat`.
+(:func:`yoi_runtime.to_json` forms, the same from either) for scripts.
+``yoi chat`` lives in :mod:`._cli_chat`. The console script starts in
+:mod:`yoi_runtime._yoi_command`, which checks the ``client`` extra first.
 
 Exit status: 0 done; 1 the Runtime failed or refused the command (unreachable,
 token refused, unknown Worker, a chat turn that did not complete); 2 a usage
@@ -38,7 +41,7 @@ from .._json_form import to_json
 from .._types import TranscriptEntry, WorkerSummary
 from .._version import __version__
 from ._cli_chat import TRUNCATED, chat, emit, one_line, write
-from ._client import RuntimeClient, open_runtime_client
+from ._cli_workspace import Target, open_target
 
 __all__ = ["main"]
 
@@ -48,9 +51,16 @@ _EXIT_INTERRUPTED = 130
 
 _ENVIRONMENT = """\
 environment variables:
-  YOI_URL     the Runtime process's URL, when --url is not given
+  YOI_URL     the yoi-runtime process's or yoi-workspace's URL, when --url
+              is not given
   YOI_TOKEN   its bearer token, when neither --token nor --token-file is given
+
+On a yoi-workspace (found by its GET /api/health), a Worker is
+RUNTIME_ID/WORKER_ID, as 'yoi workers' lists it.
 """
+
+
+_WORKER_HELP = "the Worker's id; RUNTIME_ID/WORKER_ID on a workspace"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,7 +78,8 @@ def _parser() -> _Parser:
     group.add_argument(
         "--url",
         default=argparse.SUPPRESS,
-        help="the Runtime process, http://HOST:PORT (default: $YOI_URL)",
+        help="the yoi-runtime process or yoi-workspace, http://HOST:PORT "
+        "(default: $YOI_URL)",
     )
     group.add_argument(
         "--token",
@@ -90,7 +101,7 @@ def _parser() -> _Parser:
     )
     parser = _Parser(
         prog="yoi",
-        description="A terminal client of a yoi-runtime process.",
+        description="A terminal client of a yoi-runtime process or a yoi-workspace.",
         epilog=_ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
@@ -110,10 +121,16 @@ def _parser() -> _Parser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    workers = command("workers", "List the Runtime's Workers.")
+    workers = command("workers", "List the Workers (of every Runtime).")
     workers.add_argument("--status", help="only Workers with this status (idle, ...)")
 
     create = command("create", "Create a Worker and print it.")
+    create.add_argument(
+        "--runtime",
+        metavar="RUNTIME_ID",
+        help="the Runtime to create it in (a workspace with several; "
+        "default: the only one)",
+    )
     create.add_argument("--profile", default="companion", help="default: companion")
     create.add_argument("--display-name", help="a label for people")
     create.add_argument("--engine", help="an engine name (default: the process's)")
@@ -127,14 +144,19 @@ def _parser() -> _Parser:
         "Chat with a Worker: one message per line, answers stream back. "
         "Ctrl-C during an answer cancels that turn; Ctrl-D (end of input) leaves.",
     )
-    chat.add_argument("worker", metavar="WORKER", help="the Worker's id")
+    chat.add_argument("worker", metavar="WORKER", help=_WORKER_HELP)
 
     tail = command(
         "tail",
         "Follow a Worker's events (or every Worker's) until its stream ends; "
         "a dropped connection resumes after the last event shown.",
     )
-    tail.add_argument("worker", metavar="WORKER", nargs="?", help="default: every one")
+    tail.add_argument(
+        "worker",
+        metavar="WORKER",
+        nargs="?",
+        help=f"{_WORKER_HELP} (default: every one; a workspace needs one)",
+    )
     tail.add_argument(
         "--after",
         type=int,
@@ -151,7 +173,7 @@ def _parser() -> _Parser:
     )
 
     transcript = command("transcript", "Print a Worker's transcript, oldest first.")
-    transcript.add_argument("worker", metavar="WORKER", help="the Worker's id")
+    transcript.add_argument("worker", metavar="WORKER", help=_WORKER_HELP)
     return parser
 
 
@@ -167,7 +189,7 @@ class _Settings:
 def _settings(args: argparse.Namespace, parser: _Parser) -> _Settings:
     url = getattr(args, "url", None) or os.environ.get("YOI_URL")
     if not url:
-        parser.error("no Runtime URL: pass --url http://HOST:PORT or set YOI_URL")
+        parser.error("no URL: pass --url http://HOST:PORT or set YOI_URL")
     token: str | None = getattr(args, "token", None)
     token_file: str | None = getattr(args, "token_file", None)
     if token is None and token_file is not None:
@@ -193,10 +215,10 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _worker_rows(workers: list[WorkerSummary]) -> Iterator[str]:
+def _worker_rows(target: Target, workers: list[WorkerSummary]) -> Iterator[str]:
     rows = [
         (
-            w.worker_id,
+            target.address(w),
             w.status.value,
             w.profile,
             w.engine.name,
@@ -270,32 +292,28 @@ def _transcript_lines(entry: TranscriptEntry, name: str) -> Iterator[str]:
 # -- the other commands ---------------------------------------------------------
 
 
-async def _workers(client: RuntimeClient, status: str | None, as_json: bool) -> int:
-    workers: list[WorkerSummary] = []
-    cursor = None
-    while True:
-        page = await client.list_workers(status=status, limit=500, cursor=cursor)
-        workers.extend(page.workers)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+async def _workers(target: Target, status: str | None, as_json: bool) -> int:
+    workers = await target.all_workers(
+        status, lambda line: write(sys.stderr, f"yoi: {line}\n")
+    )
     if as_json:
         for worker in workers:
             emit(to_json(worker))
     elif workers:
-        write(sys.stdout, "".join(line + "\n" for line in _worker_rows(workers)))
+        rows = _worker_rows(target, workers)
+        write(sys.stdout, "".join(line + "\n" for line in rows))
     else:
         write(sys.stderr, "no Workers (create one with 'yoi create')\n")
     return 0
 
 
-async def _transcript(client: RuntimeClient, worker_id: str, as_json: bool) -> int:
-    worker = await client.get_worker(worker_id)
+async def _transcript(target: Target, worker_id: str, as_json: bool) -> int:
+    worker = await target.get_worker(worker_id)
     name = worker.display_name or worker.worker_id
     cursor = None
     first = True
     while True:
-        page = await client.transcript(worker_id, limit=500, cursor=cursor)
+        page = await target.transcript(worker_id, limit=500, cursor=cursor)
         if first and page.truncated and not as_json:
             write(sys.stdout, "(older entries were dropped)\n")
         first = False
@@ -313,9 +331,11 @@ async def _transcript(client: RuntimeClient, worker_id: str, as_json: bool) -> i
 
 
 async def _tail(
-    client: RuntimeClient, worker_id: str | None, after: int | None, as_json: bool
+    target: Target, worker_id: str | None, after: int | None, as_json: bool
 ) -> int:
-    async with client.subscribe(worker_id, after=after) as events:
+    if worker_id is not None:
+        await target.get_worker(worker_id)  # an unknown one, said plainly
+    async with target.subscribe(worker_id, after=after) as events:
         async for item in events:
             if as_json:
                 emit(to_json(item))
@@ -327,14 +347,15 @@ async def _tail(
 
 async def _run(args: argparse.Namespace, settings: _Settings) -> int:
     reconnect = getattr(args, "reconnect_timeout", 30.0)
-    async with open_runtime_client(
+    async with open_target(
         settings.url, token=settings.token, reconnect_timeout=reconnect
-    ) as client:
+    ) as target:
         if args.command == "workers":
-            return await _workers(client, args.status, settings.as_json)
+            return await _workers(target, args.status, settings.as_json)
         if args.command == "create":
-            worker = await client.create_worker(
+            worker = await target.create_worker(
                 args.profile,
+                runtime_id=args.runtime,
                 display_name=args.display_name,
                 engine=args.engine,
                 system_prompt=args.system_prompt,
@@ -345,16 +366,16 @@ async def _run(args: argparse.Namespace, settings: _Settings) -> int:
             else:
                 write(
                     sys.stdout,
-                    f"{worker.worker_id}  (profile {worker.profile}, "
+                    f"{target.address(worker)}  (profile {worker.profile}, "
                     f"engine {worker.engine.name})\n",
                 )
             return 0
         if args.command == "chat":
-            return await chat(client, args.worker, settings.as_json)
+            return await chat(target, args.worker, settings.as_json)
         if args.command == "tail":
-            return await _tail(client, args.worker, args.after, settings.as_json)
+            return await _tail(target, args.worker, args.after, settings.as_json)
         assert args.command == "transcript"
-        return await _transcript(client, args.worker, settings.as_json)
+        return await _transcript(target, args.worker, settings.as_json)
 
 
 # -- errors and the entry point -------------------------------------------------
@@ -368,11 +389,13 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-def _explain(exc: YoiRuntimeError, settings: _Settings) -> tuple[str, int]:
+def _explain(
+    exc: YoiRuntimeError, settings: _Settings, worker: str | None
+) -> tuple[str, int]:
     """The one line that says what went wrong and what to fix, and the status."""
     message = one_line(exc.message)
     if isinstance(exc, InvalidInputError) and exc.path == "base_url":
-        return f"--url {settings.url!r} is not a Runtime URL: {message}", _EXIT_USAGE
+        return f"--url {settings.url!r} is not a yoi URL: {message}", _EXIT_USAGE
     if isinstance(exc, UnauthorizedError):
         where = "--token, --token-file or YOI_TOKEN"
         return f"{settings.url} refused the token: check {where}", _EXIT_FAILED
@@ -380,7 +403,8 @@ def _explain(exc: YoiRuntimeError, settings: _Settings) -> tuple[str, int]:
         return f"{settings.url}: {message} (check --url or YOI_URL)", _EXIT_FAILED
     if isinstance(exc, WorkerNotFoundError):
         return (
-            f"no worker {exc.worker_id!r} at {settings.url} (see 'yoi workers')",
+            f"no worker {worker or exc.worker_id!r} at {settings.url} "
+            "(see 'yoi workers')",
             _EXIT_FAILED,
         )
     if isinstance(exc, WorkerStoppedError):
@@ -419,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             return _EXIT_FAILED
         errors = [leaf for leaf in leaves if isinstance(leaf, YoiRuntimeError)]
         if errors:
-            line, code = _explain(errors[0], settings)
+            line, code = _explain(errors[0], settings, getattr(args, "worker", None))
         elif all(isinstance(leaf, Exception) for leaf in leaves):
             leaf = leaves[0]
             line, code = f"unexpected {type(leaf).__name__}: {leaf}", _EXIT_FAILED

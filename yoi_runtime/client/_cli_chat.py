@@ -29,8 +29,6 @@ from .._events import Event, EventType, Gap
 from .._json_form import to_json
 from .._types import CancelResult, TranscriptPage, TurnSummary, WorkerSummary
 from .._util import single_error
-from ._client import RuntimeClient
-from ._subscription import RemoteSubscription
 
 __all__ = ["CANCELLED", "TRUNCATED", "WAITING", "chat", "emit", "one_line", "write"]
 
@@ -68,7 +66,7 @@ def one_line(text: str) -> str:
 class _WatchedStream:
     """A Worker's subscription that shows each item to a callback first."""
 
-    inner: RemoteSubscription
+    inner: _ask.EventStream
     on_item: Callable[[Event | Gap], None]
 
     async def __aenter__(self) -> _WatchedStream:
@@ -92,7 +90,7 @@ class _WatchedHost:
     and ``--json``'s events come from the same subscription, through here.
     """
 
-    client: RuntimeClient
+    client: _ask.TurnHost
     on_item: Callable[[Event | Gap], None]
 
     def subscribe(
@@ -202,7 +200,11 @@ async def _cancel_on_sigint(
 
 
 async def _answer(
-    client: RuntimeClient, worker: WorkerSummary, text: str, as_json: bool
+    client: _ask.TurnHost,
+    worker_id: str,
+    worker: WorkerSummary,
+    text: str,
+    as_json: bool,
 ) -> bool:
     """Send one line and show its answer; Ctrl-C cancels the turn.
 
@@ -226,7 +228,7 @@ async def _answer(
             with trio.CancelScope() as interrupted:
                 nursery.start_soon(_cancel_on_sigint, signals, interrupted)
                 try:
-                    async with _ask.open_turn(host, worker.worker_id, text) as turn:
+                    async with _ask.open_turn(host, worker_id, text) as turn:
                         view.turn_id = turn.turn_id
                         view.progress(WAITING, transient=True)
                         async for delta in turn:
@@ -260,12 +262,12 @@ def _who(worker: WorkerSummary) -> str:
     return worker.worker_id
 
 
-async def chat(client: RuntimeClient, worker_id: str, as_json: bool) -> int:
+async def chat(client: _ask.TurnHost, worker_id: str, as_json: bool) -> int:
     """Chat with a Worker until the end of standard input.
 
     Args:
-        client: The open client.
-        worker_id: The Worker.
+        client: The open client, or the ``yoi`` command's target.
+        worker_id: The Worker (as ``client`` addresses it).
         as_json: Print each turn's events as JSON lines instead of the text.
 
     Returns:
@@ -291,4 +293,4 @@ async def chat(client: RuntimeClient, worker_id: str, as_json: bool) -> int:
                 write(sys.stderr, "\n")
             return 0 if all_answered else _EXIT_FAILED
         if line.strip():
-            all_answered &= await _answer(client, worker, line, as_json)
+            all_answered &= await _answer(client, worker_id, worker, line, as_json)

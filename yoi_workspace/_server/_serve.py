@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -21,7 +22,13 @@ from pathlib import Path
 import attrs
 import trio
 
-from yoi_runtime import Engine, InvalidInputError, __version__
+from yoi_runtime import (
+    Engine,
+    InvalidInputError,
+    StoreDamagedError,
+    StoreError,
+    __version__,
+)
 from yoi_runtime._server._guard import ASGIApp, GuardSettings
 from yoi_runtime._server._hypercorn import (
     ConnectionLimits,
@@ -34,7 +41,16 @@ from yoi_runtime._server._hypercorn import (
 from yoi_runtime._server._logs import LogSettings, add_log_arguments, configure_logging
 from yoi_runtime._server._metrics import AppMetrics
 from yoi_runtime._server._observe import ObservedApp
+from yoi_runtime._server._startup import (
+    CommandParser,
+    check_engine_secrets,
+    environment_help,
+    listen_failure,
+    probe_engines,
+    startup_error,
+)
 from yoi_runtime._server._streams import StreamControl, StreamSettings
+from yoi_runtime._util import single_error
 
 from .._auth import MIN_TOKEN_LENGTH, Authenticator
 from .._config import ConfigError, WorkspaceConfig, load_config
@@ -240,10 +256,29 @@ async def _serve(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="yoi-workspace",
+    parser = CommandParser(
+        "yoi-workspace",
         description="Serve the workspace backend's browser API: every Worker "
         "of the configured Runtimes (embedded, remote, local-pod).",
+        epilog=environment_help(
+            [
+                ("YOI_MODEL_URL", "base URL of the default embedded engine"),
+                ("YOI_MODEL", "model of the default embedded engine"),
+                (
+                    "YOI_HOME",
+                    "the yoi home of a [[compat]] that names none (also "
+                    "YOI_DATA_DIR, YOI_RUNTIME_DIR, XDG_RUNTIME_DIR, HOME, as "
+                    "yoi reads them)",
+                ),
+                (
+                    "(token_env)",
+                    "each [[remote]] and [[auth.tokens]] token, by "
+                    "the name the config gives",
+                ),
+                ("(proxy_secret_env)", "the [auth] proxy secret"),
+                ("(api_key_env)", "each embedded engine's API key"),
+            ]
+        ),
     )
     parser.add_argument("--bind", type=parse_bind, required=True, metavar="HOST:PORT")
     parser.add_argument("--config", type=Path, help="TOML config file")
@@ -271,6 +306,13 @@ def settings_from_args(argv: Sequence[str] | None) -> WorkspaceSettings:
     args = _parser().parse_args(argv)
     host, port = args.bind
     config = load_config(args.config)
+    check_engine_secrets(config.embedded.engines, "config.embedded.engines")
+    for index, remote in enumerate(config.remote):
+        if remote.token_env is not None and not os.environ.get(remote.token_env):
+            raise ConfigError(
+                f"config.remote[{index}].token_env: environment variable "
+                f"{remote.token_env} is not set (set it, or use token_file)"
+            )
     auth = make_authenticator(config, host)
     engines = None
     if config.embedded.enabled:
@@ -341,8 +383,15 @@ def _ref(
 async def _run(settings: WorkspaceSettings) -> None:
     def announce(binds: list[str]) -> None:
         print(f"yoi-workspace listening on {binds[0]}", flush=True)
+        if settings.engines is not None:
+            probes.start_soon(probe_engines, settings.engines)
 
-    await run_until_signal(partial(serve_workspace, settings), announce)
+    # A bind that fails comes out bare.
+    with single_error():
+        async with trio.open_nursery() as probes:
+            with single_error():
+                await run_until_signal(partial(serve_workspace, settings), announce)
+            probes.cancel_scope.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -354,5 +403,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     raise_open_file_limit()
     configure_logging(settings.log)
-    trio.run(_run, settings)
+    try:
+        trio.run(_run, settings)
+    except Exception as exc:
+        error = startup_error(exc)
+        failure = listen_failure(error, settings.host, settings.port)
+        if failure is None and isinstance(error, StoreError):
+            failure = error.message, 2 if isinstance(error, StoreDamagedError) else 1
+        if failure is None:
+            raise
+        print(f"yoi-workspace: {failure[0]}", file=sys.stderr)
+        return failure[1]
     return 0

@@ -358,8 +358,10 @@ async def _idle_population(kind: str, count: int, gc_mode: str) -> dict[str, Any
     """Create ``count`` idle Workers (or bare parked tasks) and measure them."""
     clock = time.perf_counter
     if kind == "worker":
+        # Above the default cap of 1,000 Workers per Runtime.
+        limits = yoi_runtime.Limits(max_workers=count)
         async with yoi_runtime.open_runtime(
-            {"scripted": yoi_runtime.ScriptedEngine()}
+            {"scripted": yoi_runtime.ScriptedEngine()}, limits=limits
         ) as runtime:
 
             async def create_workers() -> None:

@@ -226,7 +226,7 @@ def _delta(seq: int, text: str) -> Event:
 
 
 def test_an_event_log_trims_to_its_byte_budget() -> None:
-    # 100 events of 1,003 characters (1,515 bytes each by the estimate) into a
+    # 100 events of 1,000 characters of text (1,512 bytes each by the estimate) into a
     # 10,000-byte budget: trimmed to at most three quarters of it when over;
     # an event larger than the whole budget still stays, alone.
     log = EventLog(1_000, max_bytes=10_000)
@@ -237,7 +237,7 @@ def test_an_event_log_trims_to_its_byte_budget() -> None:
     gap, events = log.read(0, 100)
     assert gap == Gap(after=0, resume_after=log.first - 1)
     assert [e.seq for e in events] == list(range(log.first, 101))
-    assert log.retained_bytes == len(events) * (EVENT_OVERHEAD + len("t-1") + 1_000)
+    assert log.retained_bytes == len(events) * (EVENT_OVERHEAD + 1_000)
     log.append(_delta(101, "y" * 20_000))
     assert (log.first, log.last) == (101, 101)
     log.set_max_bytes(None)

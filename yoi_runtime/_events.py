@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import sys
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
@@ -97,17 +98,23 @@ class Gap:
 
 
 def event_bytes(event: Event) -> int:
-    """Estimate the memory ``event`` holds, in bytes: its text (each string
-    in ``data``, one level deep, counted one byte a character) plus
-    :data:`EVENT_OVERHEAD`."""
+    """Estimate the memory ``event`` holds, in bytes: the text it carries
+    (``data["text"]`` of a delta, ``data["input"]`` of an accepted turn, one
+    byte a character) plus :data:`EVENT_OVERHEAD`.
+
+    Every other string an event carries is bounded small (ids, statuses,
+    a display name of at most ``Limits.max_display_name_chars``, a reason
+    of at most 1,000 characters, error messages cut to a few hundred), so
+    the overhead covers it. Runs once per event on the turn path.
+    """
+    data = event.data
     size = EVENT_OVERHEAD
-    for value in event.data.values():
-        if isinstance(value, str):
-            size += len(value)
-        elif isinstance(value, Mapping):
-            for inner in value.values():
-                if isinstance(inner, str):
-                    size += len(inner)
+    text = data.get("text")
+    if text.__class__ is str:
+        size += len(text)
+    text = data.get("input")
+    if text.__class__ is str:
+        size += len(text)
     return size
 
 
@@ -133,7 +140,10 @@ class EventLog:
         "_first",
         "_lot",
         "_max_bytes",
+        "_over_bytes",
+        "_over_count",
         "_retention",
+        "_sizes",
         "next_position",
     )
 
@@ -148,8 +158,14 @@ class EventLog:
         self._events: list[Event] = [] if events is None else events
         self._first = first
         self._retention = retention
+        # append() trims when it holds a quarter more events than retained,
+        # or more bytes than the budget (none: never).
+        self._over_count = retention + (retention >> 2)
         self._max_bytes = max_bytes
-        self._bytes = sum(map(event_bytes, self._events))
+        self._over_bytes = sys.maxsize if max_bytes is None else max_bytes
+        #: :func:`event_bytes` of each retained event, computed once.
+        self._sizes = [event_bytes(event) for event in self._events]
+        self._bytes = sum(self._sizes)
         self._lot: trio.lowlevel.ParkingLot | None = None
         self._closed = False
         #: The position the next new event will carry.
@@ -175,6 +191,7 @@ class EventLog:
                 (:func:`event_bytes`).
         """
         self._max_bytes = max_bytes
+        self._over_bytes = sys.maxsize if max_bytes is None else max_bytes
         self._trim()
 
     @property
@@ -186,14 +203,21 @@ class EventLog:
     def closed(self) -> bool:
         return self._closed
 
-    def append(self, event: Event) -> None:
-        """Publish the event after :attr:`last` and wake waiting readers."""
+    def append(self, event: Event, size: int | None = None) -> None:
+        """Publish the event after :attr:`last` and wake waiting readers.
+
+        Args:
+            event: The event numbered :attr:`last` + 1.
+            size: Its :func:`event_bytes`, when the caller has it already
+                (one event goes into two logs).
+        """
         events = self._events
         events.append(event)
-        self._bytes += event_bytes(event)
-        if len(events) > self._retention + (self._retention >> 2) or (
-            self._max_bytes is not None and self._bytes > self._max_bytes
-        ):
+        if size is None:
+            size = event_bytes(event)
+        self._sizes.append(size)
+        self._bytes += size
+        if len(events) > self._over_count or self._bytes > self._over_bytes:
             self._trim()
         if self._lot:  # only when someone is parked
             self._lot.unpark_all()
@@ -204,15 +228,17 @@ class EventLog:
         drop = 0
         if len(events) > self._retention + (self._retention >> 2):
             drop = len(events) - self._retention
-        freed = sum(map(event_bytes, events[:drop]))
+        sizes = self._sizes
+        freed = sum(sizes[:drop])
         budget = self._max_bytes
         if budget is not None and self._bytes - freed > budget:
             target = budget - (budget >> 2)
             while drop < len(events) - 1 and self._bytes - freed > target:
-                freed += event_bytes(events[drop])
+                freed += sizes[drop]
                 drop += 1
         if drop:
             del events[:drop]
+            del sizes[:drop]
             self._first += drop
             self._bytes -= freed
 

@@ -110,7 +110,8 @@ def _check_text(value: str | None, path: str, most: int | None = None) -> None:
         raise InvalidInputError(f"{path} must be a string", path=path)
     if most is not None and len(value) > most:
         raise InvalidInputError(f"{path} is longer than {most} characters", path=path)
-    if _SURROGATE_RE.search(value) is not None:
+    # isascii() is O(1) in CPython: plain ASCII text skips the scan.
+    if not value.isascii() and _SURROGATE_RE.search(value) is not None:
         raise InvalidInputError(
             f"{path} contains a lone surrogate (not a Unicode character)",
             path=path,

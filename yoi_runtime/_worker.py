@@ -45,7 +45,7 @@ from ._errors import (
     WorkerBusyError,
     WorkerStoppedError,
 )
-from ._events import Event, EventLog, EventType
+from ._events import Event, EventLog, EventType, event_bytes
 from ._store import StoredWorker, WorkerRecord
 from ._transcript import Transcript, _Entry
 from ._types import (
@@ -489,8 +489,9 @@ class Worker:
         event = Event(seq, cursor, type, hub.runtime_id, self.worker_id, at, data)
         journal = hub.journal
         if journal is None:
-            log.append(event)
-            hub_log.append(event)
+            size = event_bytes(event)
+            log.append(event, size)
+            hub_log.append(event, size)
         else:
             worker = self if type in _LIFECYCLE else None
             journal.note(event, log, worker, turn, entry)
@@ -677,18 +678,28 @@ class Worker:
         if turn.cancel_requested:  # cancelled before it started
             self._end_turn(turn, TurnStatus.CANCELLED)
             return
-        limiter = self.hub.limiter(self.engine_name, self.engine)
+        engine = self.engine
+        limiter = self.hub.limiter(self.engine_name, engine)
         details: dict[str, Any] | None = None
         try:
             with trio.CancelScope() as scope:
                 turn.scope = scope
                 try:
-                    if limiter is None:
-                        completion = await self._start(turn)
-                    else:
+                    if limiter is not None:
                         # FIFO: the turn stays accepted until a slot frees.
-                        async with limiter:
-                            completion = await self._start(turn)
+                        await limiter.acquire_on_behalf_of(turn)
+                    try:
+                        history: list[Message] = self._history or []
+                        fits = True
+                        if engine.context_tokens is not None:
+                            history, fits = await self._fit_history(turn, history)
+                        request = self._start(turn, history, fits)
+                        completion = await engine.run_turn(
+                            request, _Listener(self, turn)
+                        )
+                    finally:
+                        if limiter is not None:
+                            limiter.release_on_behalf_of(turn)
                 except EngineError as exc:
                     error = TurnError(exc.code, exc.message)
                     details = exc.details()
@@ -717,13 +728,14 @@ class Worker:
                 self._end_turn(turn, TurnStatus.CANCELLED)
             raise
 
-    async def _start(self, turn: _Turn) -> Completion:
-        """Start ``turn`` on the engine (it holds a slot) and run it."""
-        engine = self.engine
-        history: list[Message] = self._history or []
-        fits = True
-        if engine.context_tokens is not None:
-            history, fits = await self._fit_history(turn, history)
+    def _start(self, turn: _Turn, history: list[Message], fits: bool) -> TurnRequest:
+        """Mark ``turn`` running (it holds an engine slot) and return what
+        the engine gets, with ``history`` (what fits the context).
+
+        Raises:
+            ContextLengthExceededError: ``fits`` is false: the input alone
+                does not fit.
+        """
         turn.status = TurnStatus.RUNNING
         turn.started_at = now = _now()
         self._emit(
@@ -732,15 +744,15 @@ class Worker:
             now,
         )
         if not fits:
+            engine = self.engine
             raise ContextLengthExceededError(
                 f"the input does not fit the {engine.context_tokens}-token "
                 "context of the engine"
                 + ("" if engine.max_tokens is None else " with its max_tokens")
             )
-        request = TurnRequest(
+        return TurnRequest(
             self.worker_id, turn.turn_id, self.system_prompt, tuple(history), turn.input
         )
-        return await engine.run_turn(request, _Listener(self, turn))
 
     async def _fit_history(
         self, turn: _Turn, history: list[Message]

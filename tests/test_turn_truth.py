@@ -10,6 +10,7 @@ import trio.testing
 
 from yoi_runtime import (
     Event,
+    Limits,
     ScriptedEngine,
     ScriptedReply,
     Subscription,
@@ -146,7 +147,8 @@ async def test_history_is_trimmed_to_the_newest_whole_turns_that_fit() -> None:
         # The newest turns, whole, in order, ending just before this input.
         assert request.history[-2].content == "question 28"
         assert request.history[-1].content == answer
-        assert sent_pairs + omitted[-1] == 29
+        # Left out of what the Worker keeps (Limits.history_turns).
+        assert sent_pairs + omitted[-1] == Limits().history_turns
         head = estimate_tokens("question 29") + estimate_tokens("Be brief.") + 16
         assert head + sent_pairs * per_turn <= 1200 - 200
         assert head + (sent_pairs + 1) * per_turn > 1200 - 200

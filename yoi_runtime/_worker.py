@@ -116,7 +116,7 @@ class Limits:
     worker_event_retention: int = 10_000
     runtime_event_retention: int = 100_000
     transcript_retention: int = 1_000
-    history_turns: int = 100
+    history_turns: int = 20
     max_input_chars: int = 100_000
     max_workers: int = 1_000
     max_display_name_chars: int = 200

@@ -270,3 +270,35 @@ async def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
             assert await served.stop() == 0
     # Console lines: time, level, logger, message.
     assert any(" INFO yoi_runtime.http GET - 404 " in line for line in served.lines)
+
+
+async def test_a_durable_runtime_shows_its_store_commits(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "yoi_runtime", "--bind", "127.0.0.1:0"]
+    command += ["--config", str(runtime_config(tmp_path))]
+    command += ["--store", f"sqlite:{tmp_path / 'runtime.db'}"]
+    with trio.fail_after(60):
+        async with open_logged_process(
+            command, b"yoi-runtime listening on", {"YOI_TEST_OPS_KEY": API_KEY}
+        ) as served:
+            async with httpx.AsyncClient(base_url=served.url) as http:
+                before = metrics((await http.get("/metrics")).text)
+                created = await http.post("/v1/workers", json={})
+                worker_id = created.json()["worker"]["worker_id"]
+                await http.post(f"/v1/workers/{worker_id}/input", json={"text": "hi"})
+                await wait_turn(http, worker_id, 1)
+                after = metrics((await http.get("/metrics")).text)
+            assert await served.stop() == 0
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    commits = moved("yoi_store_commit_seconds_count")
+    # At least the create and the input were each committed before they were
+    # acknowledged; the turn's events after them.
+    assert commits >= 2
+    assert moved("yoi_store_commit_batch_size_count") == commits
+    assert moved("yoi_store_commit_batch_size_sum") >= 8  # events and rows
+    assert moved("yoi_store_commit_seconds_sum") > 0
+    assert value(after, "yoi_store_commit_seconds_bucket", le="+Inf") == value(
+        after, "yoi_store_commit_seconds_count"
+    )

@@ -28,10 +28,13 @@ Store faults never take the Runtime down:
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from ._errors import RuntimeUnavailableError, StoreError, StoreWriteError
@@ -45,7 +48,47 @@ if TYPE_CHECKING:
     from ._transcript import _Entry
     from ._worker import Worker, _Turn
 
-__all__ = ["Journal"]
+__all__ = ["COMMIT_SECONDS_BOUNDS", "BATCH_SIZE_BOUNDS", "Journal", "JournalStatistics"]
+
+#: Upper bounds of the commit-latency buckets, in seconds.
+COMMIT_SECONDS_BOUNDS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+#: Upper bounds of the batch-size buckets, in changes (events and rows).
+BATCH_SIZE_BOUNDS = (1, 2, 5, 10, 25, 50, 100, 250, 1000)
+
+
+@attrs.frozen
+class JournalStatistics:
+    """What the group commit did so far (a snapshot).
+
+    Attributes:
+        commits: Batches written.
+        commit_seconds: Per bucket of :data:`COMMIT_SECONDS_BOUNDS` (then
+            one for larger), how many commits took that long (wall seconds,
+            the SQLite transaction in its thread).
+        commit_seconds_sum: Their total, in seconds.
+        batch_sizes: Per bucket of :data:`BATCH_SIZE_BOUNDS` (then one for
+            larger), how many batches held that many changes.
+        batch_size_sum: Changes written in all (events, Worker records,
+            turns, transcript entries, allocations).
+    """
+
+    commits: int
+    commit_seconds: tuple[int, ...]
+    commit_seconds_sum: float
+    batch_sizes: tuple[int, ...]
+    batch_size_sum: int
+
 
 #: The most scheduler passes the writer lets other tasks add to a batch.
 _MAX_GATHER_PASSES = 16
@@ -112,6 +155,21 @@ class Journal:
         self._closed = False
         #: Changes noted so far (tells the writer whether a batch still grows).
         self._noted = 0
+        self._commits = 0
+        self._commit_seconds = [0] * (len(COMMIT_SECONDS_BOUNDS) + 1)
+        self._commit_seconds_sum = 0.0
+        self._batch_sizes = [0] * (len(BATCH_SIZE_BOUNDS) + 1)
+        self._batch_size_sum = 0
+
+    def statistics(self) -> JournalStatistics:
+        """Return a snapshot of the commits made so far."""
+        return JournalStatistics(
+            self._commits,
+            tuple(self._commit_seconds),
+            self._commit_seconds_sum,
+            tuple(self._batch_sizes),
+            self._batch_size_sum,
+        )
 
     # -- noting changes (synchronous, never blocks) ---------------------------
 
@@ -306,6 +364,7 @@ class Journal:
     async def _commit(self, pending: _Pending) -> bool:
         """Write one batch and publish it; False if the store failed."""
         generation, batch, events, closing = pending
+        started = time.perf_counter()
         try:
             problems = await trio.to_thread.run_sync(
                 self._write, batch, limiter=self._limiter
@@ -347,6 +406,20 @@ class Journal:
                     f"({problem.error})",
                     problem.worker_id,
                 )
+        seconds = time.perf_counter() - started
+        size = (
+            len(batch.events)
+            + len(batch.workers)
+            + len(batch.turns)
+            + len(batch.transcript)
+            + len(batch.claims)
+            + len(batch.releases)
+        )
+        self._commits += 1
+        self._commit_seconds[bisect.bisect_left(COMMIT_SECONDS_BOUNDS, seconds)] += 1
+        self._commit_seconds_sum += seconds
+        self._batch_sizes[bisect.bisect_left(BATCH_SIZE_BOUNDS, size)] += 1
+        self._batch_size_sum += size
         runtime_log = self._runtime_log
         for event, log in events:
             log.append(event)

@@ -41,6 +41,11 @@ from prometheus_client.process_collector import ProcessCollector
 from quart import Quart, Response
 
 from .._events import Event, EventType, Gap
+from .._journal import (
+    BATCH_SIZE_BOUNDS,
+    COMMIT_SECONDS_BOUNDS,
+    JournalStatistics,
+)
 from .._runtime import Runtime
 from .._types import RuntimeSummary, WorkerStatus
 from ._streams import MAX_BATCH, EventSource, StreamControl
@@ -404,6 +409,42 @@ class RuntimeMetrics(_Collector):
             queued.add_metric([engine.name, engine.kind], waiting)
         yield in_flight
         yield queued
+        if hub.journal is not None:
+            yield from _store_metrics(hub.journal.statistics())
+
+
+def _cumulative(
+    bounds: Sequence[float], counts: Sequence[int]
+) -> list[tuple[str, float]]:
+    """Prometheus buckets (``le`` label, cumulative count) from bucket counts."""
+    buckets: list[tuple[str, float]] = []
+    total = 0
+    for bound, count in zip((*map(str, bounds), "+Inf"), counts, strict=True):
+        total += count
+        buckets.append((bound, total))
+    return buckets
+
+
+def _store_metrics(stats: JournalStatistics) -> Iterator[Metric]:
+    """The durable store's group commit: latency and batch size."""
+    latency = HistogramMetricFamily(
+        "yoi_store_commit_seconds",
+        "Time to write one batch of the durable store (its SQLite transaction).",
+    )
+    latency.add_metric(
+        [],
+        _cumulative(COMMIT_SECONDS_BOUNDS, stats.commit_seconds),
+        stats.commit_seconds_sum,
+    )
+    yield latency
+    sizes = HistogramMetricFamily(
+        "yoi_store_commit_batch_size",
+        "Changes (events and rows) written per commit of the durable store.",
+    )
+    sizes.add_metric(
+        [], _cumulative(BATCH_SIZE_BOUNDS, stats.batch_sizes), stats.batch_size_sum
+    )
+    yield sizes
 
 
 _ENDS = {

@@ -191,7 +191,7 @@ class StreamMetrics(_Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "yoi_event_subscribers",
-            "Event streams (WebSocket) open now.",
+            "Event streams open now (WebSocket and server-sent events).",
             value=self._control._open,
         )
         yield CounterMetricFamily(

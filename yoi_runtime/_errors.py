@@ -389,11 +389,8 @@ class TurnFailedError(TurnNotCompletedError):
         self.error = error
 
     def details(self) -> dict[str, Any]:
-        return {
-            "worker_id": self.worker_id,
-            "turn_id": self.turn_id,
-            "error": {"code": self.error.code, "message": self.error.message},
-        }
+        error = {"code": self.error.code, "message": self.error.message}
+        return {**super().details(), "error": error}
 
 
 class TurnCancelledError(TurnNotCompletedError):
@@ -419,11 +416,7 @@ class TurnCancelledError(TurnNotCompletedError):
         self.reason = reason
 
     def details(self) -> dict[str, Any]:
-        return {
-            "worker_id": self.worker_id,
-            "turn_id": self.turn_id,
-            "reason": self.reason,
-        }
+        return {**super().details(), "reason": self.reason}
 
 
 class TurnInterruptedError(TurnNotCompletedError):
@@ -449,11 +442,7 @@ class TurnInterruptedError(TurnNotCompletedError):
         self.reason = reason
 
     def details(self) -> dict[str, Any]:
-        return {
-            "worker_id": self.worker_id,
-            "turn_id": self.turn_id,
-            "reason": self.reason,
-        }
+        return {**super().details(), "reason": self.reason}
 
 
 class EngineError(YoiRuntimeError):

@@ -106,13 +106,7 @@ class Histogram:
 
     def add_to(self, family: HistogramMetricFamily, labels: Sequence[str]) -> None:
         """Add this histogram as one labelled series of ``family``."""
-        buckets: list[tuple[str, float]] = []
-        total = 0
-        for bound, count in zip(
-            (*map(str, self._bounds), "+Inf"), self._counts, strict=True
-        ):
-            total += count
-            buckets.append((bound, total))
+        buckets = _cumulative(self._bounds, self._counts)
         family.add_metric(list(labels), buckets, self._sum)
 
 

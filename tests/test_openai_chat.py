@@ -21,7 +21,8 @@ import pytest
 import trio
 
 from yoi_runtime import CancelOutcome, Event, WorkerStatus, _openai_chat, open_runtime
-from yoi_runtime._engine import Completion, Message, Retry, TurnRequest, Usage
+from yoi_runtime._engines._base import Completion, Message, Retry, TurnRequest, Usage
+from yoi_runtime._engines._openai_chat import OpenAIChatEngine
 from yoi_runtime._errors import (
     ContextLengthExceededError,
     EngineConfigError,
@@ -33,7 +34,6 @@ from yoi_runtime._errors import (
     EngineTimeoutError,
     TurnFailedError,
 )
-from yoi_runtime._openai_chat import OpenAIChatEngine
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]

@@ -12,9 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from yoi_runtime._engine import Completion, Retry, TurnRequest, Usage
+from yoi_runtime._engines._base import Completion, Retry, TurnRequest, Usage
+from yoi_runtime._engines._replay import ReplayEngine
 from yoi_runtime._errors import EngineStreamIncompleteError
-from yoi_runtime._replay import ReplayEngine
 
 REQUEST = TurnRequest(
     worker_id="w1", turn_id="t1", system_prompt=None, history=[], input="ignored"

@@ -40,8 +40,8 @@ from yoi_runtime import (
     open_runtime,
 )
 from yoi_runtime._errors import StorageFullError, StoreDamagedError
-from yoi_runtime._sqlite_store import SQLiteStore
-from yoi_runtime._store import Batch
+from yoi_runtime._store._records import Batch
+from yoi_runtime._store._sqlite import SQLiteStore
 from yoi_runtime.testing import (
     RUNTIME_LISTENING,
     ServerProcess,

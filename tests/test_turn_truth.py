@@ -18,7 +18,7 @@ from yoi_runtime import (
     WorkerStatus,
     open_runtime,
 )
-from yoi_runtime._engine import estimate_tokens
+from yoi_runtime._engines._base import estimate_tokens
 
 
 async def until(sub: Subscription, *final: str) -> list[Event]:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from ._engine import Usage
+from ._engines._base import Usage
 from ._errors import (
     RuntimeUnavailableError,
     TurnCancelledError,

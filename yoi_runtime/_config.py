@@ -71,11 +71,11 @@ import attrs
 import cattrs
 
 from ._config_errors import ConfigValueError, problems, shape_problems
-from ._engine import Engine
+from ._engines._base import Engine
+from ._engines._openai_chat import OpenAIChatEngine
+from ._engines._replay import ReplayEngine
+from ._engines._scripted import ScriptedEngine, ScriptedReply
 from ._errors import EngineStatusError
-from ._openai_chat import OpenAIChatEngine
-from ._replay import ReplayEngine
-from ._scripted import ScriptedEngine, ScriptedReply
 from ._wire import strict_converter
 from ._worker import Limits
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._engine import Engine
-from ._store import StoreSnapshot
+from ._engines._base import Engine
+from ._store._records import StoreSnapshot
 from ._types import WorkerStatus
 from ._worker import Hub, MissingEngine, Worker
 

@@ -15,7 +15,7 @@ import trio
 
 from . import _ask
 from ._ask import DEFAULT_CANCEL_TIMEOUT, TurnResult, TurnStream
-from ._engine import Engine, EngineInfo, Usage
+from ._engines._base import Engine, EngineInfo, Usage
 from ._errors import (
     InvalidInputError,
     LimitExceededError,
@@ -27,11 +27,11 @@ from ._errors import (
     WorkerNotFoundError,
 )
 from ._events import EventLog, Subscription
-from ._journal import Journal
 from ._profiles import COMPANION, TOOL_PROFILES, Profile
 from ._restore import restore_workers
-from ._sqlite_store import SQLiteStore
-from ._store import StoreSnapshot, parse_store_spec
+from ._store._journal import Journal
+from ._store._records import StoreSnapshot, parse_store_spec
+from ._store._sqlite import SQLiteStore
 from ._transcript import DEFAULT_PAGE
 from ._types import (
     CancelOutcome,

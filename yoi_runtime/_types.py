@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._engine import EngineInfo, Usage
+from ._engines._base import EngineInfo, Usage
 
 __all__ = [
     "CancelOutcome",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._engine import (
+from ._engines._base import (
     MESSAGE_OVERHEAD_TOKENS,
     Completion,
     Engine,
@@ -46,7 +46,7 @@ from ._errors import (
     WorkerStoppedError,
 )
 from ._events import Event, EventLog, EventType, event_bytes
-from ._store import StoredWorker, WorkerRecord
+from ._store._records import StoredWorker, WorkerRecord
 from ._transcript import Transcript, _Entry
 from ._types import (
     Diagnostic,
@@ -58,7 +58,7 @@ from ._types import (
 )
 
 if TYPE_CHECKING:
-    from ._journal import Journal
+    from ._store._journal import Journal
 
 __all__ = ["Hub", "Limits", "Worker"]
 

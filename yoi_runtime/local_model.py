@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 
 from ._child_process import StartupError, open_server_process
-from ._openai_chat import OpenAIChatEngine
+from ._engines._openai_chat import OpenAIChatEngine
 
 __all__ = [
     "DEFAULT_N_CTX",

@@ -86,7 +86,7 @@ from yoi_runtime._config import (
     structure_config,
 )
 from yoi_runtime._runtime import _check_id
-from yoi_runtime._store import parse_store_spec
+from yoi_runtime._store._records import parse_store_spec
 
 from ._audit import JSONLinesAuditSink
 from ._auth import AuthConfig

@@ -41,12 +41,12 @@ from prometheus_client.process_collector import ProcessCollector
 from quart import Quart, Response
 
 from .._events import Event, EventType, Gap
-from .._journal import (
+from .._runtime import Runtime
+from .._store._journal import (
     BATCH_SIZE_BOUNDS,
     COMMIT_SECONDS_BOUNDS,
     JournalStatistics,
 )
-from .._runtime import Runtime
 from .._types import RuntimeSummary, WorkerStatus
 from ._streams import MAX_BATCH, EventSource, StreamControl
 

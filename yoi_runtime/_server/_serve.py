@@ -24,10 +24,10 @@ import attrs
 import trio
 
 from .._config import ConfigError, load_config, make_engines
-from .._engine import Engine
+from .._engines._base import Engine
 from .._errors import InvalidInputError, StoreDamagedError, StoreError
 from .._runtime import _check_id, open_runtime
-from .._store import parse_store_spec
+from .._store._records import parse_store_spec
 from .._types import Capabilities
 from .._util import single_error
 from .._version import __version__

@@ -30,8 +30,8 @@ import httpx
 import trio
 
 from .._config import ConfigError, EngineConfig, OpenAIChatConfig
-from .._engine import Engine
-from .._openai_chat import OpenAIChatEngine
+from .._engines._base import Engine
+from .._engines._openai_chat import OpenAIChatEngine
 from .._version import __version__
 
 __all__ = [

@@ -19,7 +19,7 @@ import httpx
 
 from .. import _ask
 from .._ask import DEFAULT_CANCEL_TIMEOUT, TurnResult, TurnStream
-from .._engine import Usage
+from .._engines._base import Usage
 from .._errors import InvalidInputError
 from .._types import (
     CancelResult,

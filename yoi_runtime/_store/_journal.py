@@ -37,16 +37,16 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from ._errors import RuntimeUnavailableError, StoreError, StoreWriteError
-from ._events import Event, EventLog
-from ._sqlite_store import SQLiteStore
-from ._store import Batch
-from ._store_faults import RowProblem, write_error
-from ._types import TranscriptEntry
+from .._errors import RuntimeUnavailableError, StoreError, StoreWriteError
+from .._events import Event, EventLog
+from .._types import TranscriptEntry
+from ._faults import RowProblem, write_error
+from ._records import Batch
+from ._sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from ._transcript import _Entry
-    from ._worker import Worker, _Turn
+    from .._transcript import _Entry
+    from .._worker import Worker, _Turn
 
 __all__ = ["COMMIT_SECONDS_BOUNDS", "BATCH_SIZE_BOUNDS", "Journal", "JournalStatistics"]
 

@@ -23,8 +23,8 @@ from typing import Any
 import attrs
 import trio
 
-from ._engine import Completion, TurnListener, TurnRequest, Usage, estimate_tokens
-from ._errors import EngineStreamIncompleteError
+from .._errors import EngineStreamIncompleteError
+from ._base import Completion, TurnListener, TurnRequest, Usage, estimate_tokens
 
 __all__ = ["ReplayEngine"]
 

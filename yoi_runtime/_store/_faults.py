@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import (
+from .._errors import (
     StorageFullError,
     StoreDamagedError,
     StoreError,

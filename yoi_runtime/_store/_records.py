@@ -20,10 +20,10 @@ from pathlib import Path
 
 import attrs
 
-from ._engine import EngineInfo, Usage
-from ._errors import InvalidInputError
-from ._events import Event
-from ._types import Diagnostic, TranscriptEntry, TurnError, TurnSummary, WorkerStatus
+from .._engines._base import EngineInfo, Usage
+from .._errors import InvalidInputError
+from .._events import Event
+from .._types import Diagnostic, TranscriptEntry, TurnError, TurnSummary, WorkerStatus
 
 __all__ = [
     "Batch",

@@ -39,11 +39,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._engine import Usage
-from ._errors import StoreError
-from ._events import Event, EventType
-from ._store import Batch, StoredWorker, StoreSnapshot, WorkerRecord
-from ._store_faults import (
+from .._engines._base import Usage
+from .._errors import StoreError
+from .._events import Event, EventType
+from .._types import Diagnostic, TranscriptEntry, TurnError, TurnStatus, TurnSummary
+from .._wire import converter
+from ._faults import (
     DATA_ERRORS,
     RowProblem,
     StoreLock,
@@ -51,8 +52,7 @@ from ._store_faults import (
     lock_store,
     repair_row,
 )
-from ._types import Diagnostic, TranscriptEntry, TurnError, TurnStatus, TurnSummary
-from ._wire import converter
+from ._records import Batch, StoredWorker, StoreSnapshot, WorkerRecord
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 

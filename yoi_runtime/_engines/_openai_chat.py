@@ -59,15 +59,7 @@ import httpx_sse
 import stamina
 import trio
 
-from ._engine import (
-    Completion,
-    Retry,
-    TurnListener,
-    TurnRequest,
-    Usage,
-    estimate_tokens,
-)
-from ._errors import (
+from .._errors import (
     ContextLengthExceededError,
     EngineConfigError,
     EngineConnectError,
@@ -76,6 +68,14 @@ from ._errors import (
     EngineStatusError,
     EngineStreamIncompleteError,
     EngineTimeoutError,
+)
+from ._base import (
+    Completion,
+    Retry,
+    TurnListener,
+    TurnRequest,
+    Usage,
+    estimate_tokens,
 )
 
 __all__ = ["OpenAIChatEngine"]

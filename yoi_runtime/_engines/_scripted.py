@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from ._engine import Completion, TurnListener, TurnRequest, Usage, estimate_tokens
-from ._errors import EngineStreamIncompleteError
+from .._errors import EngineStreamIncompleteError
+from ._base import Completion, TurnListener, TurnRequest, Usage, estimate_tokens
 
 __all__ = ["ScriptedEngine", "ScriptedReply"]
 

@@ -27,7 +27,7 @@ from yoi_runtime import ScriptedEngine, open_runtime
 from yoi_runtime._server._app import ServerState, create_app
 from yoi_runtime._server._http import MAX_JSON_DEPTH
 from yoi_runtime._server._hypercorn import ConnectionLimits, serve_app
-from yoi_runtime._server._streams import StreamSettings
+from yoi_runtime.serving._streams import StreamSettings
 from yoi_runtime.testing import open_runtime_process
 
 CONFIG = Path(__file__).parent / "conformance" / "runtime.toml"

@@ -18,8 +18,9 @@ import trio
 from sse_support import get_sse_refusal, open_sse
 
 from yoi_runtime import Event, EventType, Gap
-from yoi_runtime._server._sse import item_cursor, sse_text
-from yoi_runtime._server._streams import (
+from yoi_runtime._wire import item_to_json
+from yoi_runtime.serving._sse import item_cursor, sse_text
+from yoi_runtime.serving._streams import (
     Closing,
     Heartbeat,
     Items,
@@ -28,7 +29,6 @@ from yoi_runtime._server._streams import (
     StreamSettings,
     wants_event_stream,
 )
-from yoi_runtime._wire import item_to_json
 from yoi_runtime.testing import ServerProcess, open_runtime_process
 
 CONFIG = """\

@@ -23,7 +23,7 @@ from workspace.workspace_support import Served, serve_registry
 
 from yoi_runtime import open_runtime
 from yoi_runtime._server._openapi import openapi_document as runtime_document
-from yoi_runtime._server._streams import StreamControl, StreamSettings
+from yoi_runtime.serving._streams import StreamControl, StreamSettings
 from yoi_workspace import EmbeddedRuntimeHandle, LocalPodSource, RuntimeRegistry
 from yoi_workspace._auth import Authenticator
 from yoi_workspace._policy import Caller

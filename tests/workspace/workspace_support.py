@@ -26,7 +26,7 @@ from workspace.handle_support import REMOTE_ID
 
 from yoi_runtime import Event
 from yoi_runtime._server._hypercorn import serve_app
-from yoi_runtime._server._streams import StreamControl, StreamSettings
+from yoi_runtime.serving._streams import StreamControl, StreamSettings
 from yoi_runtime.testing import ServerProcess, open_server_process
 from yoi_workspace import RuntimeRegistry
 from yoi_workspace._server._app import WorkspaceState, create_app

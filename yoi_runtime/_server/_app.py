@@ -23,6 +23,13 @@ from quart_trio import QuartTrio
 from .._errors import IdempotencyConflictError, UnauthorizedError
 from .._runtime import Runtime
 from .._wire import converter, item_to_json
+from ..serving._sse import event_stream_response, item_cursor, sse_resume_count
+from ..serving._streams import (
+    StreamControl,
+    StreamSettings,
+    ready_now,
+    serve_event_stream,
+)
 from ._http import (
     error_response,
     install_error_handlers,
@@ -34,8 +41,6 @@ from ._http import (
 from ._metrics import AppMetrics
 from ._observe import install_route_names
 from ._openapi import openapi_document
-from ._sse import event_stream_response, item_cursor, sse_resume_count
-from ._streams import StreamControl, StreamSettings, ready_now, serve_event_stream
 
 __all__ = [
     "CancelBody",

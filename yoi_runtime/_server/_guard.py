@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
-from ._streams import wants_event_stream
+from ..serving._streams import wants_event_stream
 
 __all__ = [
     "EARLY_ANSWER_BYTES",

@@ -48,7 +48,7 @@ from .._store._journal import (
     JournalStatistics,
 )
 from .._types import RuntimeSummary, WorkerStatus
-from ._streams import MAX_BATCH, EventSource, StreamControl
+from ..serving._streams import MAX_BATCH, EventSource, StreamControl
 
 __all__ = [
     "DURATION_BUCKETS",

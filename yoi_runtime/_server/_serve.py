@@ -32,6 +32,7 @@ from .._types import Capabilities
 from .._util import single_error
 from .._version import __version__
 from .._worker import Limits
+from ..serving._streams import StreamSettings
 from ._app import ServerState, create_app
 from ._guard import ASGIApp, GuardSettings
 from ._hypercorn import (
@@ -53,7 +54,6 @@ from ._startup import (
     probe_engines,
     startup_error,
 )
-from ._streams import StreamSettings
 
 __all__ = ["MIN_TOKEN_LENGTH", "ProcessSettings", "main", "serve_runtime"]
 

@@ -8,7 +8,7 @@ response carries one. Errors use the runtime process's JSON envelope
 (:func:`yoi_runtime._server._http.error_response`) with this API's statuses
 (:data:`STATUS`); a hidden Worker is answered exactly like an unknown one.
 WebSockets use the runtime process's frames, heartbeats and close codes
-(:func:`yoi_runtime._server._streams.serve_event_stream`); a Runtime that
+(:func:`yoi_runtime.serving._streams.serve_event_stream`); a Runtime that
 goes away does not close a stream: it resumes when the Runtime is back.
 """
 
@@ -44,19 +44,19 @@ from yoi_runtime._server._http import (
 )
 from yoi_runtime._server._metrics import AppMetrics
 from yoi_runtime._server._observe import install_route_names
-from yoi_runtime._server._sse import (
+from yoi_runtime._wire import converter, item_to_json
+from yoi_runtime.serving._sse import (
     event_stream_response,
     item_cursor,
     sse_resume,
     sse_resume_count,
 )
-from yoi_runtime._server._streams import (
+from yoi_runtime.serving._streams import (
     EventSource,
     StreamControl,
     ready_within,
     serve_event_stream,
 )
-from yoi_runtime._wire import converter, item_to_json
 
 from .._aggregate import AggregateItem
 from .._auth import Authenticator

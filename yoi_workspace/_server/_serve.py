@@ -49,8 +49,8 @@ from yoi_runtime._server._startup import (
     probe_engines,
     startup_error,
 )
-from yoi_runtime._server._streams import StreamControl, StreamSettings
 from yoi_runtime._util import single_error
+from yoi_runtime.serving._streams import StreamControl, StreamSettings
 
 from .._auth import MIN_TOKEN_LENGTH, Authenticator
 from .._config import ConfigError, WorkspaceConfig, load_config

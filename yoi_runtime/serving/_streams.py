@@ -2,7 +2,7 @@
 
 One notion of "what comes next" (:class:`StreamPump`) and two thin writers:
 :func:`serve_event_stream` here (WebSocket frames) and
-:func:`yoi_runtime._server._sse.event_stream_response` (``text/event-stream``).
+:func:`yoi_runtime.serving._sse.event_stream_response` (``text/event-stream``).
 The pump hands out :class:`Items` (every ready item, up to
 :data:`MAX_BATCH`), a :class:`Heartbeat` after ``heartbeat_interval``
 seconds of silence, and finally one :class:`Closing`. The stream is a

@@ -35,8 +35,8 @@ from quart import Response, request
 
 from .._errors import InvalidInputError
 from .._events import Event, Gap
+from .._server._http import WebSocketRequiredError
 from .._util import parse_count
-from ._http import WebSocketRequiredError
 from ._streams import (
     EVENT_STREAM,
     Closing,

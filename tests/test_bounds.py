@@ -197,7 +197,7 @@ async def test_the_process_answers_bounds_with_typed_errors(tmp_path: Path) -> N
 
 
 def test_every_new_error_has_an_http_status() -> None:
-    from yoi_runtime._server._http import STATUS
+    from yoi_runtime.serving import STATUS
 
     assert STATUS["limit_exceeded"] == 409
     assert STATUS["storage_full"] == 507

@@ -7,6 +7,7 @@ The shared behaviour (every command and stream) is in ``tests/conformance``.
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import signal
 import socket
@@ -25,6 +26,7 @@ from yoi_runtime import (
     InternalError,
     InvalidInputError,
     OperationUnsupportedError,
+    RuntimeAPI,
     RuntimeUnavailableError,
     UnauthorizedError,
     WorkerBusyError,
@@ -32,8 +34,9 @@ from yoi_runtime import (
     WorkerNotFoundError,
     WorkerStoppedError,
     YoiRuntimeError,
+    _ask,
 )
-from yoi_runtime.client import RemoteSubscription, open_runtime_client
+from yoi_runtime.client import RemoteSubscription, RuntimeClient, open_runtime_client
 from yoi_runtime.client._subscription import StreamTarget
 from yoi_runtime.client._translate import error_from_response
 
@@ -443,3 +446,23 @@ async def test_a_process_that_accepts_and_drops_exhausts_the_budget(
     assert first.seq == 1
     assert len(targets) >= 3
     assert set(targets[1:]) == {"/v1/workers/w-1/events?after=1"}
+
+
+def test_the_client_has_the_api_signatures() -> None:
+    """Each of the client's operations is built from the Runtime API's
+    signature (``RuntimeAPI``), so no argument can be missing from it."""
+    for name in (
+        "create_worker",
+        "send_input",
+        "cancel",
+        "stop",
+        "get_worker",
+        "list_workers",
+        "transcript",
+        "summary",
+        "diagnostics",
+    ):
+        client_side = inspect.signature(getattr(RuntimeClient, name))
+        assert client_side == inspect.signature(getattr(RuntimeAPI, name)), name
+    assert RuntimeClient.ask is _ask.ask
+    assert RuntimeClient.open_turn is _ask.open_turn

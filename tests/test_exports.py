@@ -23,6 +23,7 @@ TurnResult TurnStream TurnNotCompletedError TurnFailedError TurnCancelledError
 TurnInterruptedError to_json
 Completion Retry TurnListener ContextLengthExceededError EngineStreamIncompleteError
 LimitExceededError StoreDamagedError StoreWriteError StorageFullError
+RuntimeAPI EventStream
 """.split()
 
 

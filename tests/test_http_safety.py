@@ -25,8 +25,7 @@ from wsproto.events import Request
 
 from yoi_runtime import ScriptedEngine, open_runtime
 from yoi_runtime._server._app import ServerState, create_app
-from yoi_runtime._server._http import MAX_JSON_DEPTH
-from yoi_runtime._server._hypercorn import ConnectionLimits, serve_app
+from yoi_runtime.serving import MAX_JSON_DEPTH, ConnectionLimits, serve_app
 from yoi_runtime.serving._streams import StreamSettings
 from yoi_runtime.testing import open_runtime_process
 

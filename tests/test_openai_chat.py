@@ -20,7 +20,8 @@ import hypercorn.trio
 import pytest
 import trio
 
-from yoi_runtime import CancelOutcome, Event, WorkerStatus, _openai_chat, open_runtime
+from yoi_runtime import CancelOutcome, Event, WorkerStatus, open_runtime
+from yoi_runtime._engines import _openai_chat
 from yoi_runtime._engines._base import Completion, Message, Retry, TurnRequest, Usage
 from yoi_runtime._engines._openai_chat import OpenAIChatEngine
 from yoi_runtime._errors import (

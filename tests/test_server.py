@@ -32,7 +32,7 @@ from yoi_runtime import (
     open_runtime,
 )
 from yoi_runtime._server._app import ServerState, create_app
-from yoi_runtime._server._hypercorn import serve_app
+from yoi_runtime.serving import serve_app
 from yoi_runtime.serving._streams import StreamSettings
 
 TOKEN = "tok-3b1f-very-secret"

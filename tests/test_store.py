@@ -28,7 +28,7 @@ from yoi_runtime import (
     WorkerStatus,
     open_runtime,
 )
-from yoi_runtime._store._sqlite import MIGRATIONS, SCHEMA_VERSION
+from yoi_runtime._store._schema import MIGRATIONS, SCHEMA_VERSION
 
 
 @asynccontextmanager

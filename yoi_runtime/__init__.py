@@ -4,6 +4,8 @@ Open a :class:`Runtime` with :func:`open_runtime`, create Workers, give them
 input, and follow their events. See ``README.md`` and ``docs/``.
 """
 
+from ._api import EventStream as EventStream
+from ._api import RuntimeAPI as RuntimeAPI
 from ._ask import TurnResult as TurnResult
 from ._ask import TurnStream as TurnStream
 from ._engines._base import Completion as Completion

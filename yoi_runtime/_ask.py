@@ -5,9 +5,11 @@ send the input, keep the text deltas of that turn, stop at its end, and turn
 a failure into an exception. :func:`open_turn` (streaming) and :func:`ask`
 (the whole answer) do it once, over anything with the Runtime's
 ``subscribe`` / ``send_input`` / ``cancel`` / ``get_worker`` / ``transcript``
-operations: the embedded :class:`~yoi_runtime.Runtime` and
-:class:`~yoi_runtime.client.RuntimeClient` alike, which expose them as
-``runtime.ask(...)`` and ``runtime.open_turn(...)``.
+operations (:class:`~yoi_runtime._api.TurnHost`, part of
+:class:`~yoi_runtime.RuntimeAPI`): every implementation of the API (the
+embedded :class:`~yoi_runtime.Runtime`, :class:`~yoi_runtime.client.RuntimeClient`,
+the workspace's reconnecting client) exposes them as ``runtime.ask(...)`` and
+``runtime.open_turn(...)`` by calling these.
 
 The subscription is opened before the input is sent, so no event of the turn
 can be missed; a turn is cancelled when its caller stops following it.
@@ -17,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
 
 import attrs
 import trio
 
+from ._api import DEFAULT_CANCEL_TIMEOUT, TurnEvents, TurnHost
 from ._engines._base import Usage
 from ._errors import (
     RuntimeUnavailableError,
@@ -32,17 +34,15 @@ from ._errors import (
 )
 from ._events import Event, EventType, Gap
 from ._types import (
-    CancelResult,
     TranscriptEntry,
-    TranscriptPage,
     TurnError,
     TurnStatus,
     TurnSummary,
-    WorkerSummary,
 )
 
 __all__ = [
     "ABANDONED",
+    "DEFAULT_CANCEL_TIMEOUT",
     "EventStream",
     "TurnHost",
     "TurnResult",
@@ -51,47 +51,14 @@ __all__ = [
     "open_turn",
 ]
 
+#: The events a turn reads (the name the ``yoi`` command's chat imports).
+EventStream = TurnEvents
+
 #: The ``reason`` of the cancel sent when a caller leaves a turn early.
 ABANDONED = "abandoned by the caller"
 
-#: Seconds allowed, by default, for that cancel (it waits until the turn ended).
-DEFAULT_CANCEL_TIMEOUT = 10.0
-
 #: Transcript entries read per page when a gap forces reading the answer there.
 _TRANSCRIPT_PAGE = 500
-
-
-class EventStream(Protocol):
-    """A subscription, embedded (:class:`~yoi_runtime.Subscription`) or remote
-    (:class:`~yoi_runtime.client.RemoteSubscription`)."""
-
-    async def __aenter__(self) -> object: ...
-
-    async def __aexit__(self, *exc_info: Any) -> bool | None: ...
-
-    async def receive(self) -> Event | Gap: ...
-
-
-class TurnHost(Protocol):
-    """The operations :func:`open_turn` needs: a Runtime or its client."""
-
-    def subscribe(
-        self, worker_id: str | None = None, *, after: int | None = None
-    ) -> EventStream: ...
-
-    async def send_input(
-        self, worker_id: str, text: str, *, input_id: str | None = None
-    ) -> TurnSummary: ...
-
-    async def cancel(
-        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
-    ) -> CancelResult: ...
-
-    async def get_worker(self, worker_id: str) -> WorkerSummary: ...
-
-    async def transcript(
-        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> TranscriptPage: ...
 
 
 @attrs.frozen
@@ -148,7 +115,7 @@ class TurnStream:
 
     turn: TurnSummary
     _host: TurnHost = attrs.field(repr=False)
-    _events: EventStream = attrs.field(repr=False)
+    _events: TurnEvents = attrs.field(repr=False)
     _parts: list[str] = attrs.field(factory=list, repr=False)
     _missed: bool = False
     _outcome: TurnResult | TurnNotCompletedError | None = None

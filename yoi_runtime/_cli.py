@@ -1,4 +1,9 @@
-"""The ``yoi-runtime`` command, which needs the ``server`` extra."""
+"""The ``yoi-runtime`` command, which needs the ``server`` extra.
+
+:func:`run_server_command` runs before the server modules are known to be
+installed, so it lives here, importing nothing but the standard library;
+:mod:`yoi_runtime.serving` re-exports it for ``yoi-workspace``.
+"""
 
 from __future__ import annotations
 

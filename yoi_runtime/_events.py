@@ -142,6 +142,7 @@ class EventLog:
         "_max_bytes",
         "_over_bytes",
         "_over_count",
+        "_parked",
         "_retention",
         "_sizes",
         "next_position",
@@ -164,13 +165,16 @@ class EventLog:
         self._max_bytes = max_bytes
         self._over_bytes = sys.maxsize if max_bytes is None else max_bytes
         #: :func:`event_bytes` of each retained event, computed once.
-        self._sizes = [event_bytes(event) for event in self._events]
+        self._sizes = [event_bytes(event) for event in self._events] if events else []
         self._bytes = sum(self._sizes)
         self._lot: trio.lowlevel.ParkingLot | None = None
+        #: Readers parked in :meth:`wait_beyond` and not yet woken (an int
+        #: check on every append, not a call into the parking lot).
+        self._parked = 0
         self._closed = False
         #: The position the next new event will carry.
         self.next_position = first + len(self._events)
-        self._trim()
+        self._trim_if_over()
 
     @property
     def first(self) -> int:
@@ -192,7 +196,7 @@ class EventLog:
         """
         self._max_bytes = max_bytes
         self._over_bytes = sys.maxsize if max_bytes is None else max_bytes
-        self._trim()
+        self._trim_if_over()
 
     @property
     def last(self) -> int:
@@ -219,8 +223,14 @@ class EventLog:
         self._bytes += size
         if len(events) > self._over_count or self._bytes > self._over_bytes:
             self._trim()
-        if self._lot:  # only when someone is parked
+        if self._parked and self._lot is not None:
+            self._parked = 0
             self._lot.unpark_all()
+
+    def _trim_if_over(self) -> None:
+        """Trim when past the count or the byte budget (as :meth:`append`)."""
+        if len(self._events) > self._over_count or self._bytes > self._over_bytes:
+            self._trim()
 
     def _trim(self) -> None:
         """Drop the oldest events past the count or the byte budget."""
@@ -246,6 +256,7 @@ class EventLog:
         """Mark the log finished: subscribers drain it, then end."""
         self._closed = True
         if self._lot is not None:
+            self._parked = 0
             self._lot.unpark_all()
 
     def check_cursor(self, after: int | None) -> int:
@@ -282,9 +293,16 @@ class EventLog:
         if self.last > after or self._closed:
             await trio.lowlevel.checkpoint()
             return
-        if self._lot is None:
-            self._lot = trio.lowlevel.ParkingLot()
-        await self._lot.park()
+        lot = self._lot
+        if lot is None:
+            lot = self._lot = trio.lowlevel.ParkingLot()
+        self._parked += 1
+        try:
+            await lot.park()
+        except BaseException:
+            # Not woken (a wake-up zeroes the count): cancelled while parked.
+            self._parked -= 1
+            raise
 
 
 @attrs.define(eq=False)
@@ -318,18 +336,22 @@ class Subscription:
         """
         if self._closed:
             raise trio.ClosedResourceError("the subscription is closed")
-        gap, events = self._log.read(self.position, max_items)
-        batch: list[Event | Gap]
-        if gap is not None:
-            batch = [gap, *events[: max_items - 1]]
-            self.position = gap.resume_after + len(batch) - 1
-            return batch
-        if events:
-            self.position += len(events)
-            return cast("list[Event | Gap]", events)
-        if self._log.closed:
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
+        log, after = self._log, self.position
+        start = after - log._first + 1
+        if start >= 0:  # no gap: the common case, read in place
+            events = log._events[start : start + max_items]
+            if events:
+                self.position = after + len(events)
+                return cast("list[Event | Gap]", events)
+            if log._closed:
+                raise trio.EndOfChannel
+            raise trio.WouldBlock
+        # Behind what the log retains: a gap, then the oldest retained events.
+        resume_after = log._first - 1
+        batch: list[Event | Gap] = [Gap(after=after, resume_after=resume_after)]
+        batch += log._events[: max_items - 1]
+        self.position = resume_after + len(batch) - 1
+        return batch
 
     async def receive_batch(self, max_items: int = DEFAULT_BATCH) -> list[Event | Gap]:
         """Wait for at least one item and return every ready one, up to a limit.
@@ -350,17 +372,26 @@ class Subscription:
             takes items, never after.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                batch = self.receive_batch_nowait(max_items)
-            except trio.WouldBlock:
-                await self._log.wait_beyond(self.position)
-                continue
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                raise
+        try:
+            batch = self.receive_batch_nowait(max_items)
+        except trio.WouldBlock:
+            pass
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            raise
+        else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return batch
+        # Nothing ready: parking is this call's schedule point (as in Trio's
+        # own channels), so items read right after waking are returned
+        # without another pass through the scheduler.
+        log = self._log
+        while True:
+            await log.wait_beyond(self.position)
+            try:
+                return self.receive_batch_nowait(max_items)
+            except trio.WouldBlock:
+                continue
 
     async def receive(self) -> Event | Gap:
         """Wait for and return the next item.

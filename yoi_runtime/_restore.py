@@ -1,15 +1,19 @@
-"""Starting a Runtime again from its durable store."""
+"""Starting a Runtime again from what its store read back."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ._engines._base import Engine
-from ._store._records import StoreSnapshot
-from ._types import WorkerStatus
-from ._worker import Hub, MissingEngine, Worker
+from ._engines._base import Engine, Message
+from ._events import EventLog
+from ._hub import Hub, MissingEngine
+from ._store._records import StoredWorker, StoreSnapshot
+from ._transcript import Transcript
+from ._turn import Turn
+from ._types import TurnStatus, WorkerStatus
+from ._worker import Worker
 
-__all__ = ["restore_workers"]
+__all__ = ["restore_worker", "restore_workers"]
 
 
 def restore_workers(
@@ -18,11 +22,12 @@ def restore_workers(
     """Rebuild every stored Worker, oldest first, and its allocations.
 
     Turns the dead process left accepted or running become ``interrupted``
-    (:meth:`Worker.restore`). Allocation rows it left are reclaimed, each with
-    a diagnostic: a scope of a Worker that is live again is claimed for it
-    anew, any other is released. A Worker whose engine this Runtime no longer
-    has is restored with one whose turns fail (``engine_config_error``), also
-    with a diagnostic.
+    (:func:`restore_worker`). Allocation rows it left are reclaimed, each
+    with a diagnostic: a scope of a Worker that is live again is claimed for
+    it anew, any other is released. A Worker whose engine this Runtime no
+    longer has is restored with one whose turns fail
+    (``engine_config_error``), also with a diagnostic. An empty snapshot (a
+    new store, or memory) gives no Workers.
     """
     hub.diagnostics.extend(snapshot.diagnostics)
     workers = []
@@ -38,7 +43,7 @@ def restore_workers(
                 "configured; the worker's turns fail until it is",
                 stored.record.worker_id,
             )
-        workers.append(Worker.restore(hub, stored, engine))
+        workers.append(restore_worker(hub, stored, engine))
     live = {
         worker.worker_id: worker
         for worker in workers
@@ -72,3 +77,54 @@ def restore_workers(
                     worker.worker_id,
                 )
     return workers
+
+
+def restore_worker(hub: Hub, stored: StoredWorker, engine: Engine) -> Worker:
+    """Rebuild a Worker from its stored record, log, turns and transcript.
+
+    A turn that was accepted or running when the process died becomes
+    ``interrupted`` (with a ``turn.interrupted`` event, its transcript
+    entries marked so) and the Worker is ``idle`` again. Call
+    :meth:`Worker.run` afterwards unless the Worker is stopped or failed.
+    """
+    record = stored.record
+    live = record.status not in (WorkerStatus.STOPPED, WorkerStatus.FAILED)
+    worker = Worker(
+        hub,
+        record.worker_id,
+        record.ordinal,
+        record.profile,
+        record.system_prompt,
+        record.display_name,
+        record.engine.name,
+        engine,
+        record.tools,
+        record.scopes,
+        record.created_at,
+        # Idle or running is not stored: a turn left active says running.
+        WorkerStatus.IDLE if live else record.status,
+        record.error,
+        stored.turns,
+        stored.usage,
+    )
+    worker.engine_info = record.engine
+    limits = hub.limits
+    first = stored.last_seq - len(stored.events) + 1
+    log = EventLog(limits.worker_event_retention, first=first, events=stored.events)
+    transcript = Transcript(limits.transcript_retention)
+    entries = transcript.restore(stored.transcript, stored.transcript_last)
+    turns = [Turn.restore(summary) for summary in stored.recent_turns]
+    history: list[Message] = []
+    for user, answer in zip(entries, entries[1:], strict=False):
+        if (
+            user.kind == "user"
+            and answer.kind == "assistant"
+            and answer.turn_id == user.turn_id
+            and answer.status is TurnStatus.COMPLETED
+        ):
+            history += (
+                Message("user", "".join(user.parts)),
+                Message("assistant", "".join(answer.parts)),
+            )
+    worker.resume(record.stop_reason, log, transcript, history, turns, entries)
+    return worker

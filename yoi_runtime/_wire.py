@@ -7,15 +7,25 @@ embedded library and the network agree on every field name.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.json import JsonConverter, make_converter
 
+from ._event_data import EVENT_DATA, EventData, EventError, omits_none
 from ._events import Event, EventType, Gap
 
-__all__ = ["converter", "item_from_json", "item_to_json", "strict_converter"]
+__all__ = [
+    "converter",
+    "item_from_json",
+    "item_to_json",
+    "strict_converter",
+    "structure_event_data",
+    "unstructure_event_data",
+]
 
 #: The package's converter: datetimes as ISO 8601 (UTC), enums as strings.
 converter: JsonConverter = make_converter()
@@ -23,6 +33,58 @@ converter.register_unstructure_hook(datetime.datetime, lambda dt: dt.isoformat()
 converter.register_structure_hook(
     datetime.datetime, lambda value, _: datetime.datetime.fromisoformat(value)
 )
+
+
+def _register_event_data(converter: cattrs.Converter) -> None:
+    """Unstructure event payloads leaving out the fields that ``omits_none``
+    when they are None (everything else as cattrs does it)."""
+    # Nested classes first: a generated function binds its fields' hooks.
+    for cls in (EventError, *EVENT_DATA.values()):
+        omitted: dict[str, Any] = {
+            field.name: override(omit_if_default=True)
+            for field in attrs.fields(cls)
+            if omits_none(field)
+        }
+        converter.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, converter, **omitted)
+        )
+
+
+_register_event_data(converter)
+
+
+def structure_event_data(type: EventType, data: Mapping[str, Any]) -> EventData:
+    """Build the typed payload of an event from its JSON ``data``.
+
+    Args:
+        type: The event's type, which picks the class (``EVENT_DATA``).
+        data: The event's ``data`` object, as :func:`unstructure_event_data`
+            (or today's ``Event.data``) has it. Keys the class does not know
+            are ignored.
+
+    Returns:
+        An instance of ``EVENT_DATA[type]``.
+
+    Raises:
+        ValueError: ``data`` does not fit the class; the message names each
+            bad field by its JSON path (``$.data.error.code``).
+    """
+    try:
+        return converter.structure(data, EVENT_DATA[type])
+    except cattrs.BaseValidationError as exc:
+        problems = "; ".join(cattrs.transform_error(exc, path="$.data"))
+        raise ValueError(f"{type.value} event data: {problems}") from None
+
+
+def unstructure_event_data(data: EventData) -> dict[str, Any]:
+    """Return the JSON ``data`` object of a typed payload.
+
+    Key for key what the Worker emits as a dict: fields typed ``X | None``
+    are ``null`` when unset, ``EventError.status_code`` and
+    ``provider_code`` are left out when None, statuses are strings.
+    """
+    result: dict[str, Any] = converter.unstructure(data)
+    return result
 
 
 def strict_converter() -> cattrs.Converter:

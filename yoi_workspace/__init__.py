@@ -1,13 +1,15 @@
 """yoi-workspace: the backend's RuntimeRegistry and browser-facing API.
 
-A :class:`RuntimeRegistry` holds one handle per Runtime (an
-:class:`EmbeddedRuntimeHandle`, a :class:`RemoteRuntimeHandle` from
-:func:`open_remote_handle`, a read-only :class:`LocalPodSource` over the
-Pods of a yoi installation (a :class:`YoiHome`, found as yoi does by
-:func:`resolve_yoi_home`) whose Worker ids :func:`pod_worker_id` derives)
-and routes every operation by ``runtime_id`` + ``worker_id``, applying a
-:class:`VisibilityPolicy`, a :class:`CommandPolicy` and an
-:class:`AuditSink`. The ``yoi-workspace`` command serves it to browsers
+A :class:`RuntimeRegistry` holds one handle per Runtime: a
+:class:`RuntimeAdapter` over any :class:`yoi_runtime.RuntimeAPI` (an
+:class:`EmbeddedRuntimeHandle`, or a :class:`RemoteRuntimeHandle` from
+:func:`open_remote_handle` over a :class:`ReconnectingRuntime`), or a
+read-only :class:`LocalPodSource` over the Pods of a yoi installation (a
+:class:`YoiHome`, found as yoi does by :func:`resolve_yoi_home`) whose
+Worker ids :func:`pod_worker_id` derives. It routes every operation by
+``runtime_id`` + ``worker_id``, applying a :class:`VisibilityPolicy`, a
+:class:`CommandPolicy` and an :class:`AuditSink`. The ``yoi-workspace``
+command serves it to browsers
 (``docs/workspace.md``).
 """
 
@@ -26,6 +28,7 @@ from ._errors import WorkerNotVisibleError as WorkerNotVisibleError
 from ._follow import WorkerEventStream as WorkerEventStream
 from ._handle import EmbeddedRuntimeHandle as EmbeddedRuntimeHandle
 from ._handle import EventStream as EventStream
+from ._handle import RuntimeAdapter as RuntimeAdapter
 from ._handle import RuntimeHandle as RuntimeHandle
 from ._listing import WorkerListing as WorkerListing
 from ._pods import pod_worker_id as pod_worker_id
@@ -41,6 +44,7 @@ from ._policy import HideWorkers as HideWorkers
 from ._policy import Operation as Operation
 from ._policy import VisibilityPolicy as VisibilityPolicy
 from ._registry import RuntimeRegistry as RuntimeRegistry
+from ._remote import ReconnectingRuntime as ReconnectingRuntime
 from ._remote import RemoteRuntimeConfig as RemoteRuntimeConfig
 from ._remote import RemoteRuntimeHandle as RemoteRuntimeHandle
 from ._remote import open_remote_handle as open_remote_handle

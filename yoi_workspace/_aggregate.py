@@ -33,7 +33,7 @@ from yoi_runtime import (
     InvalidInputError,
     WorkerNotFoundError,
 )
-from yoi_runtime._wire import item_to_json
+from yoi_runtime.serving import item_to_json
 
 from ._follow import (
     MAX_BATCH,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from yoi_runtime._cli import run_server_command
+from yoi_runtime.serving import run_server_command
 
 __all__ = ["main"]
 

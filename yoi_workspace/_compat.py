@@ -37,7 +37,7 @@ from yoi_runtime import (
     TurnSummary,
     WorkerStatus,
 )
-from yoi_runtime._util import parse_count
+from yoi_runtime.serving import parse_count
 
 from ._handle import EventStream
 from ._pods import LIVENESS, Pod, Scan, scan_pods
@@ -379,6 +379,10 @@ class _UnsupportedStream:
         return self
 
     async def __anext__(self) -> Event | Gap:
+        await trio.lowlevel.checkpoint()
+        self._source._unsupported("stream events")
+
+    async def receive(self) -> Event | Gap:
         await trio.lowlevel.checkpoint()
         self._source._unsupported("stream events")
 

@@ -76,17 +76,17 @@ from typing import Literal
 import attrs
 
 from yoi_runtime import Engine, InvalidInputError
-from yoi_runtime._config import (
+from yoi_runtime.serving import (
     ConfigError,
     EngineConfig,
     FileConfig,
+    check_id,
     config_converter,
     make_engines,
+    parse_store_spec,
     read_config_file,
     structure_config,
 )
-from yoi_runtime._runtime import _check_id
-from yoi_runtime._store._records import parse_store_spec
 
 from ._audit import JSONLinesAuditSink
 from ._auth import AuthConfig
@@ -344,7 +344,7 @@ def _check(config: WorkspaceConfig) -> None:
     seen: dict[str, str] = {}
     for key, runtime_id in zip(keys, config.runtime_ids, strict=True):
         try:
-            _check_id(runtime_id, key)
+            check_id(runtime_id, key)
         except InvalidInputError as exc:
             raise ConfigError(exc.message) from None  # it names the key
         if runtime_id in seen:
@@ -367,7 +367,7 @@ def _check(config: WorkspaceConfig) -> None:
         ) from None
     if config.workspace_id is not None:
         try:
-            _check_id(config.workspace_id, "config.workspace_id")
+            check_id(config.workspace_id, "config.workspace_id")
         except InvalidInputError as exc:
             raise ConfigError(exc.message) from None
     config.remote_configs()

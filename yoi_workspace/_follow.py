@@ -30,7 +30,7 @@ from yoi_runtime import (
     RuntimeUnavailableError,
     YoiRuntimeError,
 )
-from yoi_runtime._util import single_error
+from yoi_runtime.serving import single_error
 
 from ._handle import EventStream, RuntimeHandle
 from ._views import RuntimeKind

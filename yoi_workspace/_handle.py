@@ -1,11 +1,13 @@
-"""The handle interface: how the registry reaches one Runtime.
+"""The handle interface, and the one adapter from the Runtime API to it.
 
-A handle is the registry's only way to a Runtime. Three kinds implement it:
-:class:`EmbeddedRuntimeHandle` (a :class:`yoi_runtime.Runtime` in this
-process, called directly), ``RemoteRuntimeHandle`` (a ``yoi-runtime`` process
-through :mod:`yoi_runtime.client`) and ``LocalPodSource`` (a read-only
-projection of the older local-pod model). One conformance suite
-(``tests/workspace/``) runs against all three.
+A handle is the registry's only way to a Runtime: :class:`RuntimeHandle`.
+Runtimes are reached through one adapter, :class:`RuntimeAdapter`, over any
+:class:`yoi_runtime.RuntimeAPI`: a :class:`yoi_runtime.Runtime` in this
+process (:class:`EmbeddedRuntimeHandle`) or a ``yoi-runtime`` process
+through a reconnecting client (``RemoteRuntimeHandle``,
+``yoi_workspace._remote``). The read-only ``LocalPodSource`` (a projection
+of the older local-pod model) implements the interface on its own. One
+conformance suite (``tests/workspace/``) runs against all of them.
 
 Errors are :mod:`yoi_runtime`'s: ``WorkerNotFoundError``, ``WorkerBusyError``
 (with its details), ``WorkerStoppedError``, ``InvalidInputError``,
@@ -16,57 +18,48 @@ Errors are :mod:`yoi_runtime`'s: ``WorkerNotFoundError``, ``WorkerBusyError``
 
 from __future__ import annotations
 
-import datetime
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import trio
 
 from yoi_runtime import (
     CancelResult,
     Diagnostic,
-    Event,
-    Gap,
-    Runtime,
+    EventStream,
+    RuntimeAPI,
+    RuntimeSummary,
     TranscriptPage,
     TurnSummary,
+    WorkerSummary,
+    YoiRuntimeError,
 )
 
 from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
 
-__all__ = ["EmbeddedRuntimeHandle", "EventStream", "RuntimeHandle"]
+__all__ = [
+    "EmbeddedRuntimeHandle",
+    "EventStream",
+    "RuntimeAdapter",
+    "RuntimeHandle",
+]
 
-
-class EventStream(Protocol):
-    """An event subscription as a handle returns it.
-
-    Both :class:`yoi_runtime.Subscription` and
-    :class:`yoi_runtime.client.RemoteSubscription` are one. Enter it
-    (``async with``), then iterate it or call :meth:`receive_batch`.
-    """
-
-    @property
-    def position(self) -> int:
-        """The cursor (or ``seq``) of the last item received."""
-        ...
-
-    async def __aenter__(self) -> EventStream: ...
-
-    async def __aexit__(self, *exc_info: object) -> bool | None: ...
-
-    def __aiter__(self) -> AsyncIterator[Event | Gap]: ...
-
-    async def receive_batch(self, max_items: int = ...) -> list[Event | Gap]: ...
-
-    async def aclose(self) -> None: ...
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class RuntimeHandle(Protocol):
     """One Runtime (or compat source) as the registry sees it.
 
-    Every ``async`` method may raise ``RuntimeUnavailableError`` (the Runtime
-    is closing or cannot be reached within the handle's timeouts) except
-    :meth:`describe`, which reports that as ``status="unavailable"``.
+    The operations are :class:`yoi_runtime.RuntimeAPI`'s (see there for
+    arguments and errors), with Workers projected to :class:`WorkerView`,
+    plus :meth:`describe` and :meth:`aclose`. Every ``async`` method may
+    raise ``RuntimeUnavailableError`` (the Runtime is closing or cannot be
+    reached within the handle's timeouts) except :meth:`describe`, which
+    reports that as ``status="unavailable"``. A compat source raises
+    ``OperationUnsupportedError`` for the commands (``create_worker``,
+    ``send_input``, ``cancel``, ``stop``) and on entering a stream.
     """
 
     @property
@@ -84,9 +77,7 @@ class RuntimeHandle(Protocol):
         is down (``status="unavailable"``, with the last known capabilities)."""
         ...
 
-    async def diagnostics(self) -> tuple[Diagnostic, ...]:
-        """Return what the Runtime (or source) noticed, oldest first."""
-        ...
+    async def diagnostics(self) -> tuple[Diagnostic, ...]: ...
 
     async def list_workers(
         self,
@@ -94,13 +85,9 @@ class RuntimeHandle(Protocol):
         status: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> WorkerViewPage:
-        """List Workers, oldest first (same paging as the Runtime's)."""
-        ...
+    ) -> WorkerViewPage: ...
 
-    async def get_worker(self, worker_id: str) -> WorkerView:
-        """Return one Worker's projection."""
-        ...
+    async def get_worker(self, worker_id: str) -> WorkerView: ...
 
     async def create_worker(
         self,
@@ -112,53 +99,30 @@ class RuntimeHandle(Protocol):
         worker_id: str | None = None,
         scopes: Sequence[str] | None = None,
     ) -> WorkerView:
-        """Create a Worker (``OperationUnsupportedError`` on a compat source).
-
-        Every argument reaches the Runtime (see
-        ``yoi_runtime.Runtime.create_worker``); a handle that cannot pass
-        one on refuses the create rather than drop it.
-
-        Args:
-            scopes: Exclusive scopes the Worker claims in its Runtime's
-                allocation registry while it is live; None claims none.
-
-        Raises:
-            ScopeConflictError: A live Worker holds one of ``scopes``.
-            OperationUnsupportedError: The handle creates no Workers (a
-                compat source).
-        """
+        """Every argument reaches the Runtime; a handle that cannot pass one
+        on refuses the create rather than drop it."""
         ...
 
     async def send_input(
         self, worker_id: str, text: str, *, input_id: str | None = None
-    ) -> TurnSummary:
-        """Give a Worker input (``OperationUnsupportedError`` on compat)."""
-        ...
+    ) -> TurnSummary: ...
 
     async def cancel(
         self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
-    ) -> CancelResult:
-        """Cancel a Worker's turn (``OperationUnsupportedError`` on compat)."""
-        ...
+    ) -> CancelResult: ...
 
-    async def stop(self, worker_id: str, *, reason: str | None = None) -> WorkerView:
-        """Stop a Worker (``OperationUnsupportedError`` on compat)."""
-        ...
+    async def stop(
+        self, worker_id: str, *, reason: str | None = None
+    ) -> WorkerView: ...
 
     async def transcript(
         self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> TranscriptPage:
-        """Return a page of a Worker's transcript."""
-        ...
+    ) -> TranscriptPage: ...
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
     ) -> EventStream:
-        """Follow one Worker's events, or the Runtime-wide stream.
-
-        Errors surface when the stream is entered; a compat source raises
-        ``OperationUnsupportedError`` there.
-        """
+        """Errors surface when the stream is entered."""
         ...
 
     async def aclose(self) -> None:
@@ -166,40 +130,122 @@ class RuntimeHandle(Protocol):
         ...
 
 
-class EmbeddedRuntimeHandle:
-    """A handle on a :class:`yoi_runtime.Runtime` in this process.
+def _passed_on(
+    operation: Callable[Concatenate[RuntimeAPI, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RuntimeAdapter, P], Coroutine[Any, Any, R]]:
+    """An adapter method that calls ``operation`` on the Runtime as it is.
 
-    Calls go straight to the Runtime; the handle owns nothing and closing it
-    leaves the Runtime running (its ``open_runtime`` block owns it).
+    The signature is the API's (mypy checks every call), so an argument
+    added to :class:`~yoi_runtime.RuntimeAPI` reaches the Runtime.
+    """
+    name = operation.__name__
+
+    async def pass_on(self: RuntimeAdapter, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = await getattr(self.api, name)(*args, **kwargs)
+        return result
+
+    pass_on.__signature__ = inspect.signature(operation)  # type: ignore[attr-defined]
+    pass_on.__name__ = pass_on.__qualname__ = name
+    pass_on.__doc__ = f"See :meth:`yoi_runtime.RuntimeAPI.{name}`."
+    return pass_on
+
+
+def _projected(
+    operation: Callable[Concatenate[RuntimeAPI, P], Coroutine[Any, Any, WorkerSummary]],
+) -> Callable[Concatenate[RuntimeAdapter, P], Coroutine[Any, Any, WorkerView]]:
+    """An adapter method that calls ``operation`` and projects its Worker."""
+    name = operation.__name__
+
+    async def project(
+        self: RuntimeAdapter, /, *args: P.args, **kwargs: P.kwargs
+    ) -> WorkerView:
+        summary: WorkerSummary = await getattr(self.api, name)(*args, **kwargs)
+        return self.project(summary)
+
+    project.__signature__ = inspect.signature(operation)  # type: ignore[attr-defined]
+    project.__name__ = project.__qualname__ = name
+    project.__doc__ = (
+        f"See :meth:`yoi_runtime.RuntimeAPI.{name}`; the Worker projected."
+    )
+    return project
+
+
+class RuntimeAdapter:
+    """A :class:`RuntimeHandle` over any :class:`yoi_runtime.RuntimeAPI`.
+
+    Every operation is the Runtime's; Workers come back as
+    :class:`WorkerView` of this handle's ``kind``; :meth:`describe` keeps the
+    last summary it saw and reports ``status="unavailable"`` with it (and
+    the error's message) when the Runtime cannot be reached.
+
+    Args:
+        api: The Runtime (or a client of one) the handle calls.
+        kind: The kind its projections carry.
+        project: Projects one of its Workers; by default
+            :meth:`WorkerView.from_summary` with ``kind``.
+        remembered: Returns the last summary seen by other means (a
+            reconnecting client's connect); consulted when :meth:`describe`
+            cannot reach the Runtime and has seen none itself.
+        on_close: Run by :meth:`aclose` (a client's connection); by default
+            nothing: the handle owns nothing and closing it leaves an
+            embedded Runtime running (its ``open_runtime`` block owns it).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(
+        self,
+        api: RuntimeAPI,
+        kind: RuntimeKind,
+        *,
+        project: Callable[[WorkerSummary], WorkerView] | None = None,
+        remembered: Callable[[], RuntimeSummary | None] | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.api = api
+        self._kind = kind
+        self._project = project
+        self._remembered = remembered
+        self._on_close = on_close
+        self._last_summary: RuntimeSummary | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._kind.value} {self.api!r}>"
 
     @property
     def runtime_id(self) -> str:
-        return self._runtime.runtime_id
+        """The Runtime's id (:attr:`yoi_runtime.RuntimeAPI.runtime_id`)."""
+        return self.api.runtime_id
 
     @property
     def kind(self) -> RuntimeKind:
-        return RuntimeKind.EMBEDDED
+        """The kind given when the handle was made."""
+        return self._kind
+
+    def project(self, summary: WorkerSummary) -> WorkerView:
+        """Return the registry's projection of one of the Runtime's Workers."""
+        if self._project is not None:
+            return self._project(summary)
+        return WorkerView.from_summary(summary, self._kind)
 
     async def describe(self) -> RuntimeView:
-        summary = await self._runtime.summary()
-        return RuntimeView(
-            runtime_id=summary.runtime_id,
-            kind=RuntimeKind.EMBEDDED,
-            status=summary.status,
-            authority=True,
-            version=summary.version,
-            protocol_version=summary.protocol_version,
-            capabilities=summary.capabilities,
-            workers=summary.workers,
-            checked_at=datetime.datetime.now(datetime.UTC),
-        )
+        """Return the Runtime's projection; never raises for a Runtime that
+        cannot be reached.
 
-    async def diagnostics(self) -> tuple[Diagnostic, ...]:
-        return await self._runtime.diagnostics()
+        Returns:
+            The live summary's projection, or ``status="unavailable"`` with
+            the last summary seen (version, capabilities and Worker counts;
+            None and empty if never reached) and ``error`` saying why.
+        """
+        try:
+            summary = await self.api.summary()
+        except YoiRuntimeError as exc:
+            cached = self._last_summary
+            if cached is None and self._remembered is not None:
+                cached = self._remembered()
+            return RuntimeView.of(
+                self.runtime_id, self._kind, "unavailable", cached, exc.message
+            )
+        self._last_summary = summary
+        return RuntimeView.of(self.runtime_id, self._kind, summary.status, summary)
 
     async def list_workers(
         self,
@@ -208,62 +254,51 @@ class EmbeddedRuntimeHandle:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> WorkerViewPage:
-        page = await self._runtime.list_workers(
-            status=status, limit=limit, cursor=cursor
-        )
-        kind = RuntimeKind.EMBEDDED
+        """See :meth:`yoi_runtime.RuntimeAPI.list_workers`; projected."""
+        page = await self.api.list_workers(status=status, limit=limit, cursor=cursor)
         return WorkerViewPage(
-            tuple(WorkerView.from_summary(w, kind) for w in page.workers),
-            page.next_cursor,
+            tuple(self.project(w) for w in page.workers), page.next_cursor
         )
 
-    async def get_worker(self, worker_id: str) -> WorkerView:
-        summary = await self._runtime.get_worker(worker_id)
-        return WorkerView.from_summary(summary, RuntimeKind.EMBEDDED)
-
-    async def create_worker(
-        self,
-        profile: str = "companion",
-        *,
-        display_name: str | None = None,
-        engine: str | None = None,
-        system_prompt: str | None = None,
-        worker_id: str | None = None,
-        scopes: Sequence[str] | None = None,
-    ) -> WorkerView:
-        summary = await self._runtime.create_worker(
-            profile,
-            display_name=display_name,
-            engine=engine,
-            system_prompt=system_prompt,
-            worker_id=worker_id,
-            scopes=scopes,
-        )
-        return WorkerView.from_summary(summary, RuntimeKind.EMBEDDED)
-
-    async def send_input(
-        self, worker_id: str, text: str, *, input_id: str | None = None
-    ) -> TurnSummary:
-        return await self._runtime.send_input(worker_id, text, input_id=input_id)
-
-    async def cancel(
-        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
-    ) -> CancelResult:
-        return await self._runtime.cancel(worker_id, turn_id=turn_id, reason=reason)
-
-    async def stop(self, worker_id: str, *, reason: str | None = None) -> WorkerView:
-        summary = await self._runtime.stop(worker_id, reason=reason)
-        return WorkerView.from_summary(summary, RuntimeKind.EMBEDDED)
-
-    async def transcript(
-        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> TranscriptPage:
-        return await self._runtime.transcript(worker_id, limit=limit, cursor=cursor)
+    diagnostics = _passed_on(RuntimeAPI.diagnostics)
+    get_worker = _projected(RuntimeAPI.get_worker)
+    create_worker = _projected(RuntimeAPI.create_worker)
+    send_input = _passed_on(RuntimeAPI.send_input)
+    cancel = _passed_on(RuntimeAPI.cancel)
+    stop = _projected(RuntimeAPI.stop)
+    transcript = _passed_on(RuntimeAPI.transcript)
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
     ) -> EventStream:
-        return self._runtime.subscribe(worker_id, after=after)
+        """See :meth:`yoi_runtime.RuntimeAPI.subscribe`."""
+        return self.api.subscribe(worker_id, after=after)
 
     async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
+        """Run ``on_close`` (nothing by default); idempotent if it is."""
+        if self._on_close is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._on_close()
+
+
+class EmbeddedRuntimeHandle(RuntimeAdapter):
+    """The adapter on a :class:`yoi_runtime.Runtime` in this process.
+
+    Calls go straight to the Runtime; closing the handle leaves the Runtime
+    running (its ``open_runtime`` block owns it). Worker projections have
+    kind ``embedded``.
+
+    Args:
+        runtime: The Runtime (any :class:`yoi_runtime.RuntimeAPI` will do).
+    """
+
+    def __init__(self, runtime: RuntimeAPI) -> None:
+        super().__init__(runtime, RuntimeKind.EMBEDDED)
+
+
+if TYPE_CHECKING:
+
+    def _adapter_is_handle(adapter: RuntimeAdapter) -> RuntimeHandle:
+        """mypy proves the adapter is a handle."""
+        return adapter

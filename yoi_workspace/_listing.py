@@ -8,12 +8,12 @@ from typing import TypeVar
 import attrs
 import trio
 
-from yoi_runtime import YoiRuntimeError
+from yoi_runtime import Usage, YoiRuntimeError
 
 from ._handle import RuntimeHandle
 from ._views import WorkerView
 
-__all__ = ["WorkerListing", "gather", "list_every_page"]
+__all__ = ["WorkerListing", "gather", "list_every_page", "total_usage"]
 
 R = TypeVar("R")
 
@@ -87,3 +87,12 @@ async def list_every_page(
         tuple(w for workers in found if workers is not None for w in workers),
         tuple(h.runtime_id for h, w in zip(handles, found, strict=True) if w is None),
     )
+
+
+async def total_usage(handle: RuntimeHandle) -> Usage | None:
+    """Return the tokens of all of ``handle``'s Workers, walking every page
+    of its listing; None when it cannot be listed now."""
+    listing = await list_every_page([handle], lambda worker: True)
+    if listing.unavailable:
+        return None
+    return sum((worker.usage for worker in listing.workers), Usage())

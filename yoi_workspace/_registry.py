@@ -31,7 +31,6 @@ from yoi_runtime import (
     ScopeConflictError,
     TranscriptPage,
     TurnSummary,
-    Usage,
     YoiRuntimeError,
 )
 
@@ -45,7 +44,7 @@ from ._errors import (
 )
 from ._follow import Follower, WorkerEventStream
 from ._handle import RuntimeHandle
-from ._listing import WorkerListing, gather, list_every_page
+from ._listing import WorkerListing, gather, list_every_page, total_usage
 from ._policy import (
     ALLOW_ALL,
     EVERYONE_SEES_ALL,
@@ -60,10 +59,6 @@ from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
 __all__ = ["RuntimeRegistry"]
 
 T = TypeVar("T")
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 class RuntimeRegistry:
@@ -135,11 +130,7 @@ class RuntimeRegistry:
         view = await self._describe(handle)
         if view.usage is not None or view.status == "unavailable":
             return view
-        listing = await list_every_page([handle], lambda worker: True)
-        if listing.unavailable:
-            return view
-        total = sum((w.usage for w in listing.workers), Usage())
-        return attrs.evolve(view, usage=total)
+        return attrs.evolve(view, usage=await total_usage(handle))
 
     async def list_runtimes(self) -> tuple[RuntimeView, ...]:
         """Describe every Runtime, concurrently, in registration order.
@@ -154,17 +145,8 @@ class RuntimeRegistry:
             return await handle.describe()
         except YoiRuntimeError as exc:  # describe() should not raise; be safe
             self._note("describe_failed", f"runtime {handle.runtime_id}: {exc.code}")
-            return RuntimeView(
-                runtime_id=handle.runtime_id,
-                kind=handle.kind,
-                status="unavailable",
-                authority=handle.kind is not RuntimeKind.COMPAT_LOCAL_POD,
-                version=None,
-                protocol_version=None,
-                capabilities=None,
-                workers={},
-                checked_at=_now(),
-                error=exc.code,
+            return RuntimeView.of(
+                handle.runtime_id, handle.kind, "unavailable", None, exc.code
             )
 
     def diagnostics(self) -> tuple[Diagnostic, ...]:
@@ -174,9 +156,8 @@ class RuntimeRegistry:
         return tuple(self._diagnostics)
 
     def _note(self, code: str, message: str, worker_id: str | None = None) -> None:
-        self._diagnostics.append(
-            Diagnostic(_now(), "warning", code, message, worker_id=worker_id)
-        )
+        now = datetime.datetime.now(datetime.UTC)
+        self._diagnostics.append(Diagnostic(now, "warning", code, message, worker_id))
 
     # -- observation ------------------------------------------------------------
 
@@ -265,10 +246,7 @@ class RuntimeRegistry:
         Raises:
             UnknownRuntimeError: ``runtime_id`` names no Runtime.
         """
-        if runtime_id is None:
-            handles = list(self._handles.values())
-        else:
-            handles = [self.get(runtime_id)]
+        handles = self.handles() if runtime_id is None else (self.get(runtime_id),)
         listing = await list_every_page(handles, partial(self._sees, caller), status)
         for runtime_id in listing.unavailable:
             self._note("list_failed", f"runtime {runtime_id} could not be listed")

@@ -1,8 +1,12 @@
 """The remote handle: a ``yoi-runtime`` process reached through its client.
 
 :func:`open_remote_handle` gives a :class:`RemoteRuntimeHandle` built from
-config-like data (:class:`RemoteRuntimeConfig`). Opening never touches the
-network, so the backend starts even while a remote Runtime is down.
+config-like data (:class:`RemoteRuntimeConfig`): the one handle adapter
+(``yoi_workspace._handle.RuntimeAdapter``) over a :class:`ReconnectingRuntime`,
+a :class:`yoi_runtime.RuntimeAPI` wrapping the process's
+:class:`~yoi_runtime.client.RuntimeClient` in the lifecycle below. Opening
+never touches the network, so the backend starts even while a remote
+Runtime is down.
 
 Connection lifecycle (``yoi_workspace._remote_connection`` has the details):
 
@@ -19,13 +23,14 @@ Connection lifecycle (``yoi_workspace._remote_connection`` has the details):
   restarted with a rotated token is used by the very next call. Only a
   second refusal raises ``UnauthorizedError``.
 - **Identity.** The process must serve the Runtime ``config.runtime_id``
-  names. A process reporting another id (checked on connect, by
-  :meth:`~RemoteRuntimeHandle.describe` and on every Worker it returns) is
-  treated as unavailable, with an error saying so: the handle never routes
-  to the wrong Runtime.
+  names. A process reporting another id (checked on connect, on every
+  summary, so by ``describe``, and on every Worker it returns) is treated
+  as unavailable, with an error saying so: the handle never routes to the
+  wrong Runtime.
 - **Cache.** The last summary seen (on connect and by ``describe``) is kept;
   while the process is down ``describe`` returns ``status="unavailable"``
-  with the cached version, capabilities and Worker counts.
+  with the cached version, capabilities and Worker counts, and
+  ``capabilities()`` answers from it.
 
 Event streams are ``yoi_workspace._remote_stream``.
 
@@ -37,33 +42,42 @@ carries the URL).
 
 from __future__ import annotations
 
-import datetime
+import inspect
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 import httpx
 
 from yoi_runtime import (
-    CancelResult,
-    Diagnostic,
+    Capabilities,
     InvalidInputError,
+    RuntimeAPI,
     RuntimeSummary,
-    TranscriptPage,
-    TurnSummary,
+    RuntimeUnavailableError,
+    WorkerPage,
     WorkerSummary,
-    YoiRuntimeError,
+    _ask,
 )
+from yoi_runtime.client import RuntimeClient
 
-from ._handle import EventStream
+from ._handle import RuntimeAdapter
 from ._remote_connection import Connector
 from ._remote_stream import RemoteEventStream
 from ._secrets import SecretRef
-from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
+from ._views import RuntimeKind
 
-__all__ = ["RemoteRuntimeConfig", "RemoteRuntimeHandle", "open_remote_handle"]
+__all__ = [
+    "ReconnectingRuntime",
+    "RemoteRuntimeConfig",
+    "RemoteRuntimeHandle",
+    "open_remote_handle",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _check_url(config: RemoteRuntimeConfig, attribute: object, url: str) -> None:
@@ -123,14 +137,52 @@ class RemoteRuntimeConfig:
     reconnect_timeout: float = attrs.field(default=10.0, validator=_check_seconds)
 
 
-class RemoteRuntimeHandle:
-    """A handle on a Runtime in a ``yoi-runtime`` process.
+def _through(
+    operation: Callable[Concatenate[RuntimeClient, P], Coroutine[Any, Any, R]],
+    check: Callable[[Connector, R], None] | None = None,
+) -> Callable[Concatenate[ReconnectingRuntime, P], Coroutine[Any, Any, R]]:
+    """A method running ``operation`` on the live client (module docstring:
+    lazy connect, discard on failure, token rotation, scrubbed errors),
+    then ``check`` on what it returned."""
 
-    Get one from :func:`open_remote_handle`; see the module docstring for how
-    it connects, reconnects and caches. Worker projections have kind
-    ``remote``.
+    async def through(
+        self: ReconnectingRuntime, /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        connector = self._connector
+        result = await connector.call(lambda client: operation(client, *args, **kwargs))
+        if check is not None:
+            check(connector, result)
+        return result
 
-    Errors: every ``async`` method but :meth:`describe` raises
+    through.__signature__ = inspect.signature(operation)  # type: ignore[attr-defined]
+    through.__name__ = through.__qualname__ = operation.__name__
+    through.__doc__ = f"See :meth:`yoi_runtime.RuntimeAPI.{operation.__name__}`."
+    return through
+
+
+def _its_worker(connector: Connector, worker: WorkerSummary) -> None:
+    """Refuse a Worker of another Runtime (a replaced process)."""
+    connector.check_runtime(worker.runtime_id)
+
+
+def _its_workers(connector: Connector, page: WorkerPage) -> None:
+    for worker in page.workers:
+        connector.check_runtime(worker.runtime_id)
+
+
+def _its_summary(connector: Connector, summary: RuntimeSummary) -> None:
+    """Refuse another Runtime's summary; keep this one's for ``describe``."""
+    connector.check_runtime(summary.runtime_id)
+    connector.last_summary = summary
+
+
+class ReconnectingRuntime:
+    """A :class:`yoi_runtime.RuntimeAPI` over a ``yoi-runtime`` process that
+    reconnects: a :class:`~yoi_runtime.client.RuntimeClient` opened lazily,
+    retired when it breaks, reopened with the token read again, and checked
+    to serve ``config.runtime_id`` (see the module docstring).
+
+    Errors: every ``async`` method raises
     :class:`~yoi_runtime.RuntimeUnavailableError` when the process cannot
     be reached within ``connect_timeout`` seconds (or a live connection
     within ``request_timeout``), is draining, serves another Runtime, or
@@ -140,6 +192,9 @@ class RemoteRuntimeHandle:
     (HTTP 500) or answers something malformed. The Worker errors
     (``WorkerNotFoundError``, ``WorkerBusyError`` with its details, ...)
     pass through as the process raised them.
+
+    Args:
+        config: Where the process is and how to authenticate.
     """
 
     def __init__(self, config: RemoteRuntimeConfig) -> None:
@@ -147,145 +202,53 @@ class RemoteRuntimeHandle:
 
     def __repr__(self) -> str:
         return (
-            f"RemoteRuntimeHandle(runtime_id={self.runtime_id!r}, "
+            f"ReconnectingRuntime(runtime_id={self.runtime_id!r}, "
             f"connected={self._connector.connected}, "
             f"closed={self._connector.closed})"
         )
 
     @property
     def runtime_id(self) -> str:
+        """``config.runtime_id``: the id the process must report."""
         return self._connector.runtime_id
 
     @property
-    def kind(self) -> RuntimeKind:
-        return RuntimeKind.REMOTE
+    def last_summary(self) -> RuntimeSummary | None:
+        """The last summary seen (on connect, or by :meth:`summary`); None
+        if the process was never reached."""
+        return self._connector.last_summary
 
-    def _project(self, summary: WorkerSummary) -> WorkerView:
-        self._connector.check_runtime(summary.runtime_id)
-        return WorkerView.from_summary(summary, RuntimeKind.REMOTE)
+    create_worker = _through(RuntimeClient.create_worker, _its_worker)
+    send_input = _through(RuntimeClient.send_input)
+    cancel = _through(RuntimeClient.cancel)
+    stop = _through(RuntimeClient.stop, _its_worker)
+    ask = _ask.ask
+    open_turn = _ask.open_turn
+    get_worker = _through(RuntimeClient.get_worker, _its_worker)
+    list_workers = _through(RuntimeClient.list_workers, _its_workers)
+    transcript = _through(RuntimeClient.transcript)
+    summary = _through(RuntimeClient.summary, _its_summary)
+    diagnostics = _through(RuntimeClient.diagnostics)
+    usage = _through(RuntimeClient.usage)
 
-    # -- the handle interface ----------------------------------------------
-
-    async def describe(self) -> RuntimeView:
-        """Return the Runtime's projection; never raises for a process that
-        is down.
-
-        Returns:
-            The live summary's projection, or ``status="unavailable"`` with
-            the cached version, capabilities and Worker counts (None and
-            empty if never reached) and ``error`` saying why (unreachable,
-            refused token, another Runtime, ...), without URL or token.
-        """
-        try:
-            summary = await self._connector.call(lambda client: client.summary())
-            self._connector.check_runtime(summary.runtime_id)
-        except YoiRuntimeError as exc:
-            cache = self._connector.last_summary
-            return self._view(cache, "unavailable", exc.message)
-        self._connector.last_summary = summary
-        return self._view(summary, summary.status, None)
-
-    def _view(
-        self, summary: RuntimeSummary | None, status: str, error: str | None
-    ) -> RuntimeView:
-        return RuntimeView(
-            runtime_id=self.runtime_id,
-            kind=RuntimeKind.REMOTE,
-            status=status,
-            authority=True,
-            version=None if summary is None else summary.version,
-            protocol_version=None if summary is None else summary.protocol_version,
-            capabilities=None if summary is None else summary.capabilities,
-            workers={} if summary is None else dict(summary.workers),
-            checked_at=datetime.datetime.now(datetime.UTC),
-            error=error,
-        )
-
-    async def diagnostics(self) -> tuple[Diagnostic, ...]:
-        return await self._connector.call(lambda client: client.diagnostics())
-
-    async def list_workers(
-        self,
-        *,
-        status: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> WorkerViewPage:
-        page = await self._connector.call(
-            lambda client: client.list_workers(
-                status=status, limit=limit, cursor=cursor
-            )
-        )
-        return WorkerViewPage(
-            tuple(self._project(w) for w in page.workers), page.next_cursor
-        )
-
-    async def get_worker(self, worker_id: str) -> WorkerView:
-        return self._project(
-            await self._connector.call(lambda client: client.get_worker(worker_id))
-        )
-
-    async def create_worker(
-        self,
-        profile: str = "companion",
-        *,
-        display_name: str | None = None,
-        engine: str | None = None,
-        system_prompt: str | None = None,
-        worker_id: str | None = None,
-        scopes: Sequence[str] | None = None,
-    ) -> WorkerView:
-        """Create a Worker in the process (``POST /v1/workers``), passing
-        every argument on, ``scopes`` included.
+    def capabilities(self) -> Capabilities:
+        """See :meth:`yoi_runtime.RuntimeAPI.capabilities`: as the process
+        reported them last (on connect, or in :meth:`summary`).
 
         Raises:
-            ScopeConflictError: A live Worker of that process holds one of
-                ``scopes``.
+            RuntimeUnavailableError: The process was never reached.
         """
-        summary = await self._connector.call(
-            lambda client: client.create_worker(
-                profile,
-                display_name=display_name,
-                engine=engine,
-                system_prompt=system_prompt,
-                worker_id=worker_id,
-                scopes=scopes,
+        summary = self._connector.last_summary
+        if summary is None:
+            raise RuntimeUnavailableError(
+                f"runtime {self.runtime_id}: not reached yet, capabilities unknown"
             )
-        )
-        return self._project(summary)
-
-    async def send_input(
-        self, worker_id: str, text: str, *, input_id: str | None = None
-    ) -> TurnSummary:
-        return await self._connector.call(
-            lambda client: client.send_input(worker_id, text, input_id=input_id)
-        )
-
-    async def cancel(
-        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
-    ) -> CancelResult:
-        return await self._connector.call(
-            lambda client: client.cancel(worker_id, turn_id=turn_id, reason=reason)
-        )
-
-    async def stop(self, worker_id: str, *, reason: str | None = None) -> WorkerView:
-        return self._project(
-            await self._connector.call(
-                lambda client: client.stop(worker_id, reason=reason)
-            )
-        )
-
-    async def transcript(
-        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> TranscriptPage:
-        return await self._connector.call(
-            lambda client: client.transcript(worker_id, limit=limit, cursor=cursor)
-        )
+        return summary.capabilities
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
-    ) -> EventStream:
-        """Follow one Worker's events, or the Runtime-wide stream.
+    ) -> RemoteEventStream:
+        """See :meth:`yoi_runtime.RuntimeAPI.subscribe`.
 
         Nothing happens until the stream is entered; entering connects (as
         any call does) and raises ``RuntimeUnavailableError`` when the
@@ -298,10 +261,39 @@ class RemoteRuntimeHandle:
     async def aclose(self) -> None:
         """Close the client (once streams using it are done); idempotent.
 
-        Later calls raise ``RuntimeUnavailableError``; ``describe`` reports
-        ``unavailable``.
+        Later calls raise ``RuntimeUnavailableError``.
         """
         await self._connector.aclose()
+
+
+class RemoteRuntimeHandle(RuntimeAdapter):
+    """The adapter on a :class:`ReconnectingRuntime`: a Runtime in a
+    ``yoi-runtime`` process.
+
+    Get one from :func:`open_remote_handle`; see the module docstring for how
+    it connects, reconnects and caches, and :class:`ReconnectingRuntime` for
+    its errors. Worker projections have kind ``remote``; ``describe``
+    reports a process that is down as ``status="unavailable"`` with the
+    cached version, capabilities and Worker counts, and ``error`` saying
+    why (unreachable, refused token, another Runtime, ...), without URL or
+    token. :meth:`aclose` closes the client (once streams using it are
+    done); later calls raise ``RuntimeUnavailableError``.
+
+    Args:
+        config: Where the process is and how to authenticate.
+    """
+
+    def __init__(self, config: RemoteRuntimeConfig) -> None:
+        api = ReconnectingRuntime(config)
+        super().__init__(
+            api,
+            RuntimeKind.REMOTE,
+            remembered=lambda: api.last_summary,
+            on_close=api.aclose,
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.api).replace("ReconnectingRuntime", "RemoteRuntimeHandle", 1)
 
 
 @asynccontextmanager
@@ -324,3 +316,10 @@ async def open_remote_handle(
         yield handle
     finally:
         await handle.aclose()
+
+
+if TYPE_CHECKING:
+
+    def _reconnecting_is_api(api: ReconnectingRuntime) -> RuntimeAPI:
+        """mypy proves the reconnecting client implements the API."""
+        return api

@@ -57,8 +57,8 @@ from yoi_runtime import (
     UnauthorizedError,
     YoiRuntimeError,
 )
-from yoi_runtime._request_id import HEADER, REQUEST_ID
 from yoi_runtime.client import RuntimeClient, open_runtime_client
+from yoi_runtime.serving import HEADER, REQUEST_ID
 
 if TYPE_CHECKING:
     from ._remote import RemoteRuntimeConfig

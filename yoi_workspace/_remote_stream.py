@@ -16,6 +16,8 @@ one (a caller following one Worker gets the error).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import trio
@@ -30,6 +32,32 @@ __all__ = ["RemoteEventStream"]
 #: Items a stream's ``receive_batch`` returns at most by default (as the
 #: embedded :class:`yoi_runtime.Subscription`).
 _DEFAULT_BATCH = 256
+
+
+@asynccontextmanager
+async def open_subscription(
+    connector: Connector, worker_id: str | None, after: int | None
+) -> AsyncIterator[tuple[Connection, RemoteSubscription]]:
+    """Take the handle's connection and open a subscription on it.
+
+    Yields:
+        The connection (held until the block ends) and the entered
+        subscription.
+
+    Raises:
+        YoiRuntimeError: Connecting or the handshake failed (restated; a
+            refused token has retired the connection).
+    """
+    connection = await connector.acquire()
+    try:
+        async with AsyncExitStack() as stack:
+            with connector.errors_of(connection):
+                subscription = await stack.enter_async_context(
+                    connection.client.subscribe(worker_id, after=after)
+                )
+            yield connection, subscription
+    finally:
+        await connector.release(connection)
 
 
 class RemoteEventStream:
@@ -49,6 +77,7 @@ class RemoteEventStream:
         self._connector = connector
         self._worker_id = worker_id
         self._after = after
+        self._stack = AsyncExitStack()
         self._connection: Connection | None = None
         self._inner: RemoteSubscription | None = None
         self._entered = False
@@ -74,30 +103,14 @@ class RemoteEventStream:
         return self
 
     async def _open(self) -> tuple[Connection, RemoteSubscription]:
-        """Take the connection and enter a subscription on it.
-
-        Raises:
-            YoiRuntimeError: Connecting or the handshake failed (restated;
-                a refused token has retired the connection).
-        """
-        connection = await self._connector.acquire()
-        try:
-            inner = connection.client.subscribe(self._worker_id, after=self._after)
-            with self._connector.errors_of(connection):
-                await inner.__aenter__()
-        except BaseException:
-            await self._connector.release(connection)
-            raise
-        return connection, inner
+        """One attempt: a new :func:`open_subscription`, kept on the stack."""
+        return await self._stack.enter_async_context(
+            open_subscription(self._connector, self._worker_id, self._after)
+        )
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
-        inner = self._inner
-        try:
-            if inner is None:
-                return None
-            return await inner.__aexit__(*exc_info)
-        finally:
-            await self._let_go()
+        self._connection = None
+        return await self._stack.__aexit__(*exc_info)
 
     def __aiter__(self) -> RemoteEventStream:
         return self
@@ -130,8 +143,3 @@ class RemoteEventStream:
         if self._inner is None or self._connection is None:
             raise RuntimeError("enter the subscription (async with) first")
         return self._inner, self._connection
-
-    async def _let_go(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await self._connector.release(connection)

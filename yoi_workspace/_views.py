@@ -16,6 +16,7 @@ import attrs
 from yoi_runtime import (
     Capabilities,
     EngineInfo,
+    RuntimeSummary,
     TurnError,
     TurnSummary,
     Usage,
@@ -75,6 +76,38 @@ class RuntimeView:
     error: str | None = None
     usage: Usage | None = None
 
+    @classmethod
+    def of(
+        cls,
+        runtime_id: str,
+        kind: RuntimeKind,
+        status: str,
+        summary: RuntimeSummary | None,
+        error: str | None = None,
+    ) -> RuntimeView:
+        """Project a Runtime's summary (None: never reached), observed now.
+
+        Args:
+            runtime_id: The id the registry routes by.
+            kind: The handle kind (``authority`` follows from it).
+            status: The status to report (the summary's, or
+                ``"unavailable"``).
+            summary: What the Runtime last reported, or None.
+            error: Why it is unavailable, or None.
+        """
+        return cls(
+            runtime_id=runtime_id,
+            kind=kind,
+            status=status,
+            authority=kind is not RuntimeKind.COMPAT_LOCAL_POD,
+            version=None if summary is None else summary.version,
+            protocol_version=None if summary is None else summary.protocol_version,
+            capabilities=None if summary is None else summary.capabilities,
+            workers={} if summary is None else dict(summary.workers),
+            checked_at=datetime.datetime.now(datetime.UTC),
+            error=error,
+        )
+
 
 @attrs.frozen
 class WorkerView:
@@ -102,6 +135,8 @@ class WorkerView:
         usage: Tokens used by its turns.
         last_seq: Sequence number of its newest event (0 when it has none).
         error: Why it failed, or None.
+        scopes: The exclusive scopes it claimed when created (held while it
+            is live); empty for a compat Worker.
     """
 
     runtime_id: str
@@ -120,6 +155,7 @@ class WorkerView:
     usage: Usage
     last_seq: int
     error: TurnError | None = None
+    scopes: tuple[str, ...] = ()
 
     @classmethod
     def from_summary(cls, summary: WorkerSummary, kind: RuntimeKind) -> WorkerView:
@@ -141,6 +177,7 @@ class WorkerView:
             usage=summary.usage,
             last_seq=summary.last_seq,
             error=summary.error,
+            scopes=summary.scopes,
         )
 
 

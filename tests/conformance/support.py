@@ -15,21 +15,16 @@ import trio
 from yoi_runtime import (
     EngineStatusError,
     Event,
-    Runtime,
     ScriptedEngine,
     ScriptedReply,
     testing,
 )
-from yoi_runtime.client import RuntimeClient
 
 #: The process config offering the same engines as :func:`scripted_engines`.
 CONFIG = Path(__file__).with_name("runtime.toml")
 
 #: Seconds a runtime process may take to say where it listens.
 STARTUP_TIMEOUT = 15.0
-
-#: Either implementation of the Runtime interface.
-AnyRuntime = Runtime | RuntimeClient
 
 
 def scripted_engines() -> dict[str, ScriptedEngine]:

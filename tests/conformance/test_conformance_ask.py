@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import trio
-from conformance.support import AnyRuntime, events_until
+from conformance.support import events_until
 
 from yoi_runtime import (
     Event,
+    RuntimeAPI,
     TurnCancelledError,
     TurnFailedError,
     TurnNotCompletedError,
@@ -30,7 +31,7 @@ async def read_into(deltas: list[str], turn: TurnStream) -> None:
         deltas.append(delta)
 
 
-async def test_ask_returns_the_answer(runtime: AnyRuntime) -> None:
+async def test_ask_returns_the_answer(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker()).worker_id
         result = await runtime.ask(worker_id, "hello there")
@@ -51,7 +52,7 @@ async def test_ask_returns_the_answer(runtime: AnyRuntime) -> None:
     assert detail.status is WorkerStatus.IDLE
 
 
-async def test_ask_twice_in_a_row(runtime: AnyRuntime) -> None:
+async def test_ask_twice_in_a_row(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker()).worker_id
         first = await runtime.ask(worker_id, "one")
@@ -61,7 +62,7 @@ async def test_ask_twice_in_a_row(runtime: AnyRuntime) -> None:
 
 
 async def test_open_turn_streams_the_deltas_then_the_result(
-    runtime: AnyRuntime,
+    runtime: RuntimeAPI,
 ) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker(engine="slow")).worker_id
@@ -78,7 +79,7 @@ async def test_open_turn_streams_the_deltas_then_the_result(
     assert result.turn_id == turn.turn_id
 
 
-async def test_a_failed_turn_raises_its_error(runtime: AnyRuntime) -> None:
+async def test_a_failed_turn_raises_its_error(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker(engine="fail")).worker_id
         with pytest.raises(TurnFailedError) as caught:
@@ -109,7 +110,7 @@ async def test_a_failed_turn_raises_its_error(runtime: AnyRuntime) -> None:
     }
 
 
-async def test_a_turn_cancelled_by_someone_else_raises(runtime: AnyRuntime) -> None:
+async def test_a_turn_cancelled_by_someone_else_raises(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker(engine="hang")).worker_id
         async with runtime.open_turn(worker_id, "wait") as turn:
@@ -122,7 +123,7 @@ async def test_a_turn_cancelled_by_someone_else_raises(runtime: AnyRuntime) -> N
     assert caught.value.text == "partial "
 
 
-async def test_stop_during_ask_raises_cancelled(runtime: AnyRuntime) -> None:
+async def test_stop_during_ask_raises_cancelled(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker(engine="hang")).worker_id
         async with runtime.subscribe(worker_id) as events:
@@ -138,7 +139,7 @@ async def test_stop_during_ask_raises_cancelled(runtime: AnyRuntime) -> None:
     assert caught.value.reason == "closing the tab"
 
 
-async def test_leaving_open_turn_early_cancels_the_turn(runtime: AnyRuntime) -> None:
+async def test_leaving_open_turn_early_cancels_the_turn(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker(engine="hang")).worker_id
         async with runtime.subscribe(worker_id) as events:
@@ -157,7 +158,7 @@ async def test_leaving_open_turn_early_cancels_the_turn(runtime: AnyRuntime) -> 
     assert again.status is TurnStatus.ACCEPTED
 
 
-async def test_cancelling_ask_cancels_the_turn(runtime: AnyRuntime) -> None:
+async def test_cancelling_ask_cancels_the_turn(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker(engine="hang")).worker_id
         async with runtime.subscribe(worker_id) as events:
@@ -175,7 +176,7 @@ async def test_cancelling_ask_cancels_the_turn(runtime: AnyRuntime) -> None:
     assert detail.status is WorkerStatus.IDLE
 
 
-async def test_ask_refusals_start_no_turn(runtime: AnyRuntime) -> None:
+async def test_ask_refusals_start_no_turn(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         busy = (await runtime.create_worker(engine="hang")).worker_id
         async with runtime.open_turn(busy, "first") as turn:
@@ -192,7 +193,7 @@ async def test_ask_refusals_start_no_turn(runtime: AnyRuntime) -> None:
         assert (await runtime.get_worker(stopped)).turns == 0
 
 
-async def test_results_and_events_have_one_json_form(runtime: AnyRuntime) -> None:
+async def test_results_and_events_have_one_json_form(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker_id = (await runtime.create_worker()).worker_id
         async with runtime.subscribe(worker_id) as events:

@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 import trio
-from conformance.support import AnyRuntime, events_until
+from conformance.support import events_until
 
 from yoi_runtime import (
     CancelOutcome,
+    IdempotencyConflictError,
     InvalidInputError,
-    Runtime,
+    RuntimeAPI,
+    ScopeConflictError,
     TurnStatus,
     WorkerBusyError,
     WorkerExistsError,
@@ -24,11 +26,7 @@ from yoi_runtime import (
 UNKNOWN = "w-0000000000000000"
 
 
-def is_remote(runtime: AnyRuntime) -> bool:
-    return not isinstance(runtime, Runtime)
-
-
-async def test_create_get_and_list_with_paging_and_status(runtime: AnyRuntime) -> None:
+async def test_create_get_and_list_with_paging_and_status(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         created = [
             await runtime.create_worker(display_name=name)
@@ -66,7 +64,7 @@ async def test_create_get_and_list_with_paging_and_status(runtime: AnyRuntime) -
         assert idle.next_cursor is None
 
 
-async def test_create_with_engine_and_prompt(runtime: AnyRuntime) -> None:
+async def test_create_with_engine_and_prompt(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker(
             "companion", engine="slow", system_prompt="Be terse.", display_name=None
@@ -76,7 +74,7 @@ async def test_create_with_engine_and_prompt(runtime: AnyRuntime) -> None:
         assert worker.display_name is None
 
 
-async def test_idempotent_create_with_worker_id(runtime: AnyRuntime) -> None:
+async def test_idempotent_create_with_worker_id(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         first = await runtime.create_worker(worker_id="tab-7:ada", display_name="Ada")
         assert first.worker_id == "tab-7:ada"
@@ -90,7 +88,7 @@ async def test_idempotent_create_with_worker_id(runtime: AnyRuntime) -> None:
         assert caught.value.worker_id == "tab-7:ada"
 
 
-async def test_summary_counts_usage_and_capabilities(runtime: AnyRuntime) -> None:
+async def test_summary_counts_usage_and_capabilities(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         a = await runtime.create_worker()
         b = await runtime.create_worker()
@@ -114,9 +112,10 @@ async def test_summary_counts_usage_and_capabilities(runtime: AnyRuntime) -> Non
         assert await runtime.diagnostics() == ()
 
 
-async def test_concurrent_inputs_admit_exactly_one(runtime: AnyRuntime) -> None:
-    """Embedded: 1000 concurrent inputs; remote: 100 (HTTP round trips)."""
-    attempts = 100 if is_remote(runtime) else 1000
+async def test_concurrent_inputs_admit_exactly_one(
+    runtime: RuntimeAPI, concurrent_inputs: int
+) -> None:
+    attempts = concurrent_inputs
     accepted = []
     refused: list[WorkerBusyError] = []
     with trio.fail_after(30):
@@ -143,7 +142,7 @@ async def test_concurrent_inputs_admit_exactly_one(runtime: AnyRuntime) -> None:
         assert result.outcome is CancelOutcome.CANCELLED
 
 
-async def test_cancel_mid_stream(runtime: AnyRuntime) -> None:
+async def test_cancel_mid_stream(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker(engine="hang")
         async with runtime.subscribe(worker.worker_id) as events:
@@ -175,7 +174,7 @@ async def test_cancel_mid_stream(runtime: AnyRuntime) -> None:
         await runtime.stop(worker.worker_id)
 
 
-async def test_cancel_idle_and_completed(runtime: AnyRuntime) -> None:
+async def test_cancel_idle_and_completed(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker()
         idle = await runtime.cancel(worker.worker_id)
@@ -189,7 +188,7 @@ async def test_cancel_idle_and_completed(runtime: AnyRuntime) -> None:
         assert late.turn_id == turn.turn_id
 
 
-async def test_stop_is_idempotent_and_refuses_input(runtime: AnyRuntime) -> None:
+async def test_stop_is_idempotent_and_refuses_input(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker(engine="hang")
         async with runtime.subscribe(worker.worker_id) as events:
@@ -209,7 +208,7 @@ async def test_stop_is_idempotent_and_refuses_input(runtime: AnyRuntime) -> None
         assert (await runtime.cancel(worker.worker_id)).outcome == "no_active_turn"
 
 
-async def test_failing_engine_fails_the_turn_only(runtime: AnyRuntime) -> None:
+async def test_failing_engine_fails_the_turn_only(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker(engine="fail")
         async with runtime.subscribe(worker.worker_id) as events:
@@ -230,7 +229,7 @@ async def test_failing_engine_fails_the_turn_only(runtime: AnyRuntime) -> None:
         assert detail.last_turn.error.code == "engine_http_error"
 
 
-async def test_transcript_paging(runtime: AnyRuntime) -> None:
+async def test_transcript_paging(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker()
         async with runtime.subscribe(worker.worker_id) as events:
@@ -268,7 +267,7 @@ async def test_transcript_paging(runtime: AnyRuntime) -> None:
     ids=["get_worker", "send_input", "cancel", "stop", "transcript"],
 )
 async def test_unknown_worker(
-    runtime: AnyRuntime, operation: Callable[[Any], Awaitable[object]]
+    runtime: RuntimeAPI, operation: Callable[[Any], Awaitable[object]]
 ) -> None:
     with trio.fail_after(10), pytest.raises(WorkerNotFoundError) as caught:
         await operation(runtime)
@@ -276,14 +275,14 @@ async def test_unknown_worker(
     assert caught.value.worker_id == UNKNOWN
 
 
-async def test_unknown_worker_subscribe(runtime: AnyRuntime) -> None:
+async def test_unknown_worker_subscribe(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10), pytest.raises(WorkerNotFoundError) as caught:
         async with runtime.subscribe(UNKNOWN, after=0):
             pass
     assert caught.value.worker_id == UNKNOWN
 
 
-async def _worker(runtime: AnyRuntime) -> str:
+async def _worker(runtime: RuntimeAPI) -> str:
     return (await runtime.create_worker()).worker_id
 
 
@@ -305,31 +304,28 @@ INVALID = {
 
 
 @pytest.mark.parametrize("case", list(INVALID))
-async def test_invalid_input(runtime: AnyRuntime, case: str) -> None:
+async def test_invalid_input(runtime: RuntimeAPI, case: str) -> None:
     operation, path = INVALID[case]
     with trio.fail_after(10):
         worker_id = await _worker(runtime)
         with pytest.raises(InvalidInputError) as caught:
             await operation(runtime, worker_id)
     assert caught.value.code == "invalid_input"
-    # The server names body fields by JSON path ("$.text"), parameters by name.
-    expected = {path, f"$.{path}"} if is_remote(runtime) else {path}
-    assert caught.value.path in expected
+    assert caught.value.path == path
 
 
 @pytest.mark.parametrize("after", [-1, 99])
-async def test_invalid_subscription_cursor(runtime: AnyRuntime, after: int) -> None:
+async def test_invalid_subscription_cursor(runtime: RuntimeAPI, after: int) -> None:
     with trio.fail_after(10):
         worker_id = await _worker(runtime)
         for target in (worker_id, None):
             with pytest.raises(InvalidInputError) as caught:
                 async with runtime.subscribe(target, after=after):
                     pass
-            expected = {"after", "$.after"} if is_remote(runtime) else {"after"}
-            assert caught.value.path in expected
+            assert caught.value.path == "after"
 
 
-async def test_running_worker_detail(runtime: AnyRuntime) -> None:
+async def test_running_worker_detail(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker(engine="hang")
         async with runtime.subscribe(worker.worker_id) as events:
@@ -339,3 +335,43 @@ async def test_running_worker_detail(runtime: AnyRuntime) -> None:
         assert detail.active_turn is not None
         assert detail.active_turn.status is TurnStatus.RUNNING
         await runtime.stop(worker.worker_id)
+
+
+async def test_capabilities_are_the_summarys(runtime: RuntimeAPI) -> None:
+    with trio.fail_after(10):
+        capabilities = runtime.capabilities()
+        assert capabilities == (await runtime.summary()).capabilities
+    assert {engine.name for engine in capabilities.engines} == {
+        "echo",
+        "hang",
+        "slow",
+        "fail",
+    }
+    assert capabilities.profiles == ("companion",)
+
+
+async def test_an_input_id_makes_input_idempotent(runtime: RuntimeAPI) -> None:
+    with trio.fail_after(10):
+        worker_id = await _worker(runtime)
+        async with runtime.subscribe(worker_id) as events:
+            first = await runtime.send_input(worker_id, "once", input_id="in-1")
+            await events_until(events, "turn.completed")
+        again = await runtime.send_input(worker_id, "once", input_id="in-1")
+        assert again.turn_id == first.turn_id
+        assert again.status is TurnStatus.COMPLETED
+        assert (await runtime.get_worker(worker_id)).turns == 1
+        with pytest.raises(IdempotencyConflictError) as caught:
+            await runtime.send_input(worker_id, "other text", input_id="in-1")
+        assert caught.value.code == "idempotency_conflict"
+
+
+async def test_scopes_are_claimed_while_live(runtime: RuntimeAPI) -> None:
+    with trio.fail_after(10):
+        holder = await runtime.create_worker(scopes=["workdir:/srv/a"])
+        assert holder.scopes == ("workdir:/srv/a",)
+        with pytest.raises(ScopeConflictError) as caught:
+            await runtime.create_worker(scopes=["workdir:/srv/b", "workdir:/srv/a"])
+        assert caught.value.worker_id == holder.worker_id
+        await runtime.stop(holder.worker_id)
+        taker = await runtime.create_worker(scopes=["workdir:/srv/a"])
+        assert taker.scopes == ("workdir:/srv/a",)

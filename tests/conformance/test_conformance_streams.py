@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import trio
-from conformance.support import AnyRuntime, events_until, types
+from conformance.support import events_until, types
 
-from yoi_runtime import Event, Gap
+from yoi_runtime import Event, Gap, RuntimeAPI
 
 TURN = [
     "turn.accepted",
@@ -18,7 +18,7 @@ TURN = [
 ]
 
 
-async def echo_turns(runtime: AnyRuntime, worker_id: str, *texts: str) -> None:
+async def echo_turns(runtime: RuntimeAPI, worker_id: str, *texts: str) -> None:
     """Run turns one after another, each to its end (``worker.status`` idle)."""
     async with runtime.subscribe(worker_id) as events:
         for text in texts:
@@ -27,7 +27,7 @@ async def echo_turns(runtime: AnyRuntime, worker_id: str, *texts: str) -> None:
             assert (await events.receive()).type == "worker.status"
 
 
-async def test_turn_events_in_order(runtime: AnyRuntime) -> None:
+async def test_turn_events_in_order(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker(display_name="Ada")
         async with runtime.subscribe(worker.worker_id, after=0) as events:
@@ -63,7 +63,7 @@ async def test_turn_events_in_order(runtime: AnyRuntime) -> None:
     }
 
 
-async def test_streamed_deltas_arrive_in_order(runtime: AnyRuntime) -> None:
+async def test_streamed_deltas_arrive_in_order(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker(engine="slow")
         async with runtime.subscribe(worker.worker_id) as events:
@@ -75,7 +75,7 @@ async def test_streamed_deltas_arrive_in_order(runtime: AnyRuntime) -> None:
     assert [e.seq for e in seen] == list(range(2, 2 + len(seen)))
 
 
-async def test_subscribe_from_now(runtime: AnyRuntime) -> None:
+async def test_subscribe_from_now(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker()
         await echo_turns(runtime, worker.worker_id, "before")
@@ -89,7 +89,7 @@ async def test_subscribe_from_now(runtime: AnyRuntime) -> None:
     assert first.data["input"] == "after"
 
 
-async def test_replay_then_resume_from_a_cursor(runtime: AnyRuntime) -> None:
+async def test_replay_then_resume_from_a_cursor(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker()
         await echo_turns(runtime, worker.worker_id, "one", "two")
@@ -110,7 +110,7 @@ async def test_replay_then_resume_from_a_cursor(runtime: AnyRuntime) -> None:
     assert types(live) == TURN[:-1]
 
 
-async def test_receive_batch(runtime: AnyRuntime) -> None:
+async def test_receive_batch(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker()
         await echo_turns(runtime, worker.worker_id, "one", "two")
@@ -131,7 +131,7 @@ async def test_receive_batch(runtime: AnyRuntime) -> None:
         assert whole == received
 
 
-async def test_stream_ends_after_stop(runtime: AnyRuntime) -> None:
+async def test_stream_ends_after_stop(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker()
         async with runtime.subscribe(worker.worker_id, after=0) as events:
@@ -145,7 +145,7 @@ async def test_stream_ends_after_stop(runtime: AnyRuntime) -> None:
             assert [item async for item in events] == seen[1:]
 
 
-async def test_closed_subscription_refuses_receive(runtime: AnyRuntime) -> None:
+async def test_closed_subscription_refuses_receive(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         worker = await runtime.create_worker()
         async with runtime.subscribe(worker.worker_id, after=0) as events:
@@ -156,7 +156,7 @@ async def test_closed_subscription_refuses_receive(runtime: AnyRuntime) -> None:
                 await events.receive()
 
 
-async def test_runtime_stream_of_two_workers(runtime: AnyRuntime) -> None:
+async def test_runtime_stream_of_two_workers(runtime: RuntimeAPI) -> None:
     with trio.fail_after(10):
         async with runtime.subscribe() as events:
             start = events.position

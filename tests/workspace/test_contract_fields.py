@@ -28,8 +28,8 @@ from workspace.handle_support import open_handle_case
 from workspace.workspace_support import serve_registry
 
 from yoi_runtime import ScopeConflictError, WorkerExistsError, YoiRuntimeError
-from yoi_runtime._server._app import CreateWorkerBody, InputBody
 from yoi_runtime._wire import converter
+from yoi_runtime.serving import CreateWorkerBody, InputBody
 from yoi_workspace import ANONYMOUS, MemoryAuditSink, RuntimeRegistry
 
 #: A result as a JSON object, or the error code it ended with.
@@ -148,9 +148,10 @@ async def check_worker_id(layer: Layer) -> None:
 
 
 async def check_scopes(layer: Layer) -> None:
-    # Only a Runtime that got the scope can refuse a second live claim of it.
+    # Only a Runtime that got the scope can refuse a second live claim of
+    # it; every layer shows the claim in the Worker it returns.
     scope = fresh("workdir:/srv/repo")
-    ok(await layer.create(scopes=[scope]))
+    assert ok(await layer.create(scopes=[scope]))["scopes"] == [scope]
     assert await layer.create(scopes=[scope]) == "scope_conflict"
 
 

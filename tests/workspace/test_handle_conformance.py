@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import attrs
 import pytest
 import trio
-from conformance.support import events_until, types
+from conformance.support import events_until, scripted_engines, types
 from workspace.handle_support import HandleCase, open_handle_case
 
 from yoi_runtime import (
@@ -24,13 +25,19 @@ from yoi_runtime import (
     Event,
     InvalidInputError,
     OperationUnsupportedError,
+    RuntimeAPI,
+    RuntimeSummary,
+    RuntimeUnavailableError,
     ScopeConflictError,
     TurnStatus,
     WorkerBusyError,
     WorkerNotFoundError,
     WorkerStoppedError,
+    WorkerSummary,
     __version__,
+    open_runtime,
 )
+from yoi_workspace import EmbeddedRuntimeHandle, RuntimeAdapter, RuntimeKind, WorkerView
 
 UNKNOWN = "w-0000000000000000"
 
@@ -281,6 +288,8 @@ async def test_scopes_are_claimed_in_the_runtime(case: HandleCase) -> None:
         return
     with trio.fail_after(10):
         holder = await handle.create_worker(scopes=[scope, "port:8080"])
+        assert holder.scopes == (scope, "port:8080")
+        assert (await handle.get_worker(holder.worker_id)).scopes == holder.scopes
         with pytest.raises(ScopeConflictError) as conflict:
             await handle.create_worker(display_name="Bo", scopes=["x", scope])
         assert conflict.value.code == "scope_conflict"
@@ -291,6 +300,7 @@ async def test_scopes_are_claimed_in_the_runtime(case: HandleCase) -> None:
         unscoped = await handle.create_worker(display_name="Bo")
         await handle.stop(holder.worker_id)
         again = await handle.create_worker(scopes=[scope])
+        assert unscoped.scopes == ()
         listed = await handle.list_workers()
         assert [w.worker_id for w in listed.workers] == [
             holder.worker_id,
@@ -341,3 +351,65 @@ async def test_busy_and_cancel(case: HandleCase) -> None:
         assert again.outcome is CancelOutcome.NO_ACTIVE_TURN
         idle = await handle.get_worker(worker.worker_id)
         assert (idle.status, idle.active_turn) == ("idle", None)
+
+
+@attrs.frozen
+class _Unreachable:
+    """Enough of a :class:`~yoi_runtime.RuntimeAPI` for ``describe`` and
+    ``get_worker``: a Runtime whose summary cannot be read now."""
+
+    runtime: RuntimeAPI
+
+    @property
+    def runtime_id(self) -> str:
+        return self.runtime.runtime_id
+
+    async def summary(self) -> RuntimeSummary:
+        await trio.lowlevel.checkpoint()
+        raise RuntimeUnavailableError("the process went away")
+
+    async def get_worker(self, worker_id: str) -> WorkerSummary:
+        return await self.runtime.get_worker(worker_id)
+
+
+async def test_the_adapter_takes_any_runtime_api() -> None:
+    """One adapter serves every Runtime: its kind, projection, memory of the
+    last summary and closing are parameters."""
+    closed: list[bool] = []
+
+    async def on_close() -> None:
+        await trio.lowlevel.checkpoint()
+        closed.append(True)
+
+    with trio.fail_after(10):
+        async with open_runtime(scripted_engines(), default_engine="echo") as runtime:
+            seen = await runtime.summary()
+            worker = await runtime.create_worker(display_name="Ada")
+            adapter = RuntimeAdapter(
+                cast(RuntimeAPI, _Unreachable(runtime)),
+                RuntimeKind.REMOTE,
+                project=lambda summary: attrs.evolve(
+                    WorkerView.from_summary(summary, RuntimeKind.REMOTE),
+                    display_name="projected",
+                ),
+                remembered=lambda: seen,
+                on_close=on_close,
+            )
+            view = await adapter.describe()
+            assert (view.kind, view.status) == (RuntimeKind.REMOTE, "unavailable")
+            assert view.error == "the process went away"
+            assert view.capabilities == seen.capabilities
+            assert view.version == seen.version
+            detail = await adapter.get_worker(worker.worker_id)
+            assert (detail.kind, detail.display_name) == (
+                RuntimeKind.REMOTE,
+                "projected",
+            )
+            await adapter.aclose()
+            assert closed == [True]
+            live = await EmbeddedRuntimeHandle(runtime).describe()
+            assert (live.kind, live.status, live.error) == (
+                RuntimeKind.EMBEDDED,
+                "serving",
+                None,
+            )

@@ -15,6 +15,7 @@ AuditRecord AuditSink Caller Command CommandPolicy CommandRefusedError
 EmbeddedRuntimeHandle EventStream EveryoneSeesAll HideWorkers JSONLinesAuditSink
 LocalPodSource MemoryAuditSink Operation RemoteRuntimeConfig RemoteRuntimeHandle
 RuntimeExistsError RuntimeHandle RuntimeKind RuntimeRegistry RuntimeView SecretRef
+RuntimeAdapter ReconnectingRuntime
 StreamReset UnknownRuntimeError VisibilityPolicy WorkerEventStream WorkerListing
 WorkerNotVisibleError WorkerView WorkerViewPage YoiHome open_remote_handle
 pod_worker_id resolve_yoi_home
@@ -30,6 +31,8 @@ def test_public_names_exist() -> None:
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert exported - set(PUBLIC) == set()
+    # One event-stream type, the Runtime API's.
+    assert yoi_workspace.EventStream is yoi_runtime.EventStream
 
 
 def test_errors_join_the_runtime_tree() -> None:

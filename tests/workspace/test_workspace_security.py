@@ -19,8 +19,7 @@ import trio
 from workspace.workspace_support import Served, error_of
 
 from yoi_runtime import ScriptedEngine, open_runtime
-from yoi_runtime._server._guard import GuardSettings
-from yoi_runtime._server._hypercorn import serve_app
+from yoi_runtime.serving import GuardSettings, serve_app
 from yoi_runtime.serving._streams import StreamControl, StreamSettings
 from yoi_workspace import Caller, EmbeddedRuntimeHandle, RuntimeRegistry
 from yoi_workspace._auth import Authenticator

@@ -25,7 +25,7 @@ from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_
 from workspace.handle_support import REMOTE_ID
 
 from yoi_runtime import Event
-from yoi_runtime._server._hypercorn import serve_app
+from yoi_runtime.serving import serve_app
 from yoi_runtime.serving._streams import StreamControl, StreamSettings
 from yoi_runtime.testing import ServerProcess, open_server_process
 from yoi_workspace import RuntimeRegistry

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import attrs
+import trio
 
 __all__ = [
     "Completion",
@@ -23,6 +24,7 @@ __all__ = [
     "TurnListener",
     "TurnRequest",
     "Usage",
+    "estimate_token_counts",
     "estimate_tokens",
 ]
 
@@ -46,6 +48,23 @@ def estimate_tokens(text: str) -> int:
         The estimated token count (0 for ``""``).
     """
     return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 3)
+
+
+async def estimate_token_counts(texts: Sequence[str]) -> list[int]:
+    """Return :func:`estimate_tokens` of each text: ``Engine.count_tokens``
+    for engines without a tokenizer (``ScriptedEngine``, ``ReplayEngine``,
+    ``OpenAIChatEngine`` with ``tokenizer="estimate"``).
+
+    A checkpoint, like every async call, but never blocks on I/O.
+
+    Args:
+        texts: The texts to count.
+
+    Returns:
+        One estimated token count per text, in order.
+    """
+    await trio.lowlevel.checkpoint()
+    return [estimate_tokens(text) for text in texts]
 
 
 @attrs.frozen

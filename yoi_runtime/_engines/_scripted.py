@@ -9,7 +9,7 @@ import attrs
 import trio
 
 from .._errors import EngineStreamIncompleteError
-from ._base import Completion, TurnListener, TurnRequest, Usage, estimate_tokens
+from ._base import Completion, TurnListener, TurnRequest, Usage, estimate_token_counts
 
 __all__ = ["ScriptedEngine", "ScriptedReply"]
 
@@ -84,8 +84,7 @@ class ScriptedEngine:
 
     async def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Estimate each text's tokens with :func:`estimate_tokens`."""
-        await trio.lowlevel.checkpoint()
-        return [estimate_tokens(text) for text in texts]
+        return await estimate_token_counts(texts)
 
     async def run_turn(
         self, request: TurnRequest, listener: TurnListener

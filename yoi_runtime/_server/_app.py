@@ -3,13 +3,14 @@
 The handlers only translate HTTP to library calls and back: every Worker
 semantic (admission, busy, cancel, stop, paging) lives in the library, and
 every library error becomes the JSON error envelope of ``docs/protocol.md``
-in one place (:func:`yoi_runtime._server._http.error_response`, with the
-statuses of :data:`yoi_runtime._server._http.STATUS`).
+in one place (:func:`yoi_runtime.serving.error_response`, with the
+statuses of :data:`yoi_runtime.serving.STATUS`).
 
 Browsers never talk to this app: its callers are programs holding its token,
 the Python client and the workspace backend, which fronts browsers. The
-serving layer (``_guard.py``) refuses foreign hosts, every browser origin
-and non-JSON bodies before a handler runs (``docs/security.md``).
+serving layer's guard (:mod:`yoi_runtime.serving`) refuses foreign hosts,
+every browser origin and non-JSON bodies before a handler runs
+(``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -23,14 +24,8 @@ from quart_trio import QuartTrio
 from .._errors import IdempotencyConflictError, UnauthorizedError
 from .._runtime import Runtime
 from .._wire import converter, item_to_json
-from ..serving._sse import event_stream_response, item_cursor, sse_resume_count
-from ..serving._streams import (
-    StreamControl,
-    StreamSettings,
-    ready_now,
-    serve_event_stream,
-)
-from ._http import (
+from ..serving._bodies import CancelBody, CreateWorkerBody, InputBody, StopBody
+from ..serving._http import (
     error_response,
     install_error_handlers,
     json_response,
@@ -38,18 +33,18 @@ from ._http import (
     read_body,
     refuse_control_characters,
 )
-from ._metrics import AppMetrics
-from ._observe import install_route_names
+from ..serving._metrics import AppMetrics
+from ..serving._observe import install_route_names
+from ..serving._sse import event_stream_response, item_cursor, sse_resume_count
+from ..serving._streams import (
+    StreamControl,
+    StreamSettings,
+    ready_now,
+    serve_event_stream,
+)
 from ._openapi import openapi_document
 
-__all__ = [
-    "CancelBody",
-    "CreateWorkerBody",
-    "InputBody",
-    "ServerState",
-    "StopBody",
-    "create_app",
-]
+__all__ = ["ServerState", "create_app"]
 
 
 @attrs.define(eq=False)
@@ -89,41 +84,6 @@ class ServerState:
         """Make every WebSocket stream flush what is ready and close; wait
         until all have closed."""
         await self.stream_control.close_streams()
-
-
-@attrs.frozen
-class CreateWorkerBody:
-    """The body of ``POST /v1/workers`` (every field optional)."""
-
-    profile: str = "companion"
-    display_name: str | None = None
-    engine: str | None = None
-    system_prompt: str | None = None
-    worker_id: str | None = None
-    scopes: list[str] | None = None
-
-
-@attrs.frozen
-class InputBody:
-    """The body of ``POST /v1/workers/{worker_id}/input``."""
-
-    text: str
-    input_id: str | None = None
-
-
-@attrs.frozen
-class StopBody:
-    """The body of ``POST /v1/workers/{worker_id}/stop`` (optional)."""
-
-    reason: str | None = None
-
-
-@attrs.frozen
-class CancelBody:
-    """The body of ``POST /v1/workers/{worker_id}/cancel`` (optional)."""
-
-    reason: str | None = None
-    turn_id: str | None = None
 
 
 def create_app(state: ServerState) -> QuartTrio:

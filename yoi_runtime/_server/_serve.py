@@ -25,35 +25,22 @@ import trio
 
 from .._config import ConfigError, load_config, make_engines
 from .._engines._base import Engine
-from .._errors import InvalidInputError, StoreDamagedError, StoreError
-from .._runtime import _check_id, open_runtime
+from .._errors import InvalidInputError
+from .._ids import check_id
+from .._runtime import open_runtime
 from .._store._records import parse_store_spec
 from .._types import Capabilities
-from .._util import single_error
 from .._version import __version__
 from .._worker import Limits
+from ..serving._guard_settings import GuardSettings
+from ..serving._hypercorn import ConnectionLimits, is_loopback, parse_bind
+from ..serving._logs import LogSettings, add_log_arguments
+from ..serving._metrics import AppMetrics
+from ..serving._run import drain_logged, run_server, serve_observed
+from ..serving._secrets import SecretRef
+from ..serving._startup import CommandParser, check_engine_secrets, environment_help
 from ..serving._streams import StreamSettings
 from ._app import ServerState, create_app
-from ._guard import ASGIApp, GuardSettings
-from ._hypercorn import (
-    ConnectionLimits,
-    is_loopback,
-    parse_bind,
-    raise_open_file_limit,
-    run_until_signal,
-    serve_app,
-)
-from ._logs import LogSettings, add_log_arguments, configure_logging
-from ._metrics import AppMetrics
-from ._observe import ObservedApp
-from ._startup import (
-    CommandParser,
-    check_engine_secrets,
-    environment_help,
-    listen_failure,
-    probe_engines,
-    startup_error,
-)
 
 __all__ = ["MIN_TOKEN_LENGTH", "ProcessSettings", "main", "serve_runtime"]
 
@@ -135,55 +122,35 @@ async def serve_runtime(
         metrics = None
         if settings.metrics:
             metrics = state.metrics = AppMetrics.create(state.stream_control)
-        record = None if metrics is None else metrics.http.record
-
-        def observe(app: ASGIApp) -> ASGIApp:
-            return ObservedApp(app, _access_log, record)
 
         async def drain() -> None:
-            started = trio.current_time()
             running = (await runtime.summary()).workers.get("running", 0)
-            streams = state.stream_control._open
-            _log.info(
-                "shutting down: draining %d running turns and %d event streams",
-                running,
-                streams,
-                extra={"running_turns": running, "streams": streams},
-            )
-            state.begin_drain()
-            await runtime.drain("shutdown")
-            await state.close_streams()
-            seconds = trio.current_time() - started
-            _log.info(
-                "drained in %.2fs: %d turns cancelled, %d event streams closed",
-                seconds,
-                running,
-                streams,
-                extra={"drain_seconds": round(seconds, 3)},
-            )
 
-        async with trio.open_nursery() as nursery:
-            if metrics is not None:
-                await nursery.start(metrics.add_runtime(runtime).follow)
+            async def steps() -> None:
+                state.begin_drain()
+                await runtime.drain("shutdown")
+                await state.close_streams()
 
-            async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
-                await serve_app(
-                    create_app(state),
-                    settings.host,
-                    settings.port,
-                    shutdown_trigger=shutdown_trigger,
-                    shutdown_timeout=settings.shutdown_timeout,
-                    drain=drain,
-                    guard=settings.guard,
-                    limits=settings.limits,
-                    wrap=observe,
-                    task_status=task_status,
-                )
-                nursery.cancel_scope.cancel()
+            await drain_logged(_log, running, state.stream_control._open, steps)
 
-            binds = await nursery.start(serve)
+        def listening(binds: list[str]) -> None:
             _log_start(settings, runtime.runtime_id, runtime.capabilities(), binds)
-            task_status.started(binds)
+
+        await serve_observed(
+            create_app(state),
+            settings.host,
+            settings.port,
+            access_log=_access_log,
+            metrics=metrics,
+            runtime=runtime,
+            on_listening=listening,
+            shutdown_trigger=shutdown_trigger,
+            shutdown_timeout=settings.shutdown_timeout,
+            drain=drain,
+            guard=settings.guard,
+            limits=settings.limits,
+            task_status=task_status,
+        )
         _log.info("stopped", extra={"runtime_id": runtime.runtime_id})
 
 
@@ -266,6 +233,27 @@ def _stable_runtime_id(host: str, port: int) -> str:
     return "rt-" + hashlib.sha256(seed).hexdigest()[:16]
 
 
+def _read_token(token_file: Path | None) -> str | None:
+    """The bearer token: ``--token-file``'s, else ``YOI_RUNTIME_TOKEN``'s
+    (when set and not empty), else None.
+
+    Raises:
+        ConfigError: The file cannot be read, is not UTF-8 or holds only
+            whitespace, or the variable holds only whitespace; the message
+            names the file or variable, never a value.
+    """
+    if token_file is not None:
+        ref = SecretRef(file=str(token_file))
+    elif os.environ.get("YOI_RUNTIME_TOKEN"):
+        ref = SecretRef(env="YOI_RUNTIME_TOKEN")
+    else:
+        return None
+    try:
+        return ref.resolve()
+    except InvalidInputError as exc:
+        raise ConfigError(f"the token: {exc.message}") from None
+
+
 def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
     """Resolve flags, the config file and the environment.
 
@@ -284,7 +272,7 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
     ):
         if given is not None:
             try:
-                _check_id(given, key)
+                check_id(given, key)
             except InvalidInputError as exc:
                 raise ConfigError(exc.message) from None
     check_engine_secrets(config.engines, "config.engines")
@@ -298,18 +286,7 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
         durable = parse_store_spec(store) is not None
     except InvalidInputError as exc:
         raise ConfigError(exc.message) from None
-    token = None
-    if args.token_file is not None:
-        try:
-            token = args.token_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"cannot read the token file ({type(exc).__name__})"
-            ) from None
-    elif os.environ.get("YOI_RUNTIME_TOKEN"):
-        token = os.environ["YOI_RUNTIME_TOKEN"].strip()
-    if token == "":
-        raise ConfigError("the token is empty")
+    token = _read_token(args.token_file)
     if token is None and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve on {host} without a token: give --token-file or "
@@ -357,24 +334,6 @@ def settings_from_args(argv: Sequence[str] | None) -> ProcessSettings:
     )
 
 
-async def _run(settings: ProcessSettings) -> None:
-    def announce(binds: list[str]) -> None:
-        if settings.token is None:
-            print(
-                "yoi-runtime: no token configured; serving on loopback only",
-                file=sys.stderr,
-            )
-        print(f"yoi-runtime listening on {binds[0]}", flush=True)
-        probes.start_soon(probe_engines, settings.engines)
-
-    # A StoreError opening the Runtime, or a bind that fails, comes out bare.
-    with single_error():
-        async with trio.open_nursery() as probes:
-            with single_error():
-                await run_until_signal(partial(serve_runtime, settings), announce)
-            probes.cancel_scope.cancel()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``yoi-runtime`` command. Returns the exit status."""
     try:
@@ -382,17 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"yoi-runtime: {exc}", file=sys.stderr)
         return 2
-    raise_open_file_limit()
-    configure_logging(settings.log)
-    try:
-        trio.run(_run, settings)
-    except Exception as exc:
-        error = startup_error(exc)
-        failure = listen_failure(error, settings.host, settings.port)
-        if failure is None and isinstance(error, StoreError):
-            failure = error.message, 2 if isinstance(error, StoreDamagedError) else 1
-        if failure is None:
-            raise
-        print(f"yoi-runtime: {failure[0]}", file=sys.stderr)
-        return failure[1]
-    return 0
+    return run_server(
+        "yoi-runtime",
+        partial(serve_runtime, settings),
+        host=settings.host,
+        port=settings.port,
+        log=settings.log,
+        engines=settings.engines,
+        notice=None
+        if settings.token is not None
+        else "no token configured; serving on loopback only",
+    )

@@ -1,4 +1,5 @@
-"""Group commit between a Runtime's actors and its durable store.
+"""Group commit between a Runtime's actors and its durable store: the SQLite
+implementation of :class:`._base.Store`.
 
 Actors never wait for the disk. Each change they make (an event, and the
 Worker, turn and transcript entry it changed) is *noted* here, synchronously;
@@ -10,6 +11,9 @@ Workers are busy, the more each commit carries.
 
 Commands that must not be acknowledged before they are durable (create,
 input, cancel, stop) call :meth:`Journal.wait_committed` after their change.
+The actor is known here only through :class:`._base.WorkerSource`,
+:class:`._base.TurnSource` and :class:`._base.EntrySource`, read when a batch
+is taken.
 
 Store faults never take the Runtime down:
 
@@ -31,24 +35,26 @@ from __future__ import annotations
 import bisect
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import attrs
 import trio
 
 from .._errors import RuntimeUnavailableError, StoreError, StoreWriteError
-from .._events import Event, EventLog
+from .._events import Event, EventLog, event_bytes
 from .._types import TranscriptEntry
+from .._util import single_error
+from ._base import Diagnose, EntrySource, StoreStatistics, TurnSource, WorkerSource
 from ._faults import RowProblem, write_error
 from ._records import Batch
 from ._sqlite import SQLiteStore
 
-if TYPE_CHECKING:
-    from .._transcript import _Entry
-    from .._worker import Worker, _Turn
-
-__all__ = ["COMMIT_SECONDS_BOUNDS", "BATCH_SIZE_BOUNDS", "Journal", "JournalStatistics"]
+__all__ = [
+    "BATCH_SIZE_BOUNDS",
+    "COMMIT_SECONDS_BOUNDS",
+    "Journal",
+    "JournalStatistics",
+]
 
 #: Upper bounds of the commit-latency buckets, in seconds.
 COMMIT_SECONDS_BOUNDS = (
@@ -67,27 +73,8 @@ COMMIT_SECONDS_BOUNDS = (
 BATCH_SIZE_BOUNDS = (1, 2, 5, 10, 25, 50, 100, 250, 1000)
 
 
-@attrs.frozen
-class JournalStatistics:
-    """What the group commit did so far (a snapshot).
-
-    Attributes:
-        commits: Batches written.
-        commit_seconds: Per bucket of :data:`COMMIT_SECONDS_BOUNDS` (then
-            one for larger), how many commits took that long (wall seconds,
-            the SQLite transaction in its thread).
-        commit_seconds_sum: Their total, in seconds.
-        batch_sizes: Per bucket of :data:`BATCH_SIZE_BOUNDS` (then one for
-            larger), how many batches held that many changes.
-        batch_size_sum: Changes written in all (events, Worker records,
-            turns, transcript entries, allocations).
-    """
-
-    commits: int
-    commit_seconds: tuple[int, ...]
-    commit_seconds_sum: float
-    batch_sizes: tuple[int, ...]
-    batch_size_sum: int
+#: The old name of :class:`StoreStatistics`.
+JournalStatistics = StoreStatistics
 
 
 #: The most scheduler passes the writer lets other tasks add to a batch.
@@ -98,23 +85,24 @@ _QUIET_PASSES = 2
 _RETRY_FIRST = 0.05
 _RETRY_MOST = 2.0
 
-#: ``diagnose(level, code, message, worker_id)``, as :meth:`Hub.diagnose`.
-Diagnose = Callable[[str, str, str, "str | None"], None]
 #: A batch taken for writing: its generation, the batch, the events to
 #: publish (with their Worker's log) and the logs to close afterwards.
 _Pending = tuple[int, Batch, list[tuple[Event, EventLog]], list[EventLog]]
 
 
 class Journal:
-    """Collects changes and commits them in batches (see the module docstring).
+    """The SQLite :class:`~._base.Store`: collects changes and commits them
+    in batches (see the module docstring).
 
     Args:
         store: The open store; every call to it runs in a thread, one at a time.
-        runtime_log: The Runtime-wide log, appended to on commit.
+        runtime_log: The Runtime-wide log, appended to on commit (or given
+            later to :meth:`bind`).
         diagnose: Records a diagnostic (a write failing and recovering, a row
             repaired or left out).
 
     Attributes:
+        durable: True: what is committed outlives the Runtime.
         on_failure: Called with a message once if the writer breaks (a bug,
             not a store fault); the Runtime sets it, and stops taking
             commands when it is called.
@@ -124,9 +112,10 @@ class Journal:
     def __init__(
         self,
         store: SQLiteStore,
-        runtime_log: EventLog,
+        runtime_log: EventLog | None = None,
         diagnose: Diagnose = lambda level, code, message, worker_id: None,
     ) -> None:
+        self.durable = True
         self._store = store
         self._runtime_log = runtime_log
         self._diagnose = diagnose
@@ -140,10 +129,12 @@ class Journal:
         self._limiter = trio.CapacityLimiter(1)
         self._events: list[tuple[Event, EventLog]] = []
         self._closing: list[EventLog] = []
-        self._workers: dict[str, Worker] = {}
-        self._turns: dict[_Turn, str] = {}
-        self._entries: dict[_Entry, str] = {}
-        self._claims: list[tuple[str, str]] = []
+        self._workers: dict[str, WorkerSource] = {}
+        self._turns: dict[TurnSource, str] = {}
+        self._entries: dict[EntrySource, str] = {}
+        #: Claims of this batch, by scope (the newest wins); written after
+        #: the releases, so the batch leaves each scope as noted last.
+        self._claims: dict[str, str] = {}
         self._releases: list[str] = []
         self._runtime_id: str | None = None
         self._wake = trio.lowlevel.ParkingLot()
@@ -161,9 +152,15 @@ class Journal:
         self._batch_sizes = [0] * (len(BATCH_SIZE_BOUNDS) + 1)
         self._batch_size_sum = 0
 
-    def statistics(self) -> JournalStatistics:
+    def bind(self, runtime_log: EventLog, diagnose: Diagnose) -> None:
+        """Publish committed events to ``runtime_log`` too; report store
+        faults to ``diagnose``."""
+        self._runtime_log = runtime_log
+        self._diagnose = diagnose
+
+    def statistics(self) -> StoreStatistics:
         """Return a snapshot of the commits made so far."""
-        return JournalStatistics(
+        return StoreStatistics(
             self._commits,
             tuple(self._commit_seconds),
             self._commit_seconds_sum,
@@ -177,9 +174,9 @@ class Journal:
         self,
         event: Event,
         log: EventLog,
-        worker: Worker | None,
-        turn: _Turn | None,
-        entry: _Entry | None,
+        worker: WorkerSource | None,
+        turn: TurnSource | None,
+        entry: EntrySource | None,
     ) -> None:
         """Record an event (published to ``log`` and the Runtime-wide log on
         commit) and what it changed: the Worker's record (only when it was
@@ -196,7 +193,7 @@ class Journal:
         if self._wake:
             self._wake.unpark_all()
 
-    def note_entry(self, worker_id: str, entry: _Entry) -> None:
+    def note_entry(self, worker_id: str, entry: EntrySource) -> None:
         """Record a transcript entry that changed without an event of its own."""
         self._entries[entry] = worker_id
         self._kick()
@@ -211,11 +208,12 @@ class Journal:
 
     def claim(self, scope: str, worker_id: str) -> None:
         """Record an allocation of ``scope`` to ``worker_id``."""
-        self._claims.append((scope, worker_id))
+        self._claims[scope] = worker_id
         self._kick()
 
     def release(self, scope: str) -> None:
         """Record that ``scope`` is free again."""
+        self._claims.pop(scope, None)
         self._releases.append(scope)
         self._kick()
 
@@ -288,6 +286,21 @@ class Journal:
 
     # -- the writer -----------------------------------------------------------
 
+    def open_writer(self) -> AbstractAsyncContextManager[None]:
+        """Run the writer task (:meth:`run`) while the block runs; on exit
+        it commits what was noted last, then ends."""
+        return self._writing()
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.run, name="yoi-store-writer")
+                try:
+                    yield
+                finally:
+                    self.close()
+
     def close(self) -> None:
         """Let :meth:`run` return once what is noted is committed (or, while
         writes fail, after one more attempt)."""
@@ -353,12 +366,12 @@ class Journal:
             workers=[worker.record() for worker in self._workers.values()],
             turns=[turn.summary(worker_id) for turn, worker_id in self._turns.items()],
             transcript=[(w, entry.snapshot()) for entry, w in self._entries.items()],
-            claims=self._claims,
+            claims=list(self._claims.items()),
             releases=self._releases,
             runtime_id=self._runtime_id,
         )
         self._workers, self._turns, self._entries = {}, {}, {}
-        self._claims, self._releases, self._runtime_id = [], [], None
+        self._claims, self._releases, self._runtime_id = {}, [], None
         return generation, batch, events, closing
 
     async def _commit(self, pending: _Pending) -> bool:
@@ -421,9 +434,11 @@ class Journal:
         self._batch_sizes[bisect.bisect_left(BATCH_SIZE_BOUNDS, size)] += 1
         self._batch_size_sum += size
         runtime_log = self._runtime_log
+        assert runtime_log is not None, "bind() first"
         for event, log in events:
-            log.append(event)
-            runtime_log.append(event)
+            size = event_bytes(event)
+            log.append(event, size)
+            runtime_log.append(event, size)
         for log in closing:
             log.close()
         self._committed = generation

@@ -5,12 +5,14 @@ process's ``--store``):
 
 - ``"memory"``: nothing outlives the Runtime (the default for embedding and
   tests);
-- ``"sqlite:PATH"``: a SQLite file in WAL mode (:mod:`._sqlite_store`).
+- ``"sqlite:PATH"``: a SQLite file in WAL mode (:mod:`._sqlite`).
   Workers, turns, transcripts, the event log and the runtime id survive a
   restart, and so does an input the moment it was acknowledged.
 
 The records here are what a durable store writes and reads back; the
 Runtime's group commit (:mod:`._journal`) builds :class:`Batch` es of them.
+Both stores implement :class:`._base.Store`; :func:`._open.open_store`
+opens one by name.
 """
 
 from __future__ import annotations
@@ -97,8 +99,8 @@ class StoredWorker:
         turns: How many turns it accepted.
         usage: The tokens all its turns used.
         recent_turns: The turns a restart needs, oldest first: the newest,
-            any not final, and every turn carrying an ``input_id`` (for
-            idempotent retries).
+            any not final, and the newest ``Limits.input_id_retention``
+            carrying an ``input_id`` (for idempotent retries).
         transcript: The newest transcript entries, oldest first, gap-free.
         transcript_last: The index of its newest transcript entry (0 if none).
     """
@@ -143,7 +145,8 @@ class Batch:
         workers: Worker records to insert or replace.
         turns: Turns to insert or replace.
         transcript: ``(worker_id, entry)`` pairs to insert or replace.
-        claims: ``(scope, worker_id)`` allocations to add.
+        claims: ``(scope, worker_id)`` allocations to add (written after
+            the releases).
         releases: Scopes to release.
         runtime_id: Set on the first commit of a new store.
     """

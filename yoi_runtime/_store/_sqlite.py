@@ -6,21 +6,21 @@ time uses the connection and the event loop never waits on the disk.
 
 One process at a time: :meth:`SQLiteStore.open` takes an exclusive
 ``flock`` on the database file itself and on ``PATH.lock`` (holding the pid)
-for as long as the store is open (:func:`._store_faults.lock_store`). The
+for as long as the store is open (:func:`._faults.lock_store`). The
 kernel releases them when the process dies, however it dies, so a second
 process pointed at the same file, under any name (a symlink, a hard link),
 is refused with :class:`StoreError` while the first runs, and whatever a dead
 process left behind (its allocations) is known to be stale when the next one
 opens the file.
 
-Faults (:mod:`._store_faults`): a damaged or empty file is a one-line
+Faults (:mod:`._faults`): a damaged or empty file is a one-line
 :class:`StoreError` at open; a row SQLite cannot bind is repaired or left
 out (:meth:`SQLiteStore.write` reports it) instead of failing its batch; a
 batch that fails as a whole (disk full, I/O error) is rolled back and raises
 ``sqlite3.Error``, so the caller can retry it.
 
-Schema changes are numbered migrations (``PRAGMA user_version``): an older
-file is migrated when opened, a newer one is refused.
+Schema changes are numbered migrations (:mod:`._schema`); rows are built and
+parsed in :mod:`._rows`.
 
 A row that cannot be read (bad JSON, a value of the wrong type, ids that do
 not agree) never stops the Runtime from starting: it becomes a
@@ -37,12 +37,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .._engines._base import Usage
 from .._errors import StoreError
-from .._events import Event, EventType
-from .._types import Diagnostic, TranscriptEntry, TurnError, TurnStatus, TurnSummary
+from .._events import Event
+from .._types import Diagnostic, TranscriptEntry
 from .._wire import converter
 from ._faults import (
     DATA_ERRORS,
@@ -53,51 +53,20 @@ from ._faults import (
     repair_row,
 )
 from ._records import Batch, StoredWorker, StoreSnapshot, WorkerRecord
-
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
-
-T = TypeVar("T")
-
-#: Schema migrations; applying the first ``n`` gives schema version ``n``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: Workers, turns, the event log and transcripts. Only the Worker record
-    # (written when it is created, stopped or fails) is JSON; the rows written
-    # on every turn are plain columns, which are cheaper to write.
-    (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        "CREATE TABLE workers (worker_id TEXT PRIMARY KEY,"
-        " ordinal INTEGER NOT NULL, record TEXT NOT NULL)",
-        "CREATE TABLE turns (worker_id TEXT NOT NULL, turn_no INTEGER NOT NULL,"
-        " status TEXT NOT NULL, input TEXT NOT NULL, accepted_at TEXT NOT NULL,"
-        " started_at TEXT, ended_at TEXT, input_tokens INTEGER NOT NULL,"
-        " output_tokens INTEGER NOT NULL, error_code TEXT, error_message TEXT,"
-        " reason TEXT, input_id TEXT, PRIMARY KEY (worker_id, turn_no))",
-        "CREATE INDEX turns_by_input ON turns (worker_id, input_id)"
-        " WHERE input_id IS NOT NULL",
-        "CREATE TABLE events (cursor INTEGER PRIMARY KEY, worker_id TEXT NOT NULL,"
-        " seq INTEGER NOT NULL, type TEXT NOT NULL, at TEXT NOT NULL,"
-        " data TEXT NOT NULL)",
-        "CREATE INDEX events_by_worker ON events (worker_id, seq)",
-        "CREATE TABLE transcript (worker_id TEXT NOT NULL, idx INTEGER NOT NULL,"
-        " kind TEXT NOT NULL, turn_id TEXT NOT NULL, text TEXT NOT NULL,"
-        " status TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (worker_id, idx))",
-    ),
-    # 2: The allocation registry.
-    (
-        "CREATE TABLE allocations (scope TEXT PRIMARY KEY,"
-        " worker_id TEXT NOT NULL, owner TEXT NOT NULL, acquired_at TEXT NOT NULL)",
-    ),
-    # 3: Why the model stopped, per turn and per assistant entry, and how many
-    # earlier turns a turn's prompt left out.
-    (
-        "ALTER TABLE turns ADD COLUMN finish_reason TEXT",
-        "ALTER TABLE turns ADD COLUMN history_omitted INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE transcript ADD COLUMN finish_reason TEXT",
-    ),
+from ._rows import (
+    ENTRY_COLUMNS,
+    EVENT_COLUMNS,
+    TURN_COLUMNS,
+    contiguous,
+    parse,
+    parse_entry,
+    parse_event,
+    parse_turn,
+    turn_row,
 )
+from ._schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
-#: The schema version this code writes.
-SCHEMA_VERSION = len(MIGRATIONS)
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
 
 
 def _now() -> datetime.datetime:
@@ -152,7 +121,7 @@ class SQLiteStore:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={synchronous}")
-            _migrate(db, path)
+            migrate(db, path)
         except sqlite3.DatabaseError as exc:
             db.close()
             lock.release()
@@ -188,8 +157,12 @@ class SQLiteStore:
         worker_event_retention: int,
         runtime_event_retention: int,
         transcript_retention: int,
+        input_id_retention: int = 1_000,
     ) -> StoreSnapshot:
         """Read what a Runtime needs to start again (see :class:`StoreSnapshot`).
+
+        Of the turns carrying an ``input_id`` only the newest
+        ``input_id_retention`` per Worker are read (the idempotency window).
 
         Allocation rows are all a dead process's (this one holds the lock):
         they are returned and deleted.
@@ -200,7 +173,10 @@ class SQLiteStore:
         """
         try:
             return self._load(
-                worker_event_retention, runtime_event_retention, transcript_retention
+                worker_event_retention,
+                runtime_event_retention,
+                transcript_retention,
+                input_id_retention,
             )
         except sqlite3.DatabaseError as exc:
             raise damaged(self.path, exc) from None
@@ -210,6 +186,7 @@ class SQLiteStore:
         worker_event_retention: int,
         runtime_event_retention: int,
         transcript_retention: int,
+        input_id_retention: int,
     ) -> StoreSnapshot:
         self._retention = worker_event_retention
         diagnostics: list[Diagnostic] = []
@@ -227,7 +204,7 @@ class SQLiteStore:
             "SELECT worker_id, ordinal, record FROM workers ORDER BY ordinal"
         ).fetchall()
         for worker_id, ordinal, text in rows:
-            record = _parse(text, WorkerRecord)
+            record = parse(text, WorkerRecord)
             if (
                 record is None
                 or record.worker_id != worker_id
@@ -241,6 +218,7 @@ class SQLiteStore:
                     runtime_id or "",
                     worker_event_retention,
                     transcript_retention,
+                    input_id_retention,
                     problem,
                 )
             )
@@ -248,13 +226,13 @@ class SQLiteStore:
             "SELECT COALESCE(MAX(cursor), 0) FROM events"
         ).fetchone()
         tail = db.execute(
-            f"SELECT cursor, {_EVENT_COLUMNS} FROM events ORDER BY cursor DESC LIMIT ?",
+            f"SELECT cursor, {EVENT_COLUMNS} FROM events ORDER BY cursor DESC LIMIT ?",
             (runtime_event_retention,),
         ).fetchall()
         # Rows missing here were trimmed with their Worker's log, and rows that
         # cannot be read were reported there: the runtime log starts after.
-        runtime_events = _contiguous(
-            tail, last_cursor, partial(_parse_event, runtime_id or ""), "cursor", None
+        runtime_events = contiguous(
+            tail, last_cursor, partial(parse_event, runtime_id or ""), "cursor", None
         )
         allocations = [
             (str(scope), str(worker_id))
@@ -278,6 +256,7 @@ class SQLiteStore:
         runtime_id: str,
         event_retention: int,
         transcript_retention: int,
+        input_id_retention: int,
         problem: Callable[[str, str | None], None],
     ) -> StoredWorker:
         db, worker_id = self._db, record.worker_id
@@ -288,12 +267,12 @@ class SQLiteStore:
         ).fetchone()
         self._first_seq[worker_id] = first
         rows = db.execute(
-            f"SELECT seq, {_EVENT_COLUMNS} FROM events WHERE worker_id = ?"
+            f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE worker_id = ?"
             " ORDER BY seq DESC LIMIT ?",
             (worker_id, event_retention),
         ).fetchall()
-        parse = partial(_parse_event, runtime_id)
-        events = _contiguous(rows, last_seq, parse, "seq", worker_id, problem)
+        parse = partial(parse_event, runtime_id)
+        events = contiguous(rows, last_seq, parse, "seq", worker_id, problem)
         count, input_tokens, output_tokens = db.execute(
             "SELECT COALESCE(MAX(turn_no), 0), TOTAL(input_tokens),"
             " TOTAL(output_tokens) FROM turns WHERE worker_id = ?",
@@ -301,13 +280,15 @@ class SQLiteStore:
         ).fetchone()
         turns = []
         for row in db.execute(
-            f"SELECT {_TURN_COLUMNS} FROM turns WHERE worker_id = ?"
-            " AND (input_id IS NOT NULL OR status IN ('accepted', 'running')"
-            " OR turn_no = (SELECT MAX(turn_no) FROM turns WHERE worker_id = ?))"
+            f"SELECT {TURN_COLUMNS} FROM turns WHERE worker_id = ?"
+            " AND (status IN ('accepted', 'running')"
+            " OR turn_no = (SELECT MAX(turn_no) FROM turns WHERE worker_id = ?)"
+            " OR turn_no IN (SELECT turn_no FROM turns WHERE worker_id = ?"
+            " AND input_id IS NOT NULL ORDER BY turn_no DESC LIMIT ?))"
             " ORDER BY turn_no",
-            (worker_id, worker_id),
+            (worker_id, worker_id, worker_id, input_id_retention),
         ):
-            turn = _parse_turn(worker_id, row)
+            turn = parse_turn(worker_id, row)
             if turn is None:
                 problem(
                     f"turn t-{row[0]} of worker {worker_id} is unreadable", worker_id
@@ -319,12 +300,12 @@ class SQLiteStore:
             (worker_id,),
         ).fetchone()
         rows = db.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM transcript WHERE worker_id = ?"
+            f"SELECT {ENTRY_COLUMNS} FROM transcript WHERE worker_id = ?"
             " ORDER BY idx DESC LIMIT ?",
             (worker_id, transcript_retention),
         ).fetchall()
-        transcript = _contiguous(
-            rows, last_index, _parse_entry, "index", worker_id, problem
+        transcript = contiguous(
+            rows, last_index, parse_entry, "index", worker_id, problem
         )
         return StoredWorker(
             record=record,
@@ -343,11 +324,11 @@ class SQLiteStore:
         """Return the transcript entries with an index in ``(after, upto]``,
         oldest first (unreadable rows are left out)."""
         rows = self._db.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM transcript WHERE worker_id = ?"
+            f"SELECT {ENTRY_COLUMNS} FROM transcript WHERE worker_id = ?"
             " AND idx > ? AND idx <= ? ORDER BY idx",
             (worker_id, after, upto),
         ).fetchall()
-        entries = [_parse_entry(row) for row in rows]
+        entries = [parse_entry(row) for row in rows]
         return [entry for entry in entries if entry is not None]
 
     # -- writing --------------------------------------------------------------
@@ -360,7 +341,7 @@ class SQLiteStore:
 
         A row whose values SQLite cannot bind (a lone surrogate, an integer
         past 64 bits) does not fail the batch: the batch is written again
-        row by row, that row repaired (:func:`._store_faults.repair_row`) or,
+        row by row, that row repaired (:func:`._faults.repair_row`) or,
         if it still fails, left out.
 
         Returns:
@@ -419,7 +400,7 @@ class SQLiteStore:
                 "turns",
                 "INSERT OR REPLACE INTO turns VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_turn_row(turn) for turn in batch.turns],
+                [turn_row(turn) for turn in batch.turns],
             )
             put(
                 "transcript",
@@ -517,174 +498,3 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
         except sqlite3.Error:
             pass
-
-
-def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"store {path} has schema version {version}; this yoi-runtime knows "
-            f"up to {SCHEMA_VERSION}: upgrade yoi-runtime to open it"
-        )
-    if version == 0:
-        (tables,) = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        if tables:
-            raise StoreError(f"{path} is a SQLite file but not a yoi-runtime store")
-    for number in range(version, SCHEMA_VERSION):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[number]:
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {number + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-
-def _parse(text: Any, cls: type[T]) -> T | None:
-    try:
-        return converter.loads(text, cls)
-    except Exception:
-        return None
-
-
-#: The turn columns :func:`_parse_turn` reads, in table order after worker_id.
-_TURN_COLUMNS = (
-    "turn_no, status, input, accepted_at, started_at, ended_at, input_tokens,"
-    " output_tokens, error_code, error_message, reason, input_id, finish_reason,"
-    " history_omitted"
-)
-
-
-def _iso(value: datetime.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _turn_row(turn: TurnSummary) -> tuple[Any, ...]:
-    error = turn.error
-    return (
-        turn.worker_id,
-        int(turn.turn_id[2:]),
-        turn.status.value,
-        turn.input,
-        turn.accepted_at.isoformat(),
-        _iso(turn.started_at),
-        _iso(turn.ended_at),
-        turn.usage.input_tokens,
-        turn.usage.output_tokens,
-        None if error is None else error.code,
-        None if error is None else error.message,
-        turn.reason,
-        turn.input_id,
-        turn.finish_reason,
-        turn.history_omitted,
-    )
-
-
-def _time(value: Any) -> datetime.datetime | None:
-    return None if value is None else datetime.datetime.fromisoformat(value)
-
-
-def _parse_turn(worker_id: str, row: Sequence[Any]) -> TurnSummary | None:
-    (number, status, text, accepted, started, ended, tokens_in, tokens_out,
-     code, message, reason, input_id, finish_reason, omitted) = row  # fmt: skip
-    try:
-        if not isinstance(text, str) or not isinstance(tokens_in + tokens_out, int):
-            return None
-        return TurnSummary(
-            turn_id=f"t-{number}",
-            worker_id=worker_id,
-            status=TurnStatus(status),
-            input=text,
-            accepted_at=datetime.datetime.fromisoformat(accepted),
-            started_at=_time(started),
-            ended_at=_time(ended),
-            usage=Usage(tokens_in, tokens_out),
-            error=None if code is None else TurnError(str(code), str(message)),
-            reason=reason,
-            input_id=input_id,
-            finish_reason=None if finish_reason is None else str(finish_reason),
-            truncated=finish_reason == "length",
-            history_omitted=int(omitted),
-        )
-    except (TypeError, ValueError):
-        return None
-
-
-#: The transcript columns :func:`_parse_entry` reads.
-_ENTRY_COLUMNS = "idx, kind, turn_id, text, status, at, finish_reason"
-
-
-def _parse_entry(row: Sequence[Any]) -> TranscriptEntry | None:
-    index, kind, turn_id, text, status, at, finish_reason = row
-    try:
-        if not isinstance(text, str) or kind not in ("user", "assistant", "error"):
-            return None
-        return TranscriptEntry(
-            index, kind, str(turn_id), text, TurnStatus(status),
-            datetime.datetime.fromisoformat(at),
-            None if finish_reason is None else str(finish_reason),
-            finish_reason == "length",
-        )  # fmt: skip
-    except (TypeError, ValueError):
-        return None
-
-
-#: The columns :func:`_parse_event` reads, after the row's key.
-_EVENT_COLUMNS = "seq, cursor, worker_id, type, at, data"
-
-
-def _parse_event(runtime_id: str, row: Sequence[Any]) -> Event | None:
-    _, seq, cursor, worker_id, type, at, data = row
-    try:
-        parsed = json.loads(data)
-        if not isinstance(parsed, dict):
-            return None
-        return Event(
-            seq,
-            cursor,
-            EventType(type),
-            runtime_id,
-            worker_id,
-            datetime.datetime.fromisoformat(at),
-            parsed,
-        )
-    except (TypeError, ValueError):
-        return None
-
-
-def _contiguous(
-    rows: Sequence[Sequence[Any]],
-    last: int,
-    parse: Callable[[Any], Any],
-    field: str,
-    worker_id: str | None,
-    problem: Callable[[str, str | None], None] | None = None,
-) -> list[Any]:
-    """Parse rows (newest first) into a gap-free list ending at ``last``.
-
-    Stops at the first row that is missing, unreadable or disagrees with its
-    key (with a diagnostic if ``problem`` is given): what is older than that
-    row is left out.
-    """
-    items: list[Any] = []
-    expected = last
-    for row in rows:
-        key = row[0]
-        item = parse(row)
-        if key != expected or item is None or getattr(item, field) != key:
-            if problem is None:
-                break
-            what = "event" if field in ("seq", "cursor") else "transcript entry"
-            owner = "the runtime log" if worker_id is None else f"worker {worker_id}"
-            problem(
-                f"{what} {expected} of {owner} is missing or unreadable; "
-                "older ones are left out",
-                worker_id,
-            )
-            break
-        items.append(item)
-        expected -= 1
-    items.reverse()
-    return items

@@ -8,6 +8,7 @@ for ``--json``'s events.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -64,17 +65,27 @@ def one_line(text: str) -> str:
 
 @attrs.define(eq=False)
 class _WatchedStream:
-    """A Worker's subscription that shows each item to a callback first."""
+    """A Worker's subscription that shows each item to a callback first.
+
+    Entering it enters the subscription (through an exit stack, which
+    leaves it exactly as ``async with`` would).
+    """
 
     inner: _ask.EventStream
     on_item: Callable[[Event | Gap], None]
+    _stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> _WatchedStream:
-        await self.inner.__aenter__()
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.inner)
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
-        return await self.inner.__aexit__(*exc_info)
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        return await stack.__aexit__(*exc_info)
 
     async def receive(self) -> Event | Gap:
         item = await self.inner.receive()

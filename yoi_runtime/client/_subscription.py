@@ -6,53 +6,42 @@ and does its I/O inside the receive calls. When the connection breaks it
 reconnects with ``after=`` the position of the last item it handed out, so
 the caller sees neither a gap nor a duplicate.
 
-Close codes (``docs/protocol.md``): ``1000`` ends the stream; ``4401`` is
-:class:`UnauthorizedError`; anything else (``1001`` shutting down, ``4008``
-too slow, ``1006`` a broken connection, ...) is retried with backoff for up
-to ``reconnect_timeout`` seconds. A Worker's stream also ends after
-``worker.stopped`` or ``worker.failed``, whatever close follows.
+What each close code means, the positions, the reconnect budget and the
+end of a Worker's stream are decided by the sans-IO protocol
+(:class:`yoi_runtime._stream_protocol.ClientStream`, its table in
+``docs/protocol.md``): ``1000`` ends the stream, ``1011`` raises the error
+its reason names, and anything else (``1001`` shutting down, ``1006`` a
+broken connection, ...) is retried with backoff for up to
+``reconnect_timeout`` seconds. This module does only the I/O.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import json
 import math
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-import cattrs
 import trio
 import trio_websocket
 
-from .._errors import (
-    InternalError,
-    RuntimeUnavailableError,
-    UnauthorizedError,
+from .._errors import RuntimeUnavailableError, YoiRuntimeError
+from .._events import DEFAULT_BATCH, Event, Gap
+from .._stream_protocol import (
+    LOST,
+    ClientState,
+    ClientStream,
+    CloseFrame,
+    Next,
+    TextFrame,
 )
-from .._events import DEFAULT_BATCH, Event, EventType, Gap
 from .._util import single_error
-from .._wire import item_from_json
-from ._translate import decode_json, map_websocket_errors
+from ._translate import error_from_response, map_websocket_errors
 
 __all__ = ["RemoteSubscription", "StreamTarget"]
-
-#: Close code of a stream that ended (the Worker stopped or failed).
-_CLOSE_ENDED = 1000
-#: Close code of a token refused after the upgrade.
-_CLOSE_UNAUTHORIZED = 4401
-#: The code trio-websocket reports for a connection lost without a close.
-_CLOSE_ABNORMAL = 1006
-
-#: The events after which a Worker's stream has ended.
-_FINAL = frozenset({EventType.WORKER_STOPPED, EventType.WORKER_FAILED})
-
-#: Seconds before the second reconnect attempt; doubled per attempt up to
-#: :data:`_MAX_DELAY` (the first attempt is immediate).
-_FIRST_DELAY = 0.1
-_MAX_DELAY = 2.0
 
 
 @attrs.frozen
@@ -130,34 +119,31 @@ class RemoteSubscription:
     ``worker.stopped`` or ``worker.failed``.
 
     Reconnection: when the WebSocket breaks (any close but ``1000`` and
-    ``4401``, or a network error) the next receive reconnects with ``after=``
-    :attr:`position`, retrying with backoff (0.1 s doubling to 2 s) for up to
-    the client's ``reconnect_timeout`` seconds, so the caller sees no gap and
-    no duplicate.
+    ``1011``, or a network error) the next receive reconnects with
+    ``after=`` the position of the last item received, retrying with backoff
+    (0.1 s doubling to 2 s) for up to the client's ``reconnect_timeout``
+    seconds, so the caller sees no gap and no duplicate. The rules are the
+    protocol's (:class:`yoi_runtime._stream_protocol.ClientStream`,
+    ``docs/protocol.md``).
 
     Errors: entering raises what the upgrade was refused with
     (:class:`WorkerNotFoundError`, :class:`InvalidInputError` for a bad
     ``after``, :class:`UnauthorizedError`) or :class:`RuntimeUnavailableError`;
-    receives raise :class:`RuntimeUnavailableError` once reconnecting gave up,
-    or the refusal a reconnect met (e.g. :class:`WorkerNotFoundError` from a
-    restarted process that forgot the Worker).
+    receives raise, once the items received before were handed out and then
+    on every later call, :class:`RuntimeUnavailableError` once reconnecting
+    gave up, the refusal a reconnect met (e.g. :class:`WorkerNotFoundError`
+    from a restarted process that forgot the Worker), the error a ``1011``
+    close names (its reason is the error code), or
+    :class:`InternalError` for a frame without the documented shape.
     """
 
     _target: StreamTarget
     _after: int | None
-    _position: int | None = None
+    _protocol: ClientStream | None = attrs.field(default=None, repr=False)
     _stack: contextlib.AsyncExitStack | None = attrs.field(default=None, repr=False)
     _nursery: trio.Nursery | None = attrs.field(default=None, repr=False)
     _connection: _Connection | None = attrs.field(default=None, repr=False)
-    _pending: collections.deque[Event | Gap] = attrs.field(
-        factory=collections.deque, repr=False
-    )
-    _ended: bool = False
     _closed: bool = False
-    _broken_since: float | None = None
-    _attempts: int = 0
-    _connected_at: float = 0.0
-    _delivered: bool = False
 
     @property
     def position(self) -> int:
@@ -171,9 +157,11 @@ class RemoteSubscription:
             RuntimeError: ``after=None`` and the subscription was not entered
                 yet, so "now" is not pinned.
         """
-        if self._position is None:
+        if self._protocol is not None:
+            return self._protocol.position
+        if self._after is None:
             raise RuntimeError("enter the subscription (async with) first")
-        return self._position
+        return self._after
 
     async def __aenter__(self) -> RemoteSubscription:
         if self._stack is not None or self._closed:
@@ -182,10 +170,19 @@ class RemoteSubscription:
             stack.enter_context(single_error())
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             stack.push_async_callback(self.aclose)
+            target = self._target
             if self._after is None:
-                self._position = await self._target.current_position()
+                start = await target.current_position()
             else:
-                self._position = self._after
+                start = self._after
+            self._protocol = ClientStream(
+                url=target.url,
+                runtime_id=target.runtime_id,
+                worker_stream=target.worker_stream,
+                position=start,
+                reconnect_timeout=target.reconnect_timeout,
+                errors=self._broken_for_good,
+            )
             await self._connect()
             self._stack = stack.pop_all()
         return self
@@ -213,6 +210,7 @@ class RemoteSubscription:
             trio.ClosedResourceError: The subscription was closed.
             RuntimeUnavailableError: The connection broke and could not be
                 re-established within ``reconnect_timeout`` seconds.
+            YoiRuntimeError: The stream broke for good (see the class).
         """
         return (await self.receive_batch(1))[0]
 
@@ -231,6 +229,7 @@ class RemoteSubscription:
             trio.ClosedResourceError: The subscription was closed.
             RuntimeUnavailableError: The connection broke and could not be
                 re-established within ``reconnect_timeout`` seconds.
+            YoiRuntimeError: The stream broke for good (see the class).
 
         Cancellation:
             Safe at any point: nothing is handed out or skipped unless this
@@ -241,21 +240,28 @@ class RemoteSubscription:
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the subscription is closed")
-            if self._nursery is None:
+            protocol = self._protocol
+            if protocol is None or self._nursery is None:
                 raise RuntimeError("enter the subscription (async with) first")
-            if self._pending:
-                await trio.lowlevel.checkpoint()
-                count = min(max_items, len(self._pending))
-                batch = [self._pending.popleft() for _ in range(count)]
-                self._position = self._position_of(batch[-1])
-                return batch
-            if self._ended:
-                await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            step = protocol.next_batch(max_items)
+            if isinstance(step, list):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return step
+            if step is Next.READ:
+                assert self._connection is not None
+                await self._read_frame(self._connection, protocol)
+            elif step is Next.RECONNECT:
+                await self._reconnect(protocol)
+            elif step is Next.END:
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 raise trio.EndOfChannel
-            if self._connection is None:
-                await self._reconnect()
+            elif step is Next.FAIL:
+                assert protocol.error is not None
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise protocol.error
             else:
-                await self._read_frame(self._connection)
+                raise trio.ClosedResourceError("the subscription is closed")
 
     async def aclose(self) -> None:
         """Stop following the stream and close its connection. Idempotent.
@@ -263,7 +269,9 @@ class RemoteSubscription:
         Later receives raise :class:`trio.ClosedResourceError`.
         """
         self._closed = True
-        self._pending.clear()
+        protocol = self._protocol
+        if protocol is not None and protocol.state is not ClientState.CLOSED:
+            protocol.close()
         connection, self._connection = self._connection, None
         if connection is None:
             await trio.lowlevel.checkpoint()
@@ -274,27 +282,37 @@ class RemoteSubscription:
 
     # -- the connection -------------------------------------------------------
 
-    def _position_of(self, item: Event | Gap) -> int:
-        if isinstance(item, Gap):
-            return item.resume_after
-        return item.seq if self._target.worker_stream else item.cursor
+    def _broken_for_good(self, code: str, message: str) -> YoiRuntimeError:
+        """The error a ``1011`` close with reason ``code`` stands for, made
+        by the client's one error table (as an HTTP error envelope would be)."""
+        details = {}
+        if self._target.worker_stream:
+            details["worker_id"] = self._target.path.rstrip("/").rsplit("/", 2)[-2]
+        error = {"code": code or "internal_error", "message": message}
+        envelope = {"error": {**error, "details": details}}
+        return error_from_response(500, json.dumps(envelope).encode())
 
     async def _connect(self, deadline: float = math.inf) -> None:
-        """Open the stream after :attr:`position`, giving up at ``deadline``."""
+        """Open the stream after the last item received, giving up at
+        ``deadline``."""
         assert self._nursery is not None
+        assert self._protocol is not None
         with map_websocket_errors(self._target.url), trio.fail_at(deadline):
-            self._connection = await self._nursery.start(self._hold)
-        self._connected_at = trio.current_time()
-        self._delivered = False
+            self._connection = await self._nursery.start(
+                self._hold, self._protocol.resume_after()
+            )
+        self._protocol.connected(trio.current_time())
 
-    async def _hold(self, *, task_status: trio.TaskStatus[_Connection]) -> None:
+    async def _hold(
+        self, after: int, *, task_status: trio.TaskStatus[_Connection]
+    ) -> None:
         """Own one TCP stream and its WebSocket until the subscription lets go.
 
         The stream is opened and closed here (trio-websocket's own
         ``open_websocket`` leaves it open when the server closes first).
         """
         target = self._target
-        resource = f"{target.path}?after={self._position}"
+        resource = f"{target.path}?after={after}"
         started = False
         with single_error():
             async with trio.open_nursery() as nursery:
@@ -325,96 +343,38 @@ class RemoteSubscription:
                 f"the event stream {target.url} closed during its handshake"
             )
 
-    async def _reconnect(self) -> None:
-        """Connect again after ``position``, with backoff, or give up."""
-        if self._broken_since is None:
-            self._note_break()
-        assert self._broken_since is not None
-        deadline = self._broken_since + self._target.reconnect_timeout
-        while True:
-            if self._attempts:
-                delay = min(_FIRST_DELAY * 2 ** (self._attempts - 1), _MAX_DELAY)
-                await trio.sleep(max(0.0, min(delay, deadline - trio.current_time())))
-            self._attempts += 1
-            try:
-                await self._connect(deadline)
-                return
-            except RuntimeUnavailableError as exc:
-                if trio.current_time() >= deadline:
-                    raise RuntimeUnavailableError(
-                        f"lost the event stream {self._target.url} and could not "
-                        f"reconnect within {self._target.reconnect_timeout} s"
-                    ) from exc
-
-    def _note_break(self) -> None:
-        """Start a new reconnect budget, unless the last reconnect never worked.
-
-        A connection that delivered a frame (heartbeats count) or stayed up
-        for :data:`_MAX_DELAY` seconds (or the whole budget, if shorter)
-        worked; one that broke at once keeps the running budget, so a process
-        that accepts and drops cannot keep a subscription retrying forever.
-        """
-        now = trio.current_time()
-        healthy = min(_MAX_DELAY, self._target.reconnect_timeout)
-        worked = self._delivered or now - self._connected_at >= healthy
-        if worked or self._broken_since is None:
-            self._broken_since = now
-            self._attempts = 0
+    async def _reconnect(self, protocol: ClientStream) -> None:
+        """One reconnect attempt after the protocol's delay; the protocol
+        notes a failure (and gives up past its deadline) or a refusal."""
+        await trio.sleep(protocol.reconnect_delay(trio.current_time()))
+        try:
+            await self._connect(protocol.deadline)
+        except RuntimeUnavailableError as exc:
+            protocol.attempt_failed(trio.current_time())
+            if protocol.error is not None:
+                protocol.error.__cause__ = exc
+        except YoiRuntimeError as exc:
+            protocol.refused(exc)
 
     def _release(self, connection: _Connection) -> None:
         if self._connection is connection:
             self._connection = None
         connection.released.set()
 
-    async def _read_frame(self, connection: _Connection) -> None:
-        """Read one frame into the pending items, or note why there was none."""
+    async def _read_frame(
+        self, connection: _Connection, protocol: ClientStream
+    ) -> None:
+        """Hand one message of the connection to the protocol."""
         try:
             message = await connection.ws.get_message()
         except trio_websocket.ConnectionClosed as exc:
             self._release(connection)
-            code = _CLOSE_ABNORMAL if exc.reason is None else exc.reason.code
-            if code == _CLOSE_ENDED:
-                self._ended = True
-            elif code == _CLOSE_UNAUTHORIZED:
-                raise UnauthorizedError(
-                    f"the runtime process refused the token for {self._target.url}"
-                ) from None
+            if exc.reason is None:
+                close = CloseFrame(LOST)
             else:
-                self._note_break()
+                close = CloseFrame(exc.reason.code, exc.reason.reason or "")
+            protocol.receive_message(close, trio.current_time())
             return
-        self._delivered = True
-        items = self._parse(message)
-        self._pending.extend(items)
-        if self._target.worker_stream and any(
-            isinstance(item, Event) and item.type in _FINAL for item in items
-        ):
-            # A Worker's stream ends after these, whatever the close code says
-            # (a process that is shutting down closes with 1001).
-            self._ended = True
-
-    def _parse(self, message: str | bytes) -> list[Event | Gap]:
-        """Decode one frame (an item or a batch), dropping heartbeats."""
-        what = f"a frame of {self._target.url}"
-        frame = decode_json(message, what)
-        values = frame if isinstance(frame, list) else [frame]
-        items: list[Event | Gap] = []
-        for value in values:
-            if isinstance(value, dict) and value.get("type") == "stream.heartbeat":
-                continue
-            try:
-                item = item_from_json(value)
-            except (
-                cattrs.BaseValidationError,
-                AttributeError,
-                KeyError,
-                TypeError,
-                ValueError,
-            ) as exc:
-                raise InternalError(f"{what}: malformed stream item") from exc
-            if isinstance(item, Event) and item.runtime_id != self._target.runtime_id:
-                raise RuntimeUnavailableError(
-                    f"the runtime process at {self._target.url} was replaced: "
-                    f"runtime {item.runtime_id}, not {self._target.runtime_id}"
-                )
-            items.append(item)
-        return items
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        protocol.receive_message(TextFrame(message), trio.current_time())

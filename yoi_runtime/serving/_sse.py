@@ -4,7 +4,8 @@ Every WebSocket event route also answers a plain ``GET`` whose ``Accept``
 names ``text/event-stream`` (:func:`wants_event_stream`), so ``curl -N`` and
 a browser's ``EventSource`` can follow it. It is the WebSocket stream's
 second writer: the same :class:`~._streams.StreamPump` decides what comes
-next, and only the framing differs (``docs/protocol.md``):
+next, and only the framing differs (``docs/protocol.md``; the text is made
+by :func:`yoi_runtime._stream_protocol.sse_text`):
 
 - each item is one SSE event, ``id:`` its cursor (resume after it) and
   ``data:`` the item's JSON, exactly as a WebSocket frame carries it
@@ -25,7 +26,6 @@ task and the subscription.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -35,14 +35,19 @@ from quart import Response, request
 
 from .._errors import InvalidInputError
 from .._events import Event, Gap
-from .._server._http import WebSocketRequiredError
+from .._stream_protocol import (
+    SSE_PREAMBLE,
+    Closing,
+    position_of,
+    sse_comment,
+    sse_event,
+    sse_text,
+)
 from .._util import parse_count
+from ._http import WebSocketRequiredError
 from ._streams import (
     EVENT_STREAM,
-    Closing,
     EventSource,
-    Heartbeat,
-    Items,
     Ready,
     StreamControl,
     StreamPump,
@@ -77,40 +82,9 @@ class EnterableSource(EventSource[T_co], Protocol):
 
 def item_cursor(item: Event | Gap, *, worker_stream: bool) -> str:
     """The cursor to resume after ``item``: its ``seq`` on a Worker's
-    stream, its ``cursor`` on a Runtime's, a gap's ``resume_after``."""
-    if isinstance(item, Gap):
-        return str(item.resume_after)
-    return str(item.seq if worker_stream else item.cursor)
-
-
-def sse_event(data: str, event_id: str | None = None) -> str:
-    """One SSE event: an ``id:`` line (when given), ``data:`` lines, a blank
-    line."""
-    lines = [] if event_id is None else [f"id: {event_id}"]
-    lines += [f"data: {line}" for line in data.split("\n")]
-    return "\n".join(lines) + "\n\n"
-
-
-def sse_comment(text: str) -> str:
-    """One SSE comment line (ignored by clients; keeps proxies from timing
-    out)."""
-    return f": {text}\n\n"
-
-
-def sse_text(
-    step: Items[T] | Heartbeat | Closing,
-    encode: Callable[[T], Any],
-    item_id: Callable[[T], str],
-) -> str:
-    """The SSE text of one step of a :class:`StreamPump`."""
-    if isinstance(step, Heartbeat):
-        return sse_comment(f"heartbeat position={step.position}")
-    if isinstance(step, Closing):
-        end = {"type": "stream.end", "code": step.code, "reason": step.reason}
-        return sse_event(json.dumps(end))
-    return "".join(
-        sse_event(json.dumps(encode(item)), item_id(item)) for item in step.items
-    )
+    stream, its ``cursor`` on a Runtime's, a gap's ``resume_after``
+    (:func:`~yoi_runtime._stream_protocol.position_of`)."""
+    return str(position_of(item, worker_stream=worker_stream))
 
 
 class _Body:
@@ -212,7 +186,7 @@ async def _pump(
                 task_status.started()
                 started = True
                 with client_left, control.counting():
-                    await send.send(sse_comment("yoi event stream").encode())
+                    await send.send(SSE_PREAMBLE.encode())
                     source = stream if wrap is None else wrap(stream)
                     pump = StreamPump(source, control, ready(stream))
                     while True:

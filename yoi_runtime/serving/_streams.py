@@ -10,20 +10,21 @@ cursor (a :class:`yoi_runtime.Subscription` into the Runtime's bounded log,
 or the workspace backend's streams): nothing is buffered per connection,
 and a slow reader blocks only its own connection's task.
 
-On a WebSocket a frame holds one item when the subscriber keeps up, and a
-JSON array of every ready item when it has a backlog, so a slow network gets
-fewer, larger frames instead of a growing queue. Close codes: ``1000`` the
-stream ended; ``1001`` the app is shutting down (after what was ready);
-``1011`` the stream broke for good, the reason being the error code (never
-for a ``Subscription``, which cannot break). Sends are never cancelled
-part-way (that would leave half a frame on the wire); only the wait for new
-items is.
+What travels, the close codes and each decision of the pump are the
+protocol's (:mod:`yoi_runtime._stream_protocol`, sans-IO); this module only
+waits and sends. On a WebSocket a frame holds one item when the subscriber
+keeps up, and a JSON array of every ready item when it has a backlog, so a
+slow network gets fewer, larger frames instead of a growing queue. Close
+codes: ``1000`` the stream ended; ``1001`` the app is shutting down (after
+what was ready); ``1011`` the stream broke for good, the reason being the
+error code (never for a ``Subscription``, which cannot break). Sends are
+never cancelled part-way (that would leave half a frame on the wire); only
+the wait for new items is.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -32,6 +33,16 @@ import trio
 
 from .._errors import YoiRuntimeError
 from .._events import Event, Gap, Subscription
+from .._stream_protocol import (
+    MAX_BATCH,
+    CloseFrame,
+    Closing,
+    Heartbeat,
+    Items,
+    ServerState,
+    ServerStream,
+    websocket_message,
+)
 
 __all__ = [
     "EVENT_STREAM",
@@ -53,9 +64,6 @@ __all__ = [
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-
-#: The most items one frame carries.
-MAX_BATCH = 256
 
 #: The media type of an SSE response (and of the ``Accept`` asking for one).
 EVENT_STREAM = "text/event-stream"
@@ -143,40 +151,13 @@ class StreamControl:
                 self._all_closed.set()
 
 
-@attrs.frozen
-class Items(Generic[T]):
-    """Send these items (one or more, in stream order)."""
-
-    items: Sequence[T]
-
-
-@attrs.frozen
-class Heartbeat:
-    """Nothing happened for ``heartbeat_interval`` seconds.
-
-    Attributes:
-        position: The stream's cursor so far.
-    """
-
-    position: int | str
-
-
-@attrs.frozen
-class Closing:
-    """The stream is over: close with this WebSocket code and reason.
-
-    Attributes:
-        code: ``1000`` ended, ``1001`` shutting down, ``1011`` broke.
-        reason: ``"stream ended"``, the shutdown reason, or an error code.
-    """
-
-    code: int
-    reason: str
-
-
 @attrs.define(eq=False)
 class StreamPump(Generic[T]):
     """What an entered stream sends next, whatever carries it.
+
+    The I/O half of :class:`~yoi_runtime._stream_protocol.ServerStream`: it
+    waits for the source (with the heartbeat deadline and the app's
+    shutdown) and lets the protocol decide each step and close code.
 
     Attributes:
         stream: The stream (already entered; the caller closes it).
@@ -187,8 +168,7 @@ class StreamPump(Generic[T]):
     stream: EventSource[T]
     control: StreamControl
     ready: Ready[T]
-    _flushing: bool = False
-    _closed: bool = False
+    _protocol: ServerStream[T] = attrs.field(factory=ServerStream)
 
     async def next(self) -> Items[T] | Heartbeat | Closing:
         """Wait for what to send next.
@@ -206,27 +186,25 @@ class StreamPump(Generic[T]):
         Cancellation:
             Safe: nothing is consumed by a cancelled call.
         """
-        if self._closed:
+        protocol = self._protocol
+        if protocol.state is ServerState.CLOSED:
             raise trio.EndOfChannel
-        if not self._flushing:
+        if protocol.state is ServerState.OPEN:
             got = await self._receive()
             if got is not None:
-                if isinstance(got, Closing):
-                    self._closed = True
                 return got
-            if not self.control.draining:
-                self._closed = True
-                return Closing(1000, "stream ended")
-            self._flushing = True
+            closing = protocol.source_ended(draining=self.control.draining)
+            if closing is not None:
+                return closing
         batch = await self.ready()
         if batch is not None:
-            return Items(batch)
-        self._closed = True
-        return Closing(1001, self.control.shutdown_reason)
+            return protocol.items(batch)
+        return protocol.flushed(self.control.shutdown_reason)
 
     async def _receive(self) -> Items[T] | Heartbeat | Closing | None:
-        """The next live batch or heartbeat; None: the stream ended or the
-        app closes its streams (then :meth:`next` decides 1000 or 1001)."""
+        """The next live batch or heartbeat, or 1011; None: the stream ended
+        or the app closes its streams (then :meth:`next` decides 1000 or
+        1001)."""
         control = self.control
         if control.closing:
             return None
@@ -238,12 +216,14 @@ class StreamPump(Generic[T]):
             except trio.EndOfChannel:
                 return None
             except YoiRuntimeError as exc:
-                return Closing(1011, exc.code)
+                return self._protocol.source_broke(exc.code)
             finally:
                 control._waits.discard(wait)
         if wait.cancelled_caught:
-            return None if control.closing else Heartbeat(self.stream.position)
-        return Items(items)
+            if control.closing:
+                return None
+            return self._protocol.silence(self.stream.position)
+        return self._protocol.items(items)
 
 
 def wants_event_stream(accept: Iterable[str]) -> bool:
@@ -323,20 +303,9 @@ async def serve_event_stream(
     with control.counting():
         pump = StreamPump(stream, control, ready)
         while True:
-            step = await pump.next()
-            if isinstance(step, Closing):
+            message = websocket_message(await pump.next(), encode)
+            if isinstance(message, CloseFrame):
                 with trio.move_on_after(control.settings.close_timeout, shield=True):
-                    await socket.close(step.code, step.reason)
+                    await socket.close(message.code, message.reason)
                 return
-            if isinstance(step, Heartbeat):
-                heartbeat = {"type": "stream.heartbeat", "position": step.position}
-                await socket.send(json.dumps(heartbeat))
-            else:
-                await socket.send(_frame(step.items, encode))
-
-
-def _frame(items: Sequence[T], encode: Callable[[T], Any]) -> str:
-    """One frame's text: the item itself, or an array of several."""
-    if len(items) == 1:
-        return json.dumps(encode(items[0]))
-    return json.dumps([encode(item) for item in items])
+            await socket.send(message.text)

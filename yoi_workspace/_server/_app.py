@@ -31,32 +31,32 @@ from yoi_runtime import (
     WorkerStatus,
     YoiRuntimeError,
 )
-from yoi_runtime._server._app import CancelBody, CreateWorkerBody, InputBody, StopBody
-from yoi_runtime._server._http import STATUS as RUNTIME_STATUS
-from yoi_runtime._server._http import error_response as envelope
-from yoi_runtime._server._http import (
+from yoi_runtime.serving import STATUS as RUNTIME_STATUS
+from yoi_runtime.serving import (
+    AppMetrics,
+    CancelBody,
+    CreateWorkerBody,
+    EventSource,
+    InputBody,
+    StopBody,
+    StreamControl,
+    converter,
+    event_stream_response,
     install_error_handlers,
+    install_route_names,
+    item_cursor,
+    item_to_json,
     json_response,
     parse_json,
     query_int,
     read_body,
+    ready_within,
     refuse_control_characters,
-)
-from yoi_runtime._server._metrics import AppMetrics
-from yoi_runtime._server._observe import install_route_names
-from yoi_runtime._wire import converter, item_to_json
-from yoi_runtime.serving._sse import (
-    event_stream_response,
-    item_cursor,
+    serve_event_stream,
     sse_resume,
     sse_resume_count,
 )
-from yoi_runtime.serving._streams import (
-    EventSource,
-    StreamControl,
-    ready_within,
-    serve_event_stream,
-)
+from yoi_runtime.serving import error_response as envelope
 
 from .._aggregate import AggregateItem
 from .._auth import Authenticator

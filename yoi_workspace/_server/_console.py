@@ -17,7 +17,7 @@ Serving rules:
   sign-in form. Everything the page shows comes from the browser API, which
   authenticates as before.
 - Like every response they get the serving layer's headers
-  (``yoi_runtime/_server/_guard.py``): the workspace CSP, which the page
+  (:mod:`yoi_runtime.serving`): the workspace CSP, which the page
   keeps (no inline script or style), ``X-Content-Type-Options: nosniff``
   and ``Cache-Control: no-store``, so a reload after an upgrade never mixes
   old and new files.

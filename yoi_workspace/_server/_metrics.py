@@ -1,7 +1,7 @@
 """The workspace backend's own metrics: whether each Runtime answers.
 
 ``GET /metrics`` of ``yoi-workspace`` has the serving layer's metrics
-(HTTP, event streams, the process; ``yoi_runtime._server._metrics``), the
+(HTTP, event streams, the process; :mod:`yoi_runtime.serving`), the
 embedded Runtime's (as ``yoi-runtime`` has them), and
 :class:`RegistryMetrics`: each Runtime of the registry, asked at scrape
 time through its handle (``describe``, concurrently; a remote process that

@@ -33,18 +33,18 @@ from yoi_runtime import (
     TranscriptPage,
     TurnSummary,
     WorkerStatus,
+    __version__,
 )
-from yoi_runtime._profiles import TOOL_PROFILES
-from yoi_runtime._server._http import json_response
-from yoi_runtime._server._openapi import (
+from yoi_runtime.serving import (
     CURSOR,
     ERROR_ENVELOPE,
     IDEMPOTENCY_KEY,
     LIMIT,
+    TOOL_PROFILES,
     Schemas,
+    json_response,
     request_bodies,
 )
-from yoi_runtime._version import __version__
 
 from .._registry import RuntimeRegistry
 from .._views import RuntimeView, WorkerView, WorkerViewPage

@@ -20,7 +20,7 @@ from quart import Response, g, has_request_context, request
 from quart_trio import QuartTrio
 
 from yoi_runtime import IdempotencyConflictError
-from yoi_runtime._request_id import HEADER, new_request_id, sane_request_id
+from yoi_runtime.serving import HEADER, new_request_id, sane_request_id
 
 __all__ = ["idempotency_key", "install_request_ids", "request_id"]
 

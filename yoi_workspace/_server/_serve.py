@@ -15,42 +15,31 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
 import attrs
 import trio
 
-from yoi_runtime import (
-    Engine,
-    InvalidInputError,
-    StoreDamagedError,
-    StoreError,
-    __version__,
-)
-from yoi_runtime._server._guard import ASGIApp, GuardSettings
-from yoi_runtime._server._hypercorn import (
+from yoi_runtime import Engine, InvalidInputError, __version__
+from yoi_runtime.serving import (
+    AppMetrics,
+    CommandParser,
     ConnectionLimits,
+    GuardSettings,
+    LogSettings,
+    StreamControl,
+    StreamSettings,
+    add_log_arguments,
+    check_engine_secrets,
+    drain_logged,
+    environment_help,
     is_loopback,
     parse_bind,
-    raise_open_file_limit,
-    run_until_signal,
-    serve_app,
+    run_server,
+    serve_observed,
 )
-from yoi_runtime._server._logs import LogSettings, add_log_arguments, configure_logging
-from yoi_runtime._server._metrics import AppMetrics
-from yoi_runtime._server._observe import ObservedApp
-from yoi_runtime._server._startup import (
-    CommandParser,
-    check_engine_secrets,
-    environment_help,
-    listen_failure,
-    probe_engines,
-    startup_error,
-)
-from yoi_runtime._util import single_error
-from yoi_runtime.serving._streams import StreamControl, StreamSettings
 
 from .._auth import MIN_TOKEN_LENGTH, Authenticator
 from .._config import ConfigError, WorkspaceConfig, load_config
@@ -134,56 +123,51 @@ async def serve_workspace(
             registry_metrics = RegistryMetrics(workspace.registry)
             metrics.registry.register(registry_metrics)
             metrics.refresh.append(registry_metrics.refresh)
-        record = None if metrics is None else metrics.http.record
-
-        def observe(app: ASGIApp) -> ASGIApp:
-            return ObservedApp(app, _access_log, record)
 
         async def drain() -> None:
-            started = trio.current_time()
             running = 0
             if workspace.runtime is not None:
                 running = (await workspace.runtime.summary()).workers["running"]
-            open_streams = streams._open
-            _log.info(
-                "shutting down: draining %d running turns (embedded) and %d "
-                "event streams",
-                running,
-                open_streams,
-                extra={"running_turns": running, "streams": open_streams},
-            )
-            state.draining = True
-            streams.begin_drain()
-            if workspace.runtime is not None:
-                await workspace.runtime.drain("shutdown")
-            await streams.close_streams()
-            seconds = trio.current_time() - started
-            _log.info(
-                "drained in %.2fs: %d turns cancelled, %d event streams closed",
-                seconds,
-                running,
-                open_streams,
-                extra={"drain_seconds": round(seconds, 3)},
+
+            async def steps() -> None:
+                state.draining = True
+                streams.begin_drain()
+                if workspace.runtime is not None:
+                    await workspace.runtime.drain("shutdown")
+                await streams.close_streams()
+
+            await drain_logged(
+                _log, running, streams._open, steps, turns="running turns (embedded)"
             )
 
-        async with trio.open_nursery() as nursery:
-            if metrics is not None and workspace.runtime is not None:
-                await nursery.start(metrics.add_runtime(workspace.runtime).follow)
-
-            async def serve(task_status: trio.TaskStatus[list[str]]) -> None:
-                await _serve(
-                    settings,
-                    state,
-                    drain,
-                    observe,
-                    shutdown_trigger,
-                    task_status,
-                )
-                nursery.cancel_scope.cancel()
-
-            binds = await nursery.start(serve)
+        def listening(binds: list[str]) -> None:
             _log_start(settings, workspace.registry.handles(), binds)
-            task_status.started(binds)
+
+        await serve_observed(
+            create_app(state),
+            settings.host,
+            settings.port,
+            access_log=_access_log,
+            metrics=metrics,
+            runtime=workspace.runtime,
+            on_listening=listening,
+            shutdown_trigger=shutdown_trigger,
+            shutdown_timeout=config.shutdown_timeout,
+            drain=drain,
+            guard=GuardSettings.for_bind(
+                settings.host,
+                allowed_hosts=config.allowed_hosts,
+                allowed_origins=config.allowed_origins,
+                same_origin=True,
+                cors_origins=config.cors_origins,
+                content_security_policy=WORKSPACE_CSP,
+            ),
+            limits=ConnectionLimits(
+                keep_alive_timeout=config.keep_alive_timeout,
+                max_connections=config.max_connections,
+            ),
+            task_status=task_status,
+        )
         _log.info("stopped")
 
 
@@ -218,40 +202,6 @@ def _log_start(
             },
             "metrics": settings.metrics,
         },
-    )
-
-
-async def _serve(
-    settings: WorkspaceSettings,
-    state: WorkspaceState,
-    drain: Callable[[], Awaitable[None]],
-    observe: Callable[[ASGIApp], ASGIApp],
-    shutdown_trigger: trio.Event,
-    task_status: trio.TaskStatus[list[str]],
-) -> None:
-    """Serve the app on Hypercorn (:func:`serve_app`) with the config's rules."""
-    config = settings.config
-    await serve_app(
-        create_app(state),
-        settings.host,
-        settings.port,
-        shutdown_trigger=shutdown_trigger,
-        shutdown_timeout=config.shutdown_timeout,
-        drain=drain,
-        guard=GuardSettings.for_bind(
-            settings.host,
-            allowed_hosts=config.allowed_hosts,
-            allowed_origins=config.allowed_origins,
-            same_origin=True,
-            cors_origins=config.cors_origins,
-            content_security_policy=WORKSPACE_CSP,
-        ),
-        limits=ConnectionLimits(
-            keep_alive_timeout=config.keep_alive_timeout,
-            max_connections=config.max_connections,
-        ),
-        wrap=observe,
-        task_status=task_status,
     )
 
 
@@ -380,20 +330,6 @@ def _ref(
         raise InvalidInputError(exc.message, path=f"auth.{key}") from None
 
 
-async def _run(settings: WorkspaceSettings) -> None:
-    def announce(binds: list[str]) -> None:
-        print(f"yoi-workspace listening on {binds[0]}", flush=True)
-        if settings.engines is not None:
-            probes.start_soon(probe_engines, settings.engines)
-
-    # A bind that fails comes out bare.
-    with single_error():
-        async with trio.open_nursery() as probes:
-            with single_error():
-                await run_until_signal(partial(serve_workspace, settings), announce)
-            probes.cancel_scope.cancel()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``yoi-workspace`` command. Returns the exit status."""
     try:
@@ -401,17 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"yoi-workspace: {exc}", file=sys.stderr)
         return 2
-    raise_open_file_limit()
-    configure_logging(settings.log)
-    try:
-        trio.run(_run, settings)
-    except Exception as exc:
-        error = startup_error(exc)
-        failure = listen_failure(error, settings.host, settings.port)
-        if failure is None and isinstance(error, StoreError):
-            failure = error.message, 2 if isinstance(error, StoreDamagedError) else 1
-        if failure is None:
-            raise
-        print(f"yoi-workspace: {failure[0]}", file=sys.stderr)
-        return failure[1]
-    return 0
+    return run_server(
+        "yoi-workspace",
+        partial(serve_workspace, settings),
+        host=settings.host,
+        port=settings.port,
+        log=settings.log,
+        engines=settings.engines,
+    )

@@ -15,7 +15,7 @@ from quart import Response, g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 
 from yoi_runtime import UnauthorizedError
-from yoi_runtime._server._http import error_response, json_response
+from yoi_runtime.serving import error_response, json_response
 
 from .._auth import SESSION_COOKIE, Authenticator
 from .._policy import Caller

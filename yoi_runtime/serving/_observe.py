@@ -6,10 +6,11 @@ refusal of theirs (``421``, ``403``, ``415``, ...) is seen too. For every
 HTTP request and WebSocket it:
 
 - picks the **request id**: the request's ``X-Request-Id`` when it is sane,
-  else a new one (:mod:`yoi_runtime._request_id`); it is put in the scope
-  (``yoi.request_id``), in :data:`~yoi_runtime._request_id.REQUEST_ID` for
-  the request's tasks, and in the response's ``X-Request-Id`` (also on a
-  WebSocket's accept and on its refusal);
+  else a new one (:func:`~yoi_runtime.serving.new_request_id`); it is put
+  in the scope (``yoi.request_id``), in
+  :data:`~yoi_runtime.serving.REQUEST_ID` for the request's tasks, and in
+  the response's ``X-Request-Id`` (also on a WebSocket's accept and on its
+  refusal);
 - writes **one access line** when the request ends: method, route template
   (``/v1/workers/<worker_id>``, noted by the app's first hook,
   :func:`install_route_names`; ``-`` when no route matched), status
@@ -30,8 +31,8 @@ from typing import Any, cast
 from quart import Quart, Response, request, websocket
 from quart.typing import ResponseTypes
 
-from .._request_id import HEADER, REQUEST_ID, new_request_id, sane_request_id
-from ._guard import ASGIApp, Message, Receive, Scope, Send
+from ._guard_settings import ASGIApp, Message, Receive, Scope, Send
+from ._request_id import HEADER, REQUEST_ID, new_request_id, sane_request_id
 
 __all__ = ["HTTPRecord", "ObservedApp", "install_route_names"]
 

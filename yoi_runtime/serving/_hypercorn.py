@@ -45,12 +45,14 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 from quart_trio import QuartTrio
 
-from ._guard import ASGIApp, GuardedApp, GuardSettings, refusal_bytes
+from ._guard import GuardedApp
+from ._guard_settings import ASGIApp, GuardSettings, refusal_bytes
 
 __all__ = [
     "SPARE_FILES",
     "ConnectionLimits",
     "is_loopback",
+    "ServeFunction",
     "parse_bind",
     "raise_open_file_limit",
     "run_until_signal",
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 
-class _Server(Protocol):
+class ServeFunction(Protocol):
     """A ``serve_*`` function with its settings bound (see :func:`serve_app`)."""
 
     async def __call__(
@@ -460,7 +462,7 @@ def _bound_websocket_buffer() -> None:
 
 
 async def run_until_signal(
-    serve: _Server, on_listening: Callable[[list[str]], Any]
+    serve: ServeFunction, on_listening: Callable[[list[str]], Any]
 ) -> None:
     """Run ``serve`` until SIGINT or SIGTERM sets its shutdown trigger.
 

@@ -230,7 +230,8 @@ def parse_json(data: str | bytes) -> Any:
             Never logged with a traceback: the caller's fault.
         InvalidInputError: A string (or key) holds a lone surrogate (an
             escape such as ``"\\ud800"`` that is no character); ``path``
-            is the JSON path of the value (``$.text``).
+            names the value as the embedded Runtime names fields
+            (``text``, ``a.b``, ``a[0]``; ``$`` for the body itself).
     """
     try:
         value = json.loads(data, object_pairs_hook=_no_duplicates)
@@ -259,7 +260,10 @@ def _check_value(value: Any) -> None:
                 continue
             for key, child in item.items():
                 _check_text(key, path)
-                name = f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]"
+                if not key.isidentifier():
+                    name = f"{path}[{key!r}]"
+                else:
+                    name = key if path == "$" else f"{path}.{key}"
                 stack.append((child, name, depth + 1))
 
 
@@ -339,7 +343,8 @@ async def read_body(cls: type[T], *, optional: bool = False) -> T:
         InvalidJSONError: The body is not JSON, repeats a key or nests too
             deep (:func:`parse_json`).
         InvalidInputError: Wrong fields or types, or a lone surrogate;
-            ``path`` is the JSON path.
+            ``path`` names the field as the embedded Runtime does (``text``,
+            nested ``a.b``, ``a[0]``), ``$`` for the body as a whole.
     """
     data = await request.get_data(cache=False)
     if optional and not data.strip():
@@ -350,9 +355,18 @@ async def read_body(cls: type[T], *, optional: bool = False) -> T:
     try:
         return _requests.structure(value, cls)
     except Exception as exc:
-        problems = cattrs.transform_error(exc, path="$")
+        problems = [
+            _field_path(problem) for problem in cattrs.transform_error(exc, path="$")
+        ]
         path = problems[0].rpartition(" @ ")[2] if problems else "$"
         raise InvalidInputError("; ".join(problems), path=path) from None
+
+
+def _field_path(text: str) -> str:
+    """A cattrs problem (``"... @ $.a[0]"``) naming its field as the embedded
+    Runtime does (``"... @ a[0]"``); the body itself stays ``$``."""
+    head, at, path = text.rpartition(" @ ")
+    return f"{head}{at}{path.removeprefix('$.')}" if at else text
 
 
 def query_int(name: str) -> int | None:

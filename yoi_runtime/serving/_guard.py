@@ -50,50 +50,38 @@ Two fixes of the stack live here too:
 
 from __future__ import annotations
 
-import ipaddress
-import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 import trio
 
-from ..serving._streams import wants_event_stream
+from ._guard_settings import (
+    SECURITY_HEADERS,
+    ASGIApp,
+    GuardSettings,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    header_values,
+    normalize_origin,
+    parse_host,
+)
+from ._streams import wants_event_stream
 
 __all__ = [
     "EARLY_ANSWER_BYTES",
     "EARLY_ANSWER_WAIT",
-    "LOOPBACK_HOSTS",
     "POLICY_VIOLATION",
-    "ASGIApp",
-    "GuardSettings",
     "GuardedApp",
-    "refusal_bytes",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-#: An ASGI app (Quart's own signature is narrower than these aliases).
-ASGIApp = Callable[..., Awaitable[None]]
-
-#: Host names that always reach this machine only.
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: Methods that change nothing (no Origin check).
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: The WebSocket close code sent when a client sends a data frame.
 POLICY_VIOLATION = 1008
-
-#: What every HTTP response carries besides the CSP.
-_SECURITY_HEADERS = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
-)
 
 #: Request headers a CORS preflight may ask for.
 _CORS_HEADERS = b"authorization, content-type, idempotency-key"
@@ -104,152 +92,6 @@ EARLY_ANSWER_WAIT = 1.0
 #: Bytes of request body still to come up to which an early answer waits
 #: for them; a longer rest is not awaited (the close lingers instead).
 EARLY_ANSWER_BYTES = 65536
-
-
-@attrs.frozen
-class GuardSettings:
-    """What :class:`GuardedApp` allows.
-
-    Attributes:
-        allowed_hosts: Host names (lower case, no port, IPv6 without
-            brackets) a request's ``Host`` may name; ``"*"`` allows any.
-        any_ip_host: Also allow any IP literal (the server listens on a
-            wildcard address, so every address of the machine reaches it; a
-            literal address cannot be rebound by DNS).
-        allowed_origins: Origins (``"https://ui.example"``, lower case, no
-            trailing slash) allowed to send state-changing requests and
-            open WebSockets.
-        same_origin: Also allow the origin of the server itself, that is an
-            ``http``/``https`` origin whose host and port are the request's
-            ``Host`` (the workspace's own pages).
-        cors_origins: Origins that get CORS headers (and preflight answers);
-            they are allowed origins too. Empty: no CORS at all.
-        content_security_policy: The ``Content-Security-Policy`` of every
-            response.
-    """
-
-    allowed_hosts: frozenset[str] = LOOPBACK_HOSTS
-    any_ip_host: bool = False
-    allowed_origins: frozenset[str] = frozenset()
-    same_origin: bool = False
-    cors_origins: frozenset[str] = frozenset()
-    content_security_policy: str = "default-src 'none'; frame-ancestors 'none'"
-
-    @classmethod
-    def for_bind(
-        cls,
-        host: str,
-        *,
-        allowed_hosts: Iterable[str] = (),
-        allowed_origins: Iterable[str] = (),
-        same_origin: bool = False,
-        cors_origins: Iterable[str] = (),
-        content_security_policy: str | None = None,
-    ) -> GuardSettings:
-        """The settings of a server bound to ``host``.
-
-        Args:
-            host: The bind address (``127.0.0.1``, ``0.0.0.0``, a name).
-            allowed_hosts: Extra host names (a port, if given, is ignored;
-                ``"*"`` allows any).
-            allowed_origins: Extra allowed origins.
-            same_origin: Allow the server's own origin.
-            cors_origins: Origins that get CORS headers.
-            content_security_policy: None keeps the default.
-
-        Returns:
-            Loopback names, the bind address and ``allowed_hosts``; a
-            wildcard bind (``0.0.0.0``, ``::``) also allows IP literals.
-        """
-        bind = host.strip("[]").lower()
-        wildcard = bind in {"0.0.0.0", "::", ""}
-        hosts = set(LOOPBACK_HOSTS)
-        if not wildcard:
-            hosts.add(bind)
-        for name in allowed_hosts:
-            parsed = "*" if name == "*" else _parse_host(name.lower())
-            if parsed is not None:
-                hosts.add(parsed)
-        extra: dict[str, Any] = {}
-        if content_security_policy is not None:
-            extra["content_security_policy"] = content_security_policy
-        return cls(
-            allowed_hosts=frozenset(hosts),
-            any_ip_host=wildcard,
-            allowed_origins=frozenset(_origin(o) for o in allowed_origins),
-            same_origin=same_origin,
-            cors_origins=frozenset(_origin(o) for o in cors_origins),
-            **extra,
-        )
-
-    def host_allowed(self, host: str) -> bool:
-        """Whether a parsed ``Host`` name is allowed."""
-        if "*" in self.allowed_hosts or host in self.allowed_hosts:
-            return True
-        if self.any_ip_host:
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                return False
-            return True
-        return False
-
-
-def _origin(value: str) -> str:
-    return value.strip().rstrip("/").lower()
-
-
-def _parse_host(value: str) -> str | None:
-    """The host name of a ``Host`` header (lower case, no port), or None
-    when it is malformed."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return None
-        name, rest = value[1:end], value[end + 1 :]
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
-            return None
-        try:
-            ipaddress.IPv6Address(name)
-        except ValueError:
-            return None
-        return name
-    name, sep, port = value.partition(":")
-    if sep and not (port.isascii() and port.isdigit()):
-        return None
-    name = name.rstrip(".")
-    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-.")
-    if not name or not set(name) <= allowed:
-        return None
-    return name
-
-
-def _headers(scope: Scope, name: bytes) -> list[bytes]:
-    return [value for key, value in scope["headers"] if key.lower() == name]
-
-
-def _error_body(status_code: str, message: str) -> bytes:
-    error = {"code": status_code, "message": message, "details": {}}
-    return json.dumps({"error": error}).encode()
-
-
-def refusal_bytes(status: int, reason: str, code: str, message: str) -> bytes:
-    """A whole HTTP/1.1 response that refuses and closes, as raw bytes.
-
-    For answers made below HTTP parsing (the connection cap): the JSON
-    error envelope, ``Connection: close`` and the security headers.
-    """
-    body = _error_body(code, message)
-    head = [
-        f"HTTP/1.1 {status} {reason}",
-        "content-type: application/json",
-        f"content-length: {len(body)}",
-        "connection: close",
-        "retry-after: 1",
-        *(f"{k.decode()}: {v.decode()}" for k, v in _SECURITY_HEADERS),
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 @attrs.define(eq=False)
@@ -274,10 +116,10 @@ class GuardedApp:
 
     def _refusal(self, scope: Scope) -> tuple[int, str, str] | None:
         """The status, code and message refusing the request, or None."""
-        hosts = _headers(scope, b"host")
+        hosts = header_values(scope, b"host")
         if len(hosts) != 1:
             return 400, "invalid_host", "the request needs exactly one Host header"
-        host = _parse_host(hosts[0].decode("latin-1"))
+        host = parse_host(hosts[0].decode("latin-1"))
         if host is None:
             return 400, "invalid_host", "the Host header is malformed"
         if not self.settings.host_allowed(host):
@@ -288,7 +130,7 @@ class GuardedApp:
             or scope["method"] not in _SAFE_METHODS
             or _wants_event_stream(scope)
         ):
-            origins = _headers(scope, b"origin")
+            origins = header_values(scope, b"origin")
             if origins and not (
                 len(origins) == 1 and self._origin_allowed(origins[0], hosts[0])
             ):
@@ -306,7 +148,7 @@ class GuardedApp:
         return None
 
     def _origin_allowed(self, raw: bytes, host: bytes) -> bool:
-        origin = _origin(raw.decode("latin-1"))
+        origin = normalize_origin(raw.decode("latin-1"))
         settings = self.settings
         if origin in settings.allowed_origins or origin in settings.cors_origins:
             return True
@@ -318,7 +160,7 @@ class GuardedApp:
 
     @staticmethod
     def _content_type_ok(scope: Scope) -> bool:
-        types = _headers(scope, b"content-type")
+        types = header_values(scope, b"content-type")
         if not types:
             return not _has_body(scope)
         if len(types) > 1:
@@ -335,15 +177,15 @@ class GuardedApp:
 
     def _extra_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         headers = [
-            *_SECURITY_HEADERS,
+            *SECURITY_HEADERS,
             (
                 b"content-security-policy",
                 self.settings.content_security_policy.encode(),
             ),
         ]
-        origins = _headers(scope, b"origin")
+        origins = header_values(scope, b"origin")
         if len(origins) == 1:
-            origin = _origin(origins[0].decode("latin-1"))
+            origin = normalize_origin(origins[0].decode("latin-1"))
             if origin in self.settings.cors_origins:
                 headers += [
                     (b"access-control-allow-origin", origin.encode()),
@@ -356,7 +198,7 @@ class GuardedApp:
         extra = self._extra_headers(scope)
         if refusal is not None:
             status, code, message = refusal
-            body = _error_body(code, message)
+            body = error_body(code, message)
             await _discard_body(scope, receive)
             await _send_shielded(
                 send,
@@ -426,18 +268,19 @@ class GuardedApp:
     def _is_preflight(self, scope: Scope) -> bool:
         if scope["method"] != "OPTIONS" or not self.settings.cors_origins:
             return False
-        origins = _headers(scope, b"origin")
+        origins = header_values(scope, b"origin")
         return (
             len(origins) == 1
-            and _origin(origins[0].decode("latin-1")) in self.settings.cors_origins
-            and bool(_headers(scope, b"access-control-request-method"))
+            and normalize_origin(origins[0].decode("latin-1"))
+            in self.settings.cors_origins
+            and bool(header_values(scope, b"access-control-request-method"))
         )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self._refusal(scope)
         if refusal is not None:
             status, code, message = refusal
-            body = _error_body(code, message)
+            body = error_body(code, message)
             await _send_shielded(
                 send,
                 {
@@ -488,7 +331,7 @@ class GuardedApp:
 
 def _body_left(scope: Scope, received: int) -> int:
     """Bytes of the request body still to come (0 when unknown: chunked)."""
-    lengths = _headers(scope, b"content-length")
+    lengths = header_values(scope, b"content-length")
     try:
         declared = int(lengths[0]) if len(lengths) == 1 else 0
     except ValueError:
@@ -513,14 +356,14 @@ async def _discard_body(scope: Scope, receive: Receive) -> None:
 
 def _wants_event_stream(scope: Scope) -> bool:
     """Whether the request asks for an SSE stream (``_sse.py``)."""
-    accept = [value.decode("latin-1") for value in _headers(scope, b"accept")]
+    accept = [value.decode("latin-1") for value in header_values(scope, b"accept")]
     return wants_event_stream(accept)
 
 
 def _has_body(scope: Scope) -> bool:
-    if _headers(scope, b"transfer-encoding"):
+    if header_values(scope, b"transfer-encoding"):
         return True
-    lengths = _headers(scope, b"content-length")
+    lengths = header_values(scope, b"content-length")
     return any(value.strip() not in {b"0", b""} for value in lengths)
 
 

@@ -12,7 +12,7 @@ with ``--log-level`` / ``log_level`` and ``--log-format`` / ``log_format``:
   ``exception`` when there is one.
 
 A record written while a request is served carries its ``request_id``
-(:data:`yoi_runtime._request_id.REQUEST_ID`), unless it names one itself
+(:data:`yoi_runtime.serving.REQUEST_ID`), unless it names one itself
 (``extra={"request_id": None}``: a Worker's task inherits the context of
 the request that created it, but its turns are not that request).
 
@@ -33,7 +33,7 @@ from typing import IO, Any, Literal
 import attrs
 import stamina.instrumentation
 
-from .._request_id import REQUEST_ID
+from ._request_id import REQUEST_ID
 
 __all__ = [
     "LOG_FORMATS",

@@ -190,7 +190,8 @@ async def _yoi_roundtrip(warmup: int, iterations: int) -> Samples:
                     if (
                         isinstance(item, yoi_runtime.Event)
                         and item.type == completed
-                        and item.data["turn_id"] == turn_id
+                        and isinstance(item.data, yoi_runtime.TurnCompletedData)
+                        and item.data.turn_id == turn_id
                     ):
                         return
 
@@ -295,10 +296,13 @@ def _roundtrips(
     per_round = plan.iterations // plan.rounds
     samples: dict[str, list[int]] = {key: [] for key in benches}
     walls: dict[str, list[int]] = {key: [] for key in benches}
+    cpu: dict[str, float] = dict.fromkeys(benches, 0.0)
     for index in range(plan.rounds):
         progress(f"round trips, round {index + 1}/{plan.rounds}")
         for key, (_, run) in benches.items():
+            started = time.process_time()
             latencies, wall = run(plan.warmup, per_round)
+            cpu[key] += time.process_time() - started
             samples[key] += latencies
             walls[key].append(wall)
     results: dict[str, Any] = {}
@@ -316,6 +320,9 @@ def _roundtrips(
             "p50_us": _percentile(ordered, 0.50) / 1e3,
             "p99_us": _percentile(ordered, 0.99) / 1e3,
             "max_us": ordered[-1] / 1e3,
+            # This process's CPU time per round trip, warm-ups and loop setup
+            # included: less sensitive to other jobs than wall time.
+            "cpu_us": cpu[key] / (plan.rounds * (plan.warmup + per_round)) * 1e6,
         }
     for key in results:
         if key != "yoi":
@@ -650,6 +657,7 @@ def _report(results: dict[str, Any]) -> str:
                 f"{min(r['round_per_s']):,.0f}-{max(r['round_per_s']):,.0f}",
                 f"{r['p50_us']:.1f}",
                 f"{r['p99_us']:.1f}",
+                f"{r['cpu_us']:.1f}",
             ]
         )
     yoi = roundtrip["yoi"]
@@ -657,7 +665,10 @@ def _report(results: dict[str, Any]) -> str:
         "",
         f"Round trips ({yoi['rounds']} interleaved rounds, "
         f"{yoi['warmup_per_round']:,} warm-up each)",
-        _table(["benchmark", "n", "per s", "rounds per s", "p50 us", "p99 us"], rows),
+        _table(
+            ["benchmark", "n", "per s", "rounds per s", "p50 us", "p99 us", "CPU us"],
+            rows,
+        ),
         f"yoi / trio rate: {yoi['vs_trio']:.3f}x (median of per-round ratios; "
         f"{_verdict(results, 'yoi turn rate / bare Trio rate')})",
     ]

@@ -50,7 +50,7 @@ from typing import Any
 import trio
 
 import yoi_runtime
-from yoi_runtime import Event, EventType, Runtime, ScriptedEngine, open_runtime
+from yoi_runtime import Event, Runtime, ScriptedEngine, TurnCompletedData, open_runtime
 
 STORES = ("memory", "sqlite")
 
@@ -137,8 +137,8 @@ async def _wait_completed(events: Any, turn_id: str) -> None:
         for item in await events.receive_batch():
             if (
                 isinstance(item, Event)
-                and item.type is EventType.TURN_COMPLETED
-                and item.data["turn_id"] == turn_id
+                and isinstance(item.data, TurnCompletedData)
+                and item.data.turn_id == turn_id
             ):
                 return
 

@@ -18,7 +18,7 @@ import tempfile
 
 import trio
 
-from yoi_runtime import Event, WorkerBusyError
+from yoi_runtime import Event, TurnTextDeltaData, WorkerBusyError
 from yoi_runtime.client import RemoteSubscription, open_runtime_client
 from yoi_runtime.local_model import open_local_model_server
 from yoi_runtime.testing import open_runtime_process
@@ -32,8 +32,8 @@ async def print_answer(
     async for item in events:
         if not isinstance(item, Event):
             continue
-        if item.type == "turn.text_delta":
-            print(item.data["text"], end="", flush=True)
+        if isinstance(item.data, TurnTextDeltaData):
+            print(item.data.text, end="", flush=True)
             deltas += 1
             if deltas == stop_after:
                 return item.type

@@ -30,6 +30,7 @@ from yoi_runtime import (
     Event,
     InvalidInputError,
     Runtime,
+    TurnCancelledData,
     YoiRuntimeError,
     open_runtime,
     to_json,
@@ -53,7 +54,7 @@ def create_app(runtime: Runtime) -> QuartTrio:
         body = await request.get_json(silent=True)
         text = body.get("text") if isinstance(body, dict) else None
         if not isinstance(text, str):
-            error = InvalidInputError("expected {'text': str}", path="$.text")
+            error = InvalidInputError("expected {'text': str}", path="text")
             body = json.dumps({"error": to_json(error)})
             return Response(body, 422, mimetype="application/json")
 
@@ -149,8 +150,8 @@ async def main() -> None:
                     print(data["text"], end="", flush=True)
             # Leaving the block closed the connection mid-answer.
             async for item in events:
-                if isinstance(item, Event) and item.type == "turn.cancelled":
-                    print(f"\n[disconnected -> turn.cancelled: {item.data['reason']}]")
+                if isinstance(item, Event) and isinstance(item.data, TurnCancelledData):
+                    print(f"\n[disconnected -> turn.cancelled: {item.data.reason}]")
                     break
                 if isinstance(item, Event) and item.type == "turn.completed":
                     print("\n[the answer ended before the disconnect]")

@@ -20,6 +20,7 @@ from yoi_runtime import (
     ScriptedEngine,
     ScriptedReply,
     Subscription,
+    TurnTextDeltaData,
     open_runtime,
 )
 from yoi_runtime._errors import LimitExceededError
@@ -133,7 +134,8 @@ async def test_a_workers_events_in_memory_stay_within_their_byte_budget(
         range(gap.resume_after + 1, last + 1)
     )
     held = sum(
-        EVENT_OVERHEAD + len(e.data.get("text", ""))
+        EVENT_OVERHEAD
+        + (len(e.data.text) if isinstance(e.data, TurnTextDeltaData) else 0)
         for e in rest
         if isinstance(e, Event)
     )
@@ -187,12 +189,9 @@ async def test_the_process_answers_bounds_with_typed_errors(tmp_path: Path) -> N
                 fine = await http.post("/v1/workers", json={"display_name": "n" * 200})
     for answer, path in ((long_name, "display_name"), (control, "display_name")):
         assert answer.status_code == 422
-        assert answer.json()["error"]["details"]["path"] in (path, f"$.{path}")
+        assert answer.json()["error"]["details"]["path"] == path
     assert prompt.status_code == 422
-    assert prompt.json()["error"]["details"]["path"] in (
-        "system_prompt",
-        "$.system_prompt",
-    )
+    assert prompt.json()["error"]["details"]["path"] == "system_prompt"
     assert fine.status_code == 201
 
 

@@ -20,7 +20,15 @@ import httpx
 import pytest
 import trio
 
-from yoi_runtime import Event, Gap, ScopeConflictError, TurnStatus, WorkerStatus
+from yoi_runtime import (
+    Event,
+    Gap,
+    ScopeConflictError,
+    TurnStatus,
+    TurnTextDeltaData,
+    WorkerStatus,
+    WorkerStatusData,
+)
 from yoi_runtime.client import RuntimeClient, open_runtime_client
 from yoi_runtime.testing import ServerProcess, open_runtime_process
 
@@ -84,7 +92,8 @@ async def collect(
             if (
                 isinstance(item, Event)
                 and item.type == "worker.status"
-                and item.data["status"] == "idle"
+                and isinstance(item.data, WorkerStatusData)
+                and item.data.status == "idle"
                 and any(
                     isinstance(e, Event) and e.type == "turn.interrupted" for e in into
                 )
@@ -142,7 +151,9 @@ async def test_sigkill_while_streaming(
     ]
     assert kinds[-2:] == ["turn.interrupted", "worker.status"]
     assert "turn.completed" not in kinds
-    deltas = "".join(e.data["text"] for e in events if e.type == "turn.text_delta")
+    deltas = "".join(
+        e.data.text for e in events if isinstance(e.data, TurnTextDeltaData)
+    )
     assert deltas, "the kill should land after streaming started"
 
     assert restored.status is WorkerStatus.IDLE

@@ -10,6 +10,7 @@ import trio.testing
 
 from yoi_runtime import (
     Event,
+    EventData,
     EventType,
     Gap,
     InvalidInputError,
@@ -17,9 +18,12 @@ from yoi_runtime import (
     ScriptedEngine,
     ScriptedReply,
     Subscription,
+    TurnAcceptedData,
+    TurnCancelledData,
+    TurnTextDeltaData,
     open_runtime,
 )
-from yoi_runtime._events import EVENT_OVERHEAD, EventLog
+from yoi_runtime._events import EVENT_OVERHEAD, EventLog, event_bytes
 
 WORDS = tuple(f"w{i} " for i in range(20))
 
@@ -221,7 +225,24 @@ def _delta(seq: int, text: str) -> Event:
         "rt",
         "w",
         datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
-        {"turn_id": "t-1", "text": text},
+        TurnTextDeltaData("t-1", text),
+    )
+
+
+def test_event_bytes_counts_the_text_an_event_carries() -> None:
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+    def of(type: EventType, data: EventData) -> int:
+        return event_bytes(Event(1, 1, type, "rt", "w", at, data))
+
+    assert of(EventType.TURN_TEXT_DELTA, TurnTextDeltaData("t-1", "x" * 300)) == (
+        EVENT_OVERHEAD + 300
+    )
+    accepted = TurnAcceptedData("t-1", "y" * 70, "in-1")
+    assert of(EventType.TURN_ACCEPTED, accepted) == EVENT_OVERHEAD + 70
+    # Other payloads hold bounded small strings: the overhead covers them.
+    assert of(EventType.TURN_CANCELLED, TurnCancelledData("t-1", "z" * 900)) == (
+        EVENT_OVERHEAD
     )
 
 

@@ -20,6 +20,7 @@ from yoi_runtime import (
     Runtime,
     ScriptedEngine,
     ScriptedReply,
+    TurnCancelledData,
     open_runtime,
 )
 from yoi_runtime._ask import ABANDONED
@@ -166,7 +167,8 @@ async def test_streaming_endpoint_client_disconnect_cancels_the_turn(
                     break
         detail = await runtime.get_worker(worker_id)
     assert first == [("delta", {"text": "partial "})]
-    assert item.data["reason"] == ABANDONED
+    assert isinstance(item.data, TurnCancelledData)
+    assert item.data.reason == ABANDONED
     assert detail.status.value == "idle"
 
 

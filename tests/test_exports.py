@@ -23,7 +23,11 @@ TurnResult TurnStream TurnNotCompletedError TurnFailedError TurnCancelledError
 TurnInterruptedError to_json
 Completion Retry TurnListener ContextLengthExceededError EngineStreamIncompleteError
 LimitExceededError StoreDamagedError StoreWriteError StorageFullError
-RuntimeAPI EventStream
+RuntimeAPI EventStream TurnHost ask open_turn
+EventData EventError TurnAcceptedData TurnCancelledData TurnCompletedData
+TurnFailedData TurnInterruptedData TurnRetryingData TurnStartedData
+TurnTextDeltaData WorkerCreatedData WorkerFailedData WorkerStatusData
+WorkerStoppedData
 """.split()
 
 

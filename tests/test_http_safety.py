@@ -437,8 +437,8 @@ async def test_websocket_flood_memory_is_bounded_and_released() -> None:
 @pytest.mark.parametrize(
     ("body", "status", "code", "path"),
     [
-        (b'{"text": "\\ud800"}', 422, "invalid_input", "$.text"),
-        (b'{"text": "a\\udfffb"}', 422, "invalid_input", "$.text"),
+        (b'{"text": "\\ud800"}', 422, "invalid_input", "text"),
+        (b'{"text": "a\\udfffb"}', 422, "invalid_input", "text"),
         (b'{"text": "ok", "text": "again"}', 400, "invalid_json", None),
         (b"[" * 2000 + b"]" * 2000, 400, "invalid_json", None),  # < 4 KiB
         (

@@ -16,7 +16,9 @@ from yoi_runtime import (
     Event,
     OpenAIChatEngine,
     Runtime,
+    TurnCompletedData,
     TurnStatus,
+    TurnTextDeltaData,
     WorkerStatus,
     open_runtime,
 )
@@ -53,13 +55,15 @@ async def test_companion_answers_on_the_real_model(runtime: Runtime) -> None:
     kinds = [e.type.value for e in seen]
     assert kinds[:3] == ["turn.accepted", "worker.status", "turn.started"]
     assert kinds[-1] == "turn.completed", seen[-1].data
-    deltas = [e.data["text"] for e in seen if e.type == "turn.text_delta"]
+    deltas = [e.data.text for e in seen if isinstance(e.data, TurnTextDeltaData)]
     assert len(deltas) == kinds.count("turn.text_delta") >= 1
     assert "".join(deltas).strip()
     assert [e.seq for e in seen] == list(range(seen[0].seq, seen[-1].seq + 1))
-    usage = seen[-1].data["usage"]
-    assert set(usage) == {"input_tokens", "output_tokens"}
-    assert all(isinstance(v, int) and v >= 0 for v in usage.values())
+    completed = seen[-1].data
+    assert isinstance(completed, TurnCompletedData)
+    usage = completed.usage
+    assert usage.input_tokens >= 0
+    assert usage.output_tokens >= 0
     entries = (await runtime.transcript(companion.worker_id)).entries
     assert [(e.kind, e.turn_id) for e in entries] == [
         ("user", turn.turn_id),

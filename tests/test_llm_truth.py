@@ -10,7 +10,15 @@ from __future__ import annotations
 import pytest
 import trio
 
-from yoi_runtime import Event, Runtime, TurnStatus, open_runtime
+from yoi_runtime import (
+    Event,
+    Runtime,
+    TurnCompletedData,
+    TurnStartedData,
+    TurnStatus,
+    TurnTextDeltaData,
+    open_runtime,
+)
 from yoi_runtime.local_model import open_local_model_server
 
 pytestmark = pytest.mark.llm
@@ -50,10 +58,14 @@ async def test_two_companions_at_once_both_answer() -> None:
                     events = results[worker_id]
                     assert events[-1].type == "turn.completed", events[-1].data
                     text = "".join(
-                        e.data["text"] for e in events if e.type == "turn.text_delta"
+                        e.data.text
+                        for e in events
+                        if isinstance(e.data, TurnTextDeltaData)
                     )
                     assert text.strip()
-                    assert events[-1].data["finish_reason"] in ("stop", "length")
+                    done = events[-1].data
+                    assert isinstance(done, TurnCompletedData)
+                    assert done.finish_reason in ("stop", "length")
                     entries = (await runtime.transcript(worker_id)).entries
                     assert entries[-1].kind == "assistant"
                     assert entries[-1].text == text
@@ -75,7 +87,8 @@ async def test_thirty_long_turns_on_a_small_context_all_complete() -> None:
                     events = await finish(runtime, worker_id, last)
                     assert events[-1].type == "turn.completed", (i, events[-1].data)
                     [started] = [e for e in events if e.type == "turn.started"]
-                    omitted.append(started.data["history_omitted"])
+                    assert isinstance(started.data, TurnStartedData)
+                    omitted.append(started.data.history_omitted)
                     print(i, trio.current_time(), omitted[-1], flush=True)
                 assert max(omitted) > 0  # the history outgrew the context
                 detail = await runtime.get_worker(worker_id)

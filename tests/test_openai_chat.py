@@ -20,7 +20,14 @@ import hypercorn.trio
 import pytest
 import trio
 
-from yoi_runtime import CancelOutcome, Event, WorkerStatus, open_runtime
+from yoi_runtime import (
+    CancelOutcome,
+    Event,
+    TurnCompletedData,
+    TurnRetryingData,
+    WorkerStatus,
+    open_runtime,
+)
 from yoi_runtime._engines import _openai_chat
 from yoi_runtime._engines._base import Completion, Message, Retry, TurnRequest, Usage
 from yoi_runtime._engines._openai_chat import OpenAIChatEngine
@@ -552,10 +559,8 @@ async def test_runtime_cancel_closes_the_model_stream(server: ModelServer) -> No
             await runtime.send_input(worker_id, "and now briefly")
             async for item in events:
                 if isinstance(item, Event) and item.type == "turn.completed":
-                    assert item.data["usage"] == {
-                        "input_tokens": 12,
-                        "output_tokens": 3,
-                    }
+                    assert isinstance(item.data, TurnCompletedData)
+                    assert item.data.usage == Usage(12, 3)
                     break
 
 
@@ -788,10 +793,11 @@ async def test_runtime_publishes_each_retry(server: ModelServer) -> None:
                 if item.type == "turn.completed":
                     break
     [retrying] = [e for e in seen if e.type == "turn.retrying"]
-    assert retrying.data["attempt"] == 2
-    assert retrying.data["delay"] == 0.0
-    assert retrying.data["error"]["code"] == "engine_http_error"
-    assert retrying.data["error"]["status_code"] == 502
+    data = retrying.data
+    assert isinstance(data, TurnRetryingData)
+    assert (data.attempt, data.delay) == (2, 0.0)
+    assert data.error.code == "engine_http_error"
+    assert data.error.status_code == 502
 
 
 @attrs.define(eq=False)

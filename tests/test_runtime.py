@@ -17,11 +17,18 @@ from yoi_runtime import (
     ScriptedEngine,
     ScriptedReply,
     Subscription,
+    TurnCancelledData,
+    TurnCompletedData,
+    TurnFailedData,
     TurnStatus,
+    TurnTextDeltaData,
+    Usage,
     WorkerBusyError,
     WorkerExistsError,
+    WorkerFailedData,
     WorkerNotFoundError,
     WorkerStatus,
+    WorkerStoppedData,
     WorkerStoppedError,
     open_runtime,
 )
@@ -65,8 +72,10 @@ async def test_turn_events_in_order_and_summary() -> None:
         assert {e.worker_id for e in events} == {worker.worker_id}
         assert {e.runtime_id for e in events} == {"rt-1"}
         assert all(e.at.tzinfo is not None for e in events)
-        assert events[4].data == {"turn_id": turn.turn_id, "text": "echo: hello there"}
-        assert events[5].data["usage"] == {"input_tokens": 2, "output_tokens": 1}
+        assert events[4].data == TurnTextDeltaData(turn.turn_id, "echo: hello there")
+        completed = events[5].data
+        assert isinstance(completed, TurnCompletedData)
+        assert completed.usage == Usage(2, 1)
         await sub.receive()  # worker.status -> idle
         detail = await runtime.get_worker(worker.worker_id)
         assert detail.status is WorkerStatus.IDLE
@@ -127,10 +136,7 @@ async def test_cancel_mid_stream_then_accepts_input(autojump_clock: object) -> N
         assert result.outcome is CancelOutcome.CANCELLED
         assert result.turn_id == turn.turn_id
         events = await events_until(sub, "turn.cancelled")
-        assert events[-1].data == {
-            "turn_id": turn.turn_id,
-            "reason": "user pressed stop",
-        }
+        assert events[-1].data == TurnCancelledData(turn.turn_id, "user pressed stop")
         detail = await runtime.get_worker(worker_id)
         assert detail.status is WorkerStatus.IDLE
         assert detail.active_turn is None
@@ -180,7 +186,7 @@ async def test_cancel_before_the_turn_starts(autojump_clock: object) -> None:
         worker.cancel(active, "changed my mind")
         events = await events_until(sub, "turn.cancelled")
         assert "turn.text_delta" not in types(events)
-        assert events[-1].data == {"turn_id": turn.turn_id, "reason": "changed my mind"}
+        assert events[-1].data == TurnCancelledData(turn.turn_id, "changed my mind")
         assert len(engine.requests) == 0
         assert (await runtime.get_worker(worker_id)).status is WorkerStatus.IDLE
 
@@ -199,8 +205,8 @@ async def test_stop_is_idempotent_and_final(autojump_clock: object) -> None:
         rest = [item async for item in sub]
         assert all(isinstance(e, Event) for e in rest)
         assert types(rest) == ["turn.cancelled", "worker.stopped"]  # type: ignore[arg-type]
-        assert rest[0].data == {"turn_id": turn.turn_id, "reason": "done for today"}  # type: ignore[union-attr]
-        assert rest[1].data == {"reason": "done for today"}  # type: ignore[union-attr]
+        assert rest[0].data == TurnCancelledData(turn.turn_id, "done for today")  # type: ignore[union-attr]
+        assert rest[1].data == WorkerStoppedData("done for today")  # type: ignore[union-attr]
         with pytest.raises(WorkerStoppedError) as info:
             await runtime.send_input(worker_id, "hello?")
         assert info.value.status == "stopped"
@@ -230,8 +236,10 @@ async def test_engine_error_fails_turn_and_worker_stays_idle(
         sub = runtime.subscribe(worker_id)
         turn = await runtime.send_input(worker_id, "try")
         events = await events_until(sub, "turn.failed")
-        assert events[-1].data["turn_id"] == turn.turn_id
-        assert events[-1].data["error"]["code"] == code
+        failed = events[-1].data
+        assert isinstance(failed, TurnFailedData)
+        assert failed.turn_id == turn.turn_id
+        assert failed.error.code == code
         detail = await runtime.get_worker(worker_id)
         assert detail.status is WorkerStatus.IDLE
         assert detail.last_turn is not None
@@ -263,7 +271,9 @@ async def test_actor_crash_is_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
             await runtime.send_input(victim, "crash please")
             events = await events_until(sub, "worker.failed")
         assert types(events)[-2:] == ["turn.failed", "worker.failed"]
-        assert events[-1].data["error"]["code"] == "worker_crashed"
+        crashed = events[-1].data
+        assert isinstance(crashed, WorkerFailedData)
+        assert crashed.error.code == "worker_crashed"
         detail = await runtime.get_worker(victim)
         assert detail.status is WorkerStatus.FAILED
         assert detail.error is not None
@@ -296,9 +306,11 @@ async def test_closing_cancels_turns_with_reason_shutdown(
         await trio.testing.wait_all_tasks_blocked()
     tail = [item async for item in everything]
     by_type = {(e.worker_id, e.type.value): e.data for e in tail}  # type: ignore[union-attr]
-    assert by_type[(busy, "turn.cancelled")]["reason"] == "shutdown"
-    assert by_type[(busy, "worker.stopped")] == {"reason": "shutdown"}
-    assert by_type[(idle, "worker.stopped")] == {"reason": "shutdown"}
+    cancelled = by_type[(busy, "turn.cancelled")]
+    assert isinstance(cancelled, TurnCancelledData)
+    assert cancelled.reason == "shutdown"
+    assert by_type[(busy, "worker.stopped")] == WorkerStoppedData("shutdown")
+    assert by_type[(idle, "worker.stopped")] == WorkerStoppedData("shutdown")
     summary = await runtime.summary()
     assert summary.status == "closed"
     assert summary.workers["stopped"] == 2
@@ -427,7 +439,7 @@ async def test_drain_stops_workers_and_keeps_streams_readable(
             "turn.cancelled",
             "worker.stopped",
         ]
-        assert rest[-1].data == {"reason": "shutdown"}  # type: ignore[union-attr]
+        assert rest[-1].data == WorkerStoppedData("shutdown")  # type: ignore[union-attr]
         assert (await runtime.summary()).status == "closing"
         with pytest.raises(RuntimeUnavailableError):
             await runtime.send_input(worker_id, "late")

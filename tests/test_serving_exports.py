@@ -115,3 +115,17 @@ def test_the_core_loads_no_server_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_layer_loads_a_server_library_only_on_first_use() -> None:
+    code = (
+        "import sys; import yoi_runtime.serving as s; "
+        "before = sorted(m for m in ('quart', 'hypercorn', 'prometheus_client') "
+        "if m in sys.modules); "
+        "s.json_response; "
+        "print(before, 'quart' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[] True"

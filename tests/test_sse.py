@@ -17,7 +17,7 @@ import pytest
 import trio
 from sse_support import get_sse_refusal, open_sse
 
-from yoi_runtime import Event, EventType, Gap
+from yoi_runtime import Event, EventType, Gap, TurnTextDeltaData
 from yoi_runtime._wire import item_to_json
 from yoi_runtime.serving._sse import item_cursor, sse_text
 from yoi_runtime.serving._streams import (
@@ -262,7 +262,7 @@ def test_sse_text() -> None:
         runtime_id="rt",
         worker_id="w",
         at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
-        data={"turn_id": "t", "text": "a\nb"},
+        data=TurnTextDeltaData("t", "a\nb"),
     )
     gap = Gap(after=1, resume_after=5, reason="expired")
     text = sse_text(

@@ -6,6 +6,8 @@ The crash tests (SIGKILL of a real process) are in ``test_crash.py``.
 
 from __future__ import annotations
 
+import datetime
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,11 +26,18 @@ from yoi_runtime import (
     Runtime,
     ScopeConflictError,
     StoreError,
+    TurnCompletedData,
+    TurnFailedData,
+    TurnStartedData,
     TurnStatus,
+    Usage,
     WorkerStatus,
     open_runtime,
+    to_json,
 )
 from yoi_runtime._store._schema import MIGRATIONS, SCHEMA_VERSION
+
+_AT = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 
 
 @asynccontextmanager
@@ -338,6 +347,59 @@ async def test_an_older_schema_is_migrated(tmp_path: Path) -> None:
         assert check.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
+async def test_events_stored_before_version_3_still_read(tmp_path: Path) -> None:
+    db = tmp_path / "runtime.db"
+    async with open_durable(db) as runtime:
+        await runtime.create_worker(worker_id="w")
+        await complete_turn(runtime, "w", "hi")
+        await runtime.create_worker(worker_id="bad")
+        await complete_turn(runtime, "bad", "hi")
+    # The payloads as the store wrote them before version 3 (10ba2ec): no
+    # history_omitted, finish_reason or truncated.
+    with sqlite3.connect(db) as old:
+        old.execute(
+            "UPDATE events SET data = json_remove(data, '$.history_omitted')"
+            " WHERE type = 'turn.started'"
+        )
+        old.execute(
+            "UPDATE events SET data ="
+            " json_remove(data, '$.finish_reason', '$.truncated')"
+            " WHERE type = 'turn.completed'"
+        )
+        # A payload that does not fit its type's class is a damaged row.
+        old.execute(
+            "UPDATE events SET data = json_remove(data, '$.text')"
+            " WHERE type = 'turn.text_delta' AND worker_id = 'bad'"
+        )
+        (stored,) = old.execute(
+            "SELECT data FROM events WHERE type = 'turn.completed' AND worker_id = 'w'"
+        ).fetchone()
+    assert json.loads(stored) == {
+        "turn_id": "t-1",
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+    async with open_durable(db) as runtime:
+        assert [(d.code, d.worker_id) for d in await runtime.diagnostics()] == [
+            ("store_row_invalid", "bad")
+        ]
+        async with runtime.subscribe("w", after=0) as events:
+            seen = await events_until(events, "turn.completed")
+        async with runtime.subscribe("bad", after=0) as events:
+            first = await events.receive()
+    started = next(e for e in seen if e.type == "turn.started")
+    assert started.data == TurnStartedData("t-1", 0)
+    completed = seen[-1]
+    assert completed.data == TurnCompletedData("t-1", Usage(1, 1), None, False)
+    # Read back, the JSON has the keys it was stored with, and truncated.
+    assert to_json(completed)["data"] == {
+        "turn_id": "t-1",
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+        "truncated": False,
+    }
+    # The damaged delta (seq 5) and all before it are left out.
+    assert first == Gap(after=0, resume_after=5)
+
+
 async def test_a_newer_schema_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
     newer = tmp_path / "newer.db"
     async with open_durable(newer):
@@ -372,7 +434,8 @@ async def test_a_missing_engine_fails_turns_not_the_start(tmp_path: Path) -> Non
         async with runtime.subscribe("w") as events:
             await runtime.send_input("w", "hi")
             failed = (await events_until(events, "turn.failed"))[-1]
-        assert failed.data["error"]["code"] == "engine_config_error"
+        assert isinstance(failed.data, TurnFailedData)
+        assert failed.data.error.code == "engine_config_error"
 
 
 async def test_unknown_store_names_are_invalid_input() -> None:

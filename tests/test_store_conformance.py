@@ -23,14 +23,19 @@ from conformance.support import events_until, scripted_engines
 
 from yoi_runtime import (
     Event,
+    EventData,
     EventType,
     Limits,
     Runtime,
     TranscriptEntry,
+    TurnAcceptedData,
     TurnStatus,
     TurnSummary,
     Usage,
+    WorkerCreatedData,
     WorkerStatus,
+    WorkerStatusData,
+    WorkerStoppedData,
     open_runtime,
 )
 from yoi_runtime._engines._base import EngineInfo
@@ -138,7 +143,23 @@ async def opened(
 
 
 def event(worker_id: str, seq: int, cursor: int, type: EventType) -> Event:
-    return Event(seq, cursor, type, "rt-test", worker_id, _AT, {"n": seq})
+    return Event(seq, cursor, type, "rt-test", worker_id, _AT, _payload(type, seq))
+
+
+def _payload(type: EventType, seq: int) -> EventData:
+    """A payload of ``type`` that differs by ``seq``."""
+    payloads: dict[EventType, EventData] = {
+        EventType.WORKER_CREATED: WorkerCreatedData(
+            f"w{seq}", "companion", "s", WorkerStatus.IDLE
+        ),
+        EventType.WORKER_STATUS: WorkerStatusData(
+            WorkerStatus.RUNNING if seq % 2 else WorkerStatus.IDLE,
+            WorkerStatus.IDLE if seq % 2 else WorkerStatus.RUNNING,
+        ),
+        EventType.WORKER_STOPPED: WorkerStoppedData(f"stop {seq}"),
+        EventType.TURN_ACCEPTED: TurnAcceptedData(f"t-{seq}", f"input {seq}", None),
+    }
+    return payloads[type]
 
 
 @pytest.fixture(params=KINDS)

@@ -18,11 +18,16 @@ import pytest
 
 from yoi_runtime import (
     Event,
+    EventData,
     EventType,
     Gap,
     InternalError,
     RuntimeUnavailableError,
+    TurnError,
+    TurnTextDeltaData,
+    WorkerFailedData,
     WorkerNotFoundError,
+    WorkerStoppedData,
     YoiRuntimeError,
 )
 from yoi_runtime._stream_protocol import (
@@ -57,10 +62,10 @@ AT = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 
 
 #: A payload of each type used here, as the Worker emits it.
-DATA: dict[EventType, dict[str, object]] = {
-    EventType.TURN_TEXT_DELTA: {"turn_id": "t-1", "text": "hi"},
-    EventType.WORKER_STOPPED: {"reason": "stopped by the caller"},
-    EventType.WORKER_FAILED: {"error": {"code": "internal_error", "message": "x"}},
+DATA: dict[EventType, EventData] = {
+    EventType.TURN_TEXT_DELTA: TurnTextDeltaData("t-1", "hi"),
+    EventType.WORKER_STOPPED: WorkerStoppedData("stopped by the caller"),
+    EventType.WORKER_FAILED: WorkerFailedData(TurnError("internal_error", "x")),
 }
 
 

@@ -14,6 +14,9 @@ from yoi_runtime import (
     ScriptedEngine,
     ScriptedReply,
     Subscription,
+    TurnCompletedData,
+    TurnFailedData,
+    TurnStartedData,
     TurnStatus,
     WorkerStatus,
     open_runtime,
@@ -44,8 +47,9 @@ async def test_completed_turn_carries_the_finish_reason() -> None:
         events = await until(sub, "turn.completed", "turn.failed")
         done = events[-1]
         assert done.type == "turn.completed"
-        assert done.data["finish_reason"] == "length"
-        assert done.data["truncated"] is True
+        assert isinstance(done.data, TurnCompletedData)
+        assert done.data.finish_reason == "length"
+        assert done.data.truncated is True
         detail = await runtime.get_worker(worker_id)
         assert detail.last_turn is not None
         assert detail.last_turn.turn_id == turn.turn_id
@@ -78,7 +82,8 @@ async def test_stream_without_finish_reason_fails_and_keeps_partial_text() -> No
         await runtime.send_input(worker_id, "first")
         failed = (await until(sub, "turn.completed", "turn.failed"))[-1]
         assert failed.type == "turn.failed"
-        assert failed.data["error"]["code"] == "engine_stream_incomplete"
+        assert isinstance(failed.data, TurnFailedData)
+        assert failed.data.error.code == "engine_stream_incomplete"
         detail = await runtime.get_worker(worker_id)
         assert detail.status is WorkerStatus.IDLE
         assert detail.last_turn is not None
@@ -140,7 +145,8 @@ async def test_history_is_trimmed_to_the_newest_whole_turns_that_fit() -> None:
             events = await until(sub, "turn.completed", "turn.failed")
             assert events[-1].type == "turn.completed", events[-1].data
             [started] = [e for e in events if e.type == "turn.started"]
-            omitted.append(started.data["history_omitted"])
+            assert isinstance(started.data, TurnStartedData)
+            omitted.append(started.data.history_omitted)
         request = engine.requests[-1]
         sent_pairs = len(request.history) // 2
         assert len(request.history) % 2 == 0
@@ -169,7 +175,8 @@ async def test_input_larger_than_the_context_fails_typed_then_next_turn_works() 
         await runtime.send_input(worker_id, "x" * 3000)
         failed = (await until(sub, "turn.completed", "turn.failed"))[-1]
         assert failed.type == "turn.failed"
-        assert failed.data["error"]["code"] == "context_length_exceeded"
+        assert isinstance(failed.data, TurnFailedData)
+        assert failed.data.error.code == "context_length_exceeded"
         assert len(engine.requests) == 0  # never sent
         await runtime.send_input(worker_id, "short")
         done = (await until(sub, "turn.completed", "turn.failed"))[-1]

@@ -6,8 +6,11 @@ input, and follow their events. See ``README.md`` and ``docs/``.
 
 from ._api import EventStream as EventStream
 from ._api import RuntimeAPI as RuntimeAPI
+from ._api import TurnHost as TurnHost
 from ._ask import TurnResult as TurnResult
 from ._ask import TurnStream as TurnStream
+from ._ask import ask as ask
+from ._ask import open_turn as open_turn
 from ._engines._base import Completion as Completion
 from ._engines._base import Engine as Engine
 from ._engines._base import EngineInfo as EngineInfo
@@ -50,6 +53,20 @@ from ._errors import WorkerExistsError as WorkerExistsError
 from ._errors import WorkerNotFoundError as WorkerNotFoundError
 from ._errors import WorkerStoppedError as WorkerStoppedError
 from ._errors import YoiRuntimeError as YoiRuntimeError
+from ._event_data import EventData as EventData
+from ._event_data import EventError as EventError
+from ._event_data import TurnAcceptedData as TurnAcceptedData
+from ._event_data import TurnCancelledData as TurnCancelledData
+from ._event_data import TurnCompletedData as TurnCompletedData
+from ._event_data import TurnFailedData as TurnFailedData
+from ._event_data import TurnInterruptedData as TurnInterruptedData
+from ._event_data import TurnRetryingData as TurnRetryingData
+from ._event_data import TurnStartedData as TurnStartedData
+from ._event_data import TurnTextDeltaData as TurnTextDeltaData
+from ._event_data import WorkerCreatedData as WorkerCreatedData
+from ._event_data import WorkerFailedData as WorkerFailedData
+from ._event_data import WorkerStatusData as WorkerStatusData
+from ._event_data import WorkerStoppedData as WorkerStoppedData
 from ._events import Event as Event
 from ._events import EventType as EventType
 from ._events import Gap as Gap

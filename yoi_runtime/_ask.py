@@ -17,7 +17,7 @@ can be missed; a turn is cancelled when its caller stops following it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import attrs
@@ -32,7 +32,14 @@ from ._errors import (
     TurnInterruptedError,
     TurnNotCompletedError,
 )
-from ._events import Event, EventType, Gap
+from ._event_data import (
+    TurnCancelledData,
+    TurnCompletedData,
+    TurnFailedData,
+    TurnInterruptedData,
+    TurnTextDeltaData,
+)
+from ._events import Event, Gap
 from ._types import (
     TranscriptEntry,
     TurnError,
@@ -83,12 +90,6 @@ class TurnResult:
     finish_reason: str | None
     truncated: bool
     usage: Usage
-
-
-def _usage(value: object) -> Usage:
-    if not isinstance(value, Mapping):
-        return Usage()
-    return Usage(int(value.get("input_tokens", 0)), int(value.get("output_tokens", 0)))
 
 
 @attrs.define(eq=False)
@@ -197,37 +198,34 @@ class TurnStream:
             await self._check_ended()
             return None
         data = item.data
-        if data.get("turn_id") != self.turn_id:
+        if getattr(data, "turn_id", None) != self.turn_id:
             return None
-        kind = item.type
-        if kind is EventType.TURN_TEXT_DELTA:
-            text = str(data["text"])
-            self._parts.append(text)
-            return text
-        if kind is EventType.TURN_COMPLETED:
+        if isinstance(data, TurnTextDeltaData):
+            self._parts.append(data.text)
+            return data.text
+        if isinstance(data, TurnCompletedData):
             self._outcome = TurnResult(
                 turn_id=self.turn_id,
                 worker_id=self.worker_id,
                 text=await self._text(),
-                finish_reason=data.get("finish_reason"),
-                truncated=bool(data.get("truncated", False)),
-                usage=_usage(data.get("usage")),
+                finish_reason=data.finish_reason,
+                truncated=data.truncated,
+                usage=data.usage,
             )
-        elif kind is EventType.TURN_FAILED:
-            error = data.get("error") or {}
+        elif isinstance(data, TurnFailedData):
             self._fail(
                 TurnStatus.FAILED,
                 await self._text(),
-                TurnError(str(error.get("code")), str(error.get("message"))),
+                TurnError(data.error.code, data.error.message),
                 None,
             )
-        elif kind in (EventType.TURN_CANCELLED, EventType.TURN_INTERRUPTED):
+        elif isinstance(data, TurnCancelledData | TurnInterruptedData):
             status = (
                 TurnStatus.CANCELLED
-                if kind is EventType.TURN_CANCELLED
+                if isinstance(data, TurnCancelledData)
                 else TurnStatus.INTERRUPTED
             )
-            self._fail(status, await self._text(), None, data.get("reason"))
+            self._fail(status, await self._text(), None, data.reason)
         return None
 
     def _fail(

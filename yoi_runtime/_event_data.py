@@ -1,6 +1,7 @@
-"""Typed event payloads: one frozen attrs class per event type's ``data``.
+"""Event types and their typed payloads: one frozen attrs class per event
+type's ``data``.
 
-Each :class:`~yoi_runtime.EventType` has one payload class (its
+Each :class:`EventType` has one payload class (its
 ``event_type`` class attribute names it; :data:`EVENT_DATA` maps each type
 to its class), and :data:`EventData` is their union. The classes hold exactly the fields
 ``docs/events.md`` lists, with the types the Worker emits; their JSON is the
@@ -11,7 +12,12 @@ package converter's (``yoi_runtime._wire``: ``structure_event_data``,
   (``turn.accepted``'s ``input_id``, ``turn.cancelled``'s ``reason``);
 - a field for which :func:`omits_none` is true is left out when None
   (:class:`EventError`'s ``status_code`` and ``provider_code``, which only
-  HTTP failures carry).
+  HTTP failures carry; ``turn.completed``'s ``finish_reason``, which events
+  stored before version 3 of the store's schema lack).
+
+Fields added after the first stored events have defaults, so events stored
+earlier still read: ``turn.started``'s ``history_omitted`` (0),
+``turn.completed``'s ``finish_reason`` (None) and ``truncated`` (False).
 
 :func:`event_schemas` gives the JSON Schemas of the events from the same
 classes, for the OpenAPI documents.
@@ -29,13 +35,13 @@ from typing import Any, ClassVar, TypeAlias
 import attrs
 
 from ._engines._base import Usage
-from ._events import Event, EventType
 from ._types import TurnError, WorkerStatus
 
 __all__ = [
     "EVENT_DATA",
     "EventData",
     "EventError",
+    "EventType",
     "TurnAcceptedData",
     "TurnCancelledData",
     "TurnCompletedData",
@@ -51,6 +57,24 @@ __all__ = [
     "event_schemas",
     "omits_none",
 ]
+
+
+class EventType(enum.StrEnum):
+    """Every event type; ``docs/events.md`` shows an example of each."""
+
+    WORKER_CREATED = "worker.created"
+    WORKER_STATUS = "worker.status"
+    WORKER_STOPPED = "worker.stopped"
+    WORKER_FAILED = "worker.failed"
+    TURN_ACCEPTED = "turn.accepted"
+    TURN_STARTED = "turn.started"
+    TURN_RETRYING = "turn.retrying"
+    TURN_TEXT_DELTA = "turn.text_delta"
+    TURN_COMPLETED = "turn.completed"
+    TURN_FAILED = "turn.failed"
+    TURN_CANCELLED = "turn.cancelled"
+    TURN_INTERRUPTED = "turn.interrupted"
+
 
 #: The metadata key marking a field that is left out of the JSON when None.
 _OMIT_IF_NONE = "yoi_omit_if_none"
@@ -95,6 +119,34 @@ class EventError:
     message: str
     status_code: int | None = _omitted_when_none()
     provider_code: str | None = _omitted_when_none()
+
+    @classmethod
+    def from_details(
+        cls, code: str, message: str, details: Mapping[str, Any] | None
+    ) -> EventError:
+        """Build one from an error's code, message and details.
+
+        Args:
+            code: The error's code (``EngineError.code``).
+            message: Its message.
+            details: ``EngineError.details()``, or None. Only
+                ``status_code`` (an int) and ``provider_code`` (a str) are
+                kept; other keys (an engine's own error may add some) are
+                left out.
+
+        Returns:
+            The error as events carry it.
+        """
+        if not details:
+            return cls(code, message)
+        status = details.get("status_code")
+        provider = details.get("provider_code")
+        return cls(
+            code,
+            message,
+            status if isinstance(status, int) else None,
+            provider if isinstance(provider, str) else None,
+        )
 
 
 @attrs.frozen
@@ -177,12 +229,13 @@ class TurnStartedData:
     Attributes:
         turn_id: The turn.
         history_omitted: Earlier exchanges left out of the prompt so that it
-            fits the engine's context.
+            fits the engine's context (0 in events stored before version 3
+            of the store's schema).
     """
 
     event_type: ClassVar[EventType] = EventType.TURN_STARTED
     turn_id: str
-    history_omitted: int
+    history_omitted: int = 0
 
 
 @attrs.frozen
@@ -226,15 +279,17 @@ class TurnCompletedData:
     Attributes:
         turn_id: The turn.
         usage: Token counts as the model server reported them (zeros if none).
-        finish_reason: As the server said (``"stop"``, ``"length"``, ...).
-        truncated: ``finish_reason == "length"``.
+        finish_reason: As the server said (``"stop"``, ``"length"``, ...);
+            None (left out of the JSON) only in events stored before version
+            3 of the store's schema, which did not record it.
+        truncated: ``finish_reason == "length"`` (False in those old events).
     """
 
     event_type: ClassVar[EventType] = EventType.TURN_COMPLETED
     turn_id: str
     usage: Usage
-    finish_reason: str
-    truncated: bool
+    finish_reason: str | None = _omitted_when_none()
+    truncated: bool = False
 
 
 @attrs.frozen
@@ -330,6 +385,8 @@ def event_schemas() -> dict[str, dict[str, Any]]:
         documents' schemas (``Usage`` is identical to the one the summaries
         use), so they can be merged in.
     """
+    from ._events import Event  # the envelope (it imports this module)
+
     components: dict[str, dict[str, Any]] = {}
     hints = typing.get_type_hints(Event)
     envelope = {

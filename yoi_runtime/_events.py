@@ -13,15 +13,14 @@ never a silent jump.
 from __future__ import annotations
 
 import datetime
-import enum
 import sys
-from collections.abc import Mapping
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import attrs
 import trio
 
 from ._errors import InvalidInputError
+from ._event_data import EventData, EventType, TurnAcceptedData, TurnTextDeltaData
 
 __all__ = ["Event", "EventType", "Gap", "Subscription"]
 
@@ -30,23 +29,6 @@ DEFAULT_BATCH = 256
 
 #: Bytes counted for an event besides its text (the objects holding it).
 EVENT_OVERHEAD = 512
-
-
-class EventType(enum.StrEnum):
-    """Every event type; ``docs/events.md`` shows an example of each."""
-
-    WORKER_CREATED = "worker.created"
-    WORKER_STATUS = "worker.status"
-    WORKER_STOPPED = "worker.stopped"
-    WORKER_FAILED = "worker.failed"
-    TURN_ACCEPTED = "turn.accepted"
-    TURN_STARTED = "turn.started"
-    TURN_RETRYING = "turn.retrying"
-    TURN_TEXT_DELTA = "turn.text_delta"
-    TURN_COMPLETED = "turn.completed"
-    TURN_FAILED = "turn.failed"
-    TURN_CANCELLED = "turn.cancelled"
-    TURN_INTERRUPTED = "turn.interrupted"
 
 
 @attrs.frozen
@@ -60,7 +42,11 @@ class Event:
         runtime_id: The Runtime the Worker lives in.
         worker_id: The Worker it happened to.
         at: When it happened (UTC).
-        data: Type-specific fields (JSON-ready: str, int, float, None, dict).
+        data: The type's payload, an instance of the class
+            ``EVENT_DATA[type]`` (:class:`TurnTextDeltaData` for
+            ``turn.text_delta``, ...): read it by attribute, narrowing by
+            class (``isinstance`` or ``match``). Its JSON is the ``data``
+            object of ``docs/events.md``.
     """
 
     seq: int
@@ -69,7 +55,7 @@ class Event:
     runtime_id: str
     worker_id: str
     at: datetime.datetime
-    data: Mapping[str, Any]
+    data: EventData
 
 
 @attrs.frozen
@@ -99,8 +85,8 @@ class Gap:
 
 def event_bytes(event: Event) -> int:
     """Estimate the memory ``event`` holds, in bytes: the text it carries
-    (``data["text"]`` of a delta, ``data["input"]`` of an accepted turn, one
-    byte a character) plus :data:`EVENT_OVERHEAD`.
+    (``text`` of a delta, ``input`` of an accepted turn, one byte a
+    character) plus :data:`EVENT_OVERHEAD`.
 
     Every other string an event carries is bounded small (ids, statuses,
     a display name of at most ``Limits.max_display_name_chars``, a reason
@@ -108,14 +94,11 @@ def event_bytes(event: Event) -> int:
     the overhead covers it. Runs once per event on the turn path.
     """
     data = event.data
-    size = EVENT_OVERHEAD
-    text = data.get("text")
-    if text.__class__ is str:
-        size += len(text)
-    text = data.get("input")
-    if text.__class__ is str:
-        size += len(text)
-    return size
+    if isinstance(data, TurnTextDeltaData):
+        return EVENT_OVERHEAD + len(data.text)
+    if isinstance(data, TurnAcceptedData):
+        return EVENT_OVERHEAD + len(data.input)
+    return EVENT_OVERHEAD
 
 
 class EventLog:
@@ -156,7 +139,7 @@ class EventLog:
         events: list[Event] | None = None,
         max_bytes: int | None = None,
     ) -> None:
-        self._events: list[Event] = [] if events is None else events
+        self._events: list[Event] = [] if events is None else list(events)
         self._first = first
         self._retention = retention
         # append() trims when it holds a quarter more events than retained,

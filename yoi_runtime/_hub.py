@@ -139,6 +139,22 @@ class Hub:
     )
     allocations: dict[str, str] = attrs.field(factory=dict)
     limiters: dict[str, trio.CapacityLimiter] = attrs.field(factory=dict)
+    _engine_infos: dict[str, tuple[Engine, EngineInfo]] = attrs.field(
+        factory=dict, init=False
+    )
+
+    def engine_info(self, name: str, engine: Engine) -> EngineInfo:
+        """Return what Workers report of ``engine``, configured as ``name``:
+        one shared (frozen) :class:`EngineInfo` per engine, not one each."""
+        cached = self._engine_infos.get(name)
+        if cached is not None:
+            known, info = cached
+            same = info.kind == engine.kind and info.model == engine.model
+            if known is engine and same:
+                return info
+        info = EngineInfo(name, engine.kind, engine.model)
+        self._engine_infos[name] = (engine, info)
+        return info
 
     @property
     def journal(self) -> Journal | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from ._engines._base import Engine, Message
 from ._events import EventLog
@@ -13,7 +15,37 @@ from ._turn import Turn
 from ._types import TurnStatus, WorkerStatus
 from ._worker import Worker
 
-__all__ = ["restore_worker", "restore_workers"]
+__all__ = ["FREEZE_AFTER", "bulk_restore", "restore_worker", "restore_workers"]
+
+#: Restoring at least this many Workers ends with ``gc.freeze()``
+#: (:func:`bulk_restore`).
+FREEZE_AFTER = 1_000
+
+
+@contextmanager
+def bulk_restore(count: int) -> Iterator[None]:
+    """Keep the cyclic garbage collector out of restoring ``count`` Workers.
+
+    The collector is disabled for the block (and re-enabled afterwards only
+    if it was enabled before): rebuilding many long-lived Workers would
+    otherwise set off full collections that walk every object again and
+    again. With ``count`` at least :data:`FREEZE_AFTER`, ``gc.freeze()``
+    then moves every object alive at that moment (the restored Workers, and
+    anything else the program holds) to the permanent generation, so later
+    collections skip them; a reference cycle among those objects that
+    becomes garbage later is not collected until ``gc.unfreeze()``. This is
+    bulk work of the library's own (opening a Runtime on a store); a single
+    ``Runtime.create_worker`` never touches the collector.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if count >= FREEZE_AFTER:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def restore_workers(

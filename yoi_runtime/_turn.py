@@ -39,8 +39,9 @@ class Turn:
     finish_reason: str | None = None
     history_omitted: int = 0
     answer: _Entry | None = None
-    # Made when needed: the scope when the turn starts, the event when
-    # someone waits for the end.
+    # Set when needed: the actor's cancel scope once the turn starts (the
+    # turns before and after it run under the same scope until one is
+    # cancelled), the event when someone waits for the end.
     scope: trio.CancelScope | None = None
     cancel_requested: bool = False
     _done: trio.Event | None = None

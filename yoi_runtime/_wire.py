@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_unstructure_fn
 from cattrs.preconf.json import JsonConverter, make_converter
 
 from ._event_data import EVENT_DATA, EventData, EventError, omits_none
@@ -37,19 +37,38 @@ converter.register_structure_hook(
 
 def _register_event_data(converter: cattrs.Converter) -> None:
     """Unstructure event payloads leaving out the fields that ``omits_none``
-    when they are None (everything else as cattrs does it)."""
+    when they are None (everything else as cattrs does it), keys in the
+    order of the fields."""
     # Nested classes first: a generated function binds its fields' hooks.
     for cls in (EventError, *EVENT_DATA.values()):
-        omitted: dict[str, Any] = {
-            field.name: override(omit_if_default=True)
-            for field in attrs.fields(cls)
-            if omits_none(field)
-        }
-        converter.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, converter, **omitted)
-        )
+        hook = make_dict_unstructure_fn(cls, converter)
+        omitted = tuple(f.name for f in attrs.fields(cls) if omits_none(f))
+        if omitted:
+            hook = _omitting(hook, omitted)
+        converter.register_unstructure_hook(cls, hook)
+        _UNSTRUCTURE[cls] = hook
 
 
+def _omitting(
+    hook: Callable[[Any], dict[str, Any]], names: tuple[str, ...]
+) -> Callable[[Any], dict[str, Any]]:
+    """``hook``, leaving out the keys ``names`` when their value is None
+    (cattrs' own ``omit_if_default`` would move the other ones before
+    them)."""
+
+    def unstructure(value: Any) -> dict[str, Any]:
+        result = hook(value)
+        for name in names:
+            if result[name] is None:
+                del result[name]
+        return result
+
+    return unstructure
+
+
+#: Each payload class's unstructure hook (a dict lookup, not the
+#: converter's dispatch, on the path of every stored or sent event).
+_UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
 _register_event_data(converter)
 
 
@@ -59,8 +78,9 @@ def structure_event_data(type: EventType, data: Mapping[str, Any]) -> EventData:
     Args:
         type: The event's type, which picks the class (``EVENT_DATA``).
         data: The event's ``data`` object, as :func:`unstructure_event_data`
-            (or today's ``Event.data``) has it. Keys the class does not know
-            are ignored.
+            gives it (from the wire or the store). Keys the class does not
+            know are ignored; fields added later have defaults, so the
+            payloads a store wrote before its schema's version 3 still fit.
 
     Returns:
         An instance of ``EVENT_DATA[type]``.
@@ -83,8 +103,7 @@ def unstructure_event_data(data: EventData) -> dict[str, Any]:
     are ``null`` when unset, ``EventError.status_code`` and
     ``provider_code`` are left out when None, statuses are strings.
     """
-    result: dict[str, Any] = converter.unstructure(data)
-    return result
+    return _UNSTRUCTURE[data.__class__](data)
 
 
 def strict_converter() -> cattrs.Converter:
@@ -126,20 +145,28 @@ def item_to_json(item: Event | Gap) -> dict[str, Any]:
         "runtime_id": item.runtime_id,
         "worker_id": item.worker_id,
         "at": item.at.isoformat(),
-        "data": dict(item.data),
+        "data": unstructure_event_data(item.data),
     }
 
 
 def item_from_json(value: dict[str, Any]) -> Event | Gap:
-    """Rebuild a stream item from :func:`item_to_json`'s shape."""
+    """Rebuild a stream item from :func:`item_to_json`'s shape.
+
+    Raises:
+        ValueError: The ``data`` of an event does not fit its type's class
+            (:func:`structure_event_data`), or ``type`` or ``at`` is not
+            valid.
+        KeyError: A field is missing.
+    """
     if value.get("type") == "stream.gap":
         return converter.structure({k: v for k, v in value.items() if k != "type"}, Gap)
+    kind = EventType(value["type"])
     return Event(
         seq=value["seq"],
         cursor=value["cursor"],
-        type=EventType(value["type"]),
+        type=kind,
         runtime_id=value["runtime_id"],
         worker_id=value["worker_id"],
         at=datetime.datetime.fromisoformat(value["at"]),
-        data=value["data"],
+        data=structure_event_data(kind, value["data"]),
     )

@@ -29,6 +29,17 @@ import trio
 from ._context import fit_history, remember, shrink_history
 from ._engines._base import Message, Retry, TurnRequest, Usage
 from ._errors import ContextLengthExceededError, EngineError
+from ._event_data import (
+    EventError,
+    TurnCancelledData,
+    TurnCompletedData,
+    TurnFailedData,
+    TurnRetryingData,
+    TurnStartedData,
+    TurnTextDeltaData,
+    WorkerFailedData,
+    WorkerStoppedData,
+)
 from ._events import EventType
 from ._hub import Hub, Limits, MissingEngine, now
 from ._turn import Turn
@@ -63,8 +74,19 @@ class Worker(WorkerState):
         ``failed`` with a diagnostic and leaves every other Worker running.
         """
         try:
-            async for turn in self._mailbox:
-                await self._run_turn(turn)
+            await self._wait_mail()
+            while (turn := self._take_mail()) is not None:
+                # One cancel scope serves turn after turn (a scope per turn
+                # was a tenth of a turn's cost; an idle Worker has none).
+                # Cancelling the running turn cancels it; once it was
+                # cancelled, the next turn gets a fresh one.
+                with trio.CancelScope() as scope:
+                    while turn is not None:
+                        await self._run_turn(turn, scope)
+                        await self._wait_mail()
+                        turn = self._take_mail()
+                if scope.cancel_called:
+                    await self._wait_mail()
         except Exception as exc:
             self._crash(exc)
         finally:
@@ -74,7 +96,9 @@ class Worker(WorkerState):
             elif self.status is not WorkerStatus.FAILED:
                 self.stop(self._stop_reason or "shutdown")
                 self._emit(
-                    EventType.WORKER_STOPPED, {"reason": self._stop_reason}, _now()
+                    EventType.WORKER_STOPPED,
+                    WorkerStoppedData(self._stop_reason),
+                    _now(),
                 )
             if self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
                 self.hub.release(self.worker_id, self.scopes)
@@ -83,7 +107,10 @@ class Worker(WorkerState):
             if self._ended is not None:
                 self._ended.set()
 
-    async def _run_turn(self, turn: Turn) -> None:
+    async def _run_turn(self, turn: Turn, scope: trio.CancelScope) -> None:
+        """Run ``turn`` under the actor's ``scope``, which cancelling the turn
+        cancels; a turn cancelled by it ends ``cancelled`` before the
+        :class:`trio.Cancelled` leaves this method (and the scope)."""
         if turn.cancel_requested:  # cancelled before it started
             self._end_turn(turn, TurnStatus.CANCELLED)
             return
@@ -91,50 +118,47 @@ class Worker(WorkerState):
         limiter = self.hub.limiter(self.engine_name, engine)
         details: dict[str, Any] | None = None
         try:
-            with trio.CancelScope() as scope:
-                turn.scope = scope
+            turn.scope = scope
+            try:
+                if limiter is not None:
+                    # FIFO: the turn stays accepted until a slot frees.
+                    await limiter.acquire_on_behalf_of(turn)
                 try:
-                    if limiter is not None:
-                        # FIFO: the turn stays accepted until a slot frees.
-                        await limiter.acquire_on_behalf_of(turn)
-                    try:
-                        history: list[Message] = self._history or []
-                        fits = True
-                        if engine.context_tokens is not None:
-                            history, fits, turn.history_omitted = await fit_history(
-                                engine, self.system_prompt, turn.input, history
-                            )
-                        request = self._start(turn, history, fits)
-                        completion = await engine.run_turn(
-                            request, _Listener(self, turn)
+                    history: list[Message] = self._history or []
+                    fits = True
+                    if engine.context_tokens is not None:
+                        history, fits, turn.history_omitted = await fit_history(
+                            engine, self.system_prompt, turn.input, history
                         )
-                    finally:
-                        if limiter is not None:
-                            limiter.release_on_behalf_of(turn)
-                except EngineError as exc:
-                    error = TurnError(exc.code, exc.message)
-                    details = exc.details()
-                    if (
-                        isinstance(exc, ContextLengthExceededError)
-                        and exc.status_code is not None
-                    ):
-                        # The server counted more tokens than the budget did.
-                        shrink_history(self._history)
-                except Exception as exc:
-                    error = TurnError("engine_crashed", f"{type(exc).__name__}: {exc}")
-                else:
-                    self._end_turn(
-                        turn,
-                        TurnStatus.COMPLETED,
-                        usage=completion.usage,
-                        finish_reason=completion.finish_reason,
-                    )
-                    return
-                self._end_turn(turn, TurnStatus.FAILED, error=error, details=details)
+                    request = self._start(turn, history, fits)
+                    completion = await engine.run_turn(request, _Listener(self, turn))
+                finally:
+                    if limiter is not None:
+                        limiter.release_on_behalf_of(turn)
+            except EngineError as exc:
+                error = TurnError(exc.code, exc.message)
+                details = exc.details()
+                if (
+                    isinstance(exc, ContextLengthExceededError)
+                    and exc.status_code is not None
+                ):
+                    # The server counted more tokens than the budget did.
+                    shrink_history(self._history)
+            except Exception as exc:
+                error = TurnError("engine_crashed", f"{type(exc).__name__}: {exc}")
+            else:
+                self._end_turn(
+                    turn,
+                    TurnStatus.COMPLETED,
+                    usage=completion.usage,
+                    finish_reason=completion.finish_reason,
+                )
                 return
-            self._end_turn(turn, TurnStatus.CANCELLED)
+            self._end_turn(turn, TurnStatus.FAILED, error=error, details=details)
+            return
         except BaseException:
-            # Cancelled from outside (the Runtime is closing): still record it.
+            # Cancelled: by the turn's own cancel (the actor's scope absorbs
+            # it) or from outside (the Runtime is closing): record it.
             if not turn.status.is_final:
                 self._end_turn(turn, TurnStatus.CANCELLED)
             raise
@@ -151,7 +175,7 @@ class Worker(WorkerState):
         turn.started_at = now = _now()
         self._emit(
             EventType.TURN_STARTED,
-            {"turn_id": turn.turn_id, "history_omitted": turn.history_omitted},
+            TurnStartedData(turn.turn_id, turn.history_omitted),
             now,
         )
         if not fits:
@@ -178,7 +202,7 @@ class Worker(WorkerState):
             answer.parts.append(text)
         self._emit(
             EventType.TURN_TEXT_DELTA,
-            {"turn_id": turn.turn_id, "text": text},
+            TurnTextDeltaData(turn.turn_id, text),
             now,
             None,
             answer,
@@ -207,15 +231,9 @@ class Worker(WorkerState):
             turn.answer.status = status
             turn.answer.finish_reason = finish_reason
         if status is TurnStatus.COMPLETED:
-            data: dict[str, Any] = {
-                "turn_id": turn_id,
-                "usage": {
-                    "input_tokens": usage.input_tokens,
-                    "output_tokens": usage.output_tokens,
-                },
-                "finish_reason": finish_reason,
-                "truncated": finish_reason == "length",
-            }
+            data = TurnCompletedData(
+                turn_id, usage, finish_reason, finish_reason == "length"
+            )
             self._emit(EventType.TURN_COMPLETED, data, now, turn, turn.answer)
             answer = "" if turn.answer is None else "".join(turn.answer.parts)
             self._history = remember(
@@ -223,14 +241,11 @@ class Worker(WorkerState):
             )
         elif status is TurnStatus.FAILED:
             assert error is not None
-            data = {
-                "turn_id": turn_id,
-                "error": {"code": error.code, "message": error.message},
-            }
-            if details:
-                data["error"].update(details)
+            failed = TurnFailedData(
+                turn_id, EventError.from_details(error.code, error.message, details)
+            )
             entry = self.transcript.add("error", turn_id, error.message, status, now)
-            self._emit(EventType.TURN_FAILED, data, now, turn, entry)
+            self._emit(EventType.TURN_FAILED, failed, now, turn, entry)
             self._log_failed(turn_id, error.code)
             if turn.answer is not None:
                 self.hub.store.note_entry(self.worker_id, turn.answer)
@@ -239,7 +254,7 @@ class Worker(WorkerState):
                 turn.reason = self._stop_reason
             self._emit(
                 EventType.TURN_CANCELLED,
-                {"turn_id": turn_id, "reason": turn.reason},
+                TurnCancelledData(turn_id, turn.reason),
                 now,
                 turn,
                 turn.answer,
@@ -268,10 +283,9 @@ class Worker(WorkerState):
         """Publish ``turn.retrying`` before the engine waits to retry."""
         error = retry.error
         if isinstance(error, EngineError):
-            info: dict[str, Any] = {"code": error.code, "message": error.message}
-            info.update(error.details())
+            info = EventError.from_details(error.code, error.message, error.details())
         else:
-            info = {"code": "engine_error", "message": str(error)}
+            info = EventError("engine_error", str(error))
         _turn_log.warning(
             "engine retry: worker=%s turn=%s engine=%s attempt=%d delay=%.2fs code=%s",
             self.worker_id,
@@ -279,25 +293,20 @@ class Worker(WorkerState):
             self.engine_name,
             retry.attempt,
             retry.delay,
-            info["code"],
+            info.code,
             extra={
                 "worker": self.worker_id,
                 "turn": turn.turn_id,
                 "engine": self.engine_name,
                 "attempt": retry.attempt,
                 "delay": retry.delay,
-                "code": info["code"],
+                "code": info.code,
                 "request_id": None,
             },
         )
         self._emit(
             EventType.TURN_RETRYING,
-            {
-                "turn_id": turn.turn_id,
-                "attempt": retry.attempt,
-                "delay": retry.delay,
-                "error": info,
-            },
+            TurnRetryingData(turn.turn_id, retry.attempt, retry.delay, info),
             _now(),
         )
 
@@ -306,7 +315,7 @@ class Worker(WorkerState):
         summary = "".join(traceback.format_exception_only(exc)).strip()
         self.error = TurnError("worker_crashed", summary)
         self.status = WorkerStatus.FAILED
-        self._mailbox_send.close()
+        self._close_mailbox()
         self.hub.diagnose(
             "error",
             "worker_crashed",
@@ -321,10 +330,7 @@ class Worker(WorkerState):
             self._active, self._last = None, turn
             self._emit(
                 EventType.TURN_FAILED,
-                {
-                    "turn_id": turn.turn_id,
-                    "error": {"code": "worker_crashed", "message": summary},
-                },
+                TurnFailedData(turn.turn_id, EventError("worker_crashed", summary)),
                 now,
                 turn,
             )
@@ -332,7 +338,7 @@ class Worker(WorkerState):
             turn.set_done()
         self._emit(
             EventType.WORKER_FAILED,
-            {"error": {"code": "worker_crashed", "message": summary}},
+            WorkerFailedData(TurnError("worker_crashed", summary)),
             _now(),
         )
 

@@ -8,6 +8,7 @@ Commands run to completion without a checkpoint, so admission is atomic
 from __future__ import annotations
 
 import datetime
+from collections.abc import Coroutine
 from typing import Any
 
 import attrs
@@ -23,6 +24,13 @@ from ._errors import (
     IdempotencyConflictError,
     WorkerBusyError,
     WorkerStoppedError,
+)
+from ._event_data import (
+    EventData,
+    TurnAcceptedData,
+    TurnInterruptedData,
+    WorkerCreatedData,
+    WorkerStatusData,
 )
 from ._events import Event, EventLog, EventType
 from ._hub import Hub, now
@@ -69,8 +77,11 @@ class WorkerState:
     usage: Usage = Usage()
     engine_info: EngineInfo = attrs.field(init=False)
     _log: EventLog = attrs.field(init=False)
-    _mailbox_send: trio.MemorySendChannel[Turn] = attrs.field(init=False)
-    _mailbox: trio.MemoryReceiveChannel[Turn] = attrs.field(init=False)
+    # The mailbox: one slot (admission guarantees at most one accepted turn
+    # in flight), the actor task parked on it, and whether it is closed.
+    _next: Turn | None = None
+    _waiter: trio.lowlevel.Task | None = None
+    _mail_closed: bool = False
     _active: Turn | None = None
     _last: Turn | None = None
     _transcript: Transcript | None = None
@@ -84,27 +95,16 @@ class WorkerState:
     _inputs: dict[str, Turn] | None = None
 
     def __attrs_post_init__(self) -> None:
-        self.engine_info = EngineInfo(
-            self.engine_name, self.engine.kind, self.engine.model
-        )
+        self.engine_info = self.hub.engine_info(self.engine_name, self.engine)
         self._log = EventLog(self.hub.limits.worker_event_retention)
-        # One slot: admission guarantees at most one accepted turn in flight.
-        # (Not open_memory_channel[Turn]: the generic alias costs per call.)
-        mailbox: tuple[
-            trio.MemorySendChannel[Turn], trio.MemoryReceiveChannel[Turn]
-        ] = trio.open_memory_channel(1)
-        self._mailbox_send, self._mailbox = mailbox
 
     def announce(self) -> None:
         """Emit ``worker.created`` (once, for a new Worker)."""
         self._emit(
             EventType.WORKER_CREATED,
-            {
-                "display_name": self.display_name,
-                "profile": self.profile,
-                "engine": self.engine_name,
-                "status": self.status.value,
-            },
+            WorkerCreatedData(
+                self.display_name, self.profile, self.engine_name, self.status
+            ),
             self.created_at,
         )
 
@@ -137,7 +137,7 @@ class WorkerState:
             self._last = turn
         self._history = history[-2 * self.hub.limits.history_turns :] or None
         if not live:
-            self._mailbox_send.close()
+            self._close_mailbox()
             self._log.close()
             self._finished = True
 
@@ -151,7 +151,7 @@ class WorkerState:
         turn.reason = "process_exited"
         self._emit(
             EventType.TURN_INTERRUPTED,
-            {"turn_id": turn.turn_id, "reason": turn.reason},
+            TurnInterruptedData(turn.turn_id, turn.reason),
             now,
             turn,
         )
@@ -189,7 +189,7 @@ class WorkerState:
     def _emit(
         self,
         type: EventType,
-        data: dict[str, Any],
+        data: EventData,
         at: datetime.datetime,
         turn: Turn | None = None,
         entry: _Entry | None = None,
@@ -210,7 +210,7 @@ class WorkerState:
         previous, self.status = self.status, status
         self._emit(
             EventType.WORKER_STATUS,
-            {"status": status.value, "previous": previous.value},
+            WorkerStatusData(status, previous),
             at,
         )
 
@@ -264,13 +264,14 @@ class WorkerState:
         )
         self._emit(
             EventType.TURN_ACCEPTED,
-            {"turn_id": turn.turn_id, "input": text, "input_id": input_id},
+            TurnAcceptedData(turn.turn_id, text, input_id),
             now,
             turn,
             entry,
         )
         self._set_status(WorkerStatus.RUNNING, now)
-        self._mailbox_send.send_nowait(turn)
+        self._next = turn
+        self._wake()
         return turn.summary(self.worker_id)
 
     def _remember_input(self, turn: Turn) -> None:
@@ -331,7 +332,41 @@ class WorkerState:
     def _end_actor(self, reason: str | None) -> None:
         if self._active is not None:
             self.cancel(self._active, reason)
-        self._mailbox_send.close()
+        self._close_mailbox()
+
+    # -- the mailbox ------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """Reschedule the actor if it is parked on the mailbox."""
+        task = self._waiter
+        if task is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(task)
+
+    def _close_mailbox(self) -> None:
+        """Take no more turns; the actor ends once the slot is empty."""
+        self._mail_closed = True
+        self._wake()
+
+    def _abort_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wait_mail(self) -> Coroutine[Any, Any, object]:
+        """Return what the actor awaits before :meth:`_take_mail`: parking
+        until the mailbox holds a turn or is closed, or a checkpoint if it
+        already does or is. (Not a coroutine itself: a parked idle Worker
+        keeps one frame less.)"""
+        if self._next is None and not self._mail_closed:
+            self._waiter = trio.lowlevel.current_task()
+            return trio.lowlevel.wait_task_rescheduled(self._abort_wait)  # noqa: ASYNC105
+        return trio.lowlevel.checkpoint()  # noqa: ASYNC105
+
+    def _take_mail(self) -> Turn | None:
+        """Take the accepted turn out of the mailbox; None once it is
+        closed and empty."""
+        turn, self._next = self._next, None
+        return turn
 
     async def wait_ended(self) -> None:
         """Block until the actor has ended (stopped or failed)."""

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import attrs
 import httpx
 
+import yoi_runtime
 from yoi_runtime import (
     Capabilities,
     InvalidInputError,
@@ -59,7 +60,6 @@ from yoi_runtime import (
     RuntimeUnavailableError,
     WorkerPage,
     WorkerSummary,
-    _ask,
 )
 from yoi_runtime.client import RuntimeClient
 
@@ -222,8 +222,8 @@ class ReconnectingRuntime:
     send_input = _through(RuntimeClient.send_input)
     cancel = _through(RuntimeClient.cancel)
     stop = _through(RuntimeClient.stop, _its_worker)
-    ask = _ask.ask
-    open_turn = _ask.open_turn
+    ask = yoi_runtime.ask
+    open_turn = yoi_runtime.open_turn
     get_worker = _through(RuntimeClient.get_worker, _its_worker)
     list_workers = _through(RuntimeClient.list_workers, _its_workers)
     transcript = _through(RuntimeClient.transcript)

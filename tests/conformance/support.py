@@ -3,6 +3,7 @@ offer, a ``yoi-runtime`` process launcher, and stream helpers."""
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,16 +16,32 @@ import trio
 from yoi_runtime import (
     EngineStatusError,
     Event,
+    RuntimeAPI,
     ScriptedEngine,
     ScriptedReply,
     testing,
 )
+from yoi_runtime._api import TurnHost
 
 #: The process config offering the same engines as :func:`scripted_engines`.
 CONFIG = Path(__file__).with_name("runtime.toml")
 
 #: Seconds a runtime process may take to say where it listens.
 STARTUP_TIMEOUT = 15.0
+
+
+def api_operations() -> list[str]:
+    """The names of :class:`~yoi_runtime.RuntimeAPI`'s ``async`` operations
+    but ``ask`` (one implementation, shared), read from the Protocol."""
+    return sorted(
+        name
+        for name, value in vars(RuntimeAPI).items()
+        if inspect.iscoroutinefunction(value) and name != "ask"
+    ) + sorted(  # the operations it inherits from TurnHost
+        name
+        for name, value in vars(TurnHost).items()
+        if inspect.iscoroutinefunction(value)
+    )
 
 
 def scripted_engines() -> dict[str, ScriptedEngine]:

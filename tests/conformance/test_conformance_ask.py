@@ -10,7 +10,9 @@ from conformance.support import events_until
 from yoi_runtime import (
     Event,
     RuntimeAPI,
+    TurnCancelledData,
     TurnCancelledError,
+    TurnCompletedData,
     TurnFailedError,
     TurnNotCompletedError,
     TurnResult,
@@ -150,7 +152,7 @@ async def test_leaving_open_turn_early_cancels_the_turn(runtime: RuntimeAPI) -> 
         detail = await runtime.get_worker(worker_id)
         # The Worker takes input again at once.
         again = await runtime.send_input(worker_id, "again")
-    assert seen[-1].data == {"turn_id": turn.turn_id, "reason": ABANDONED}
+    assert seen[-1].data == TurnCancelledData(turn.turn_id, ABANDONED)
     assert detail.status is WorkerStatus.IDLE
     assert detail.last_turn is not None
     assert detail.last_turn.turn_id == turn.turn_id
@@ -172,7 +174,8 @@ async def test_cancelling_ask_cancels_the_turn(runtime: RuntimeAPI) -> None:
                 await runtime.ask(worker_id, "wait")
             seen = await events_until(events, "turn.cancelled")
         detail = await runtime.get_worker(worker_id)
-    assert seen[-1].data["reason"] == ABANDONED
+    assert isinstance(seen[-1].data, TurnCancelledData)
+    assert seen[-1].data.reason == ABANDONED
     assert detail.status is WorkerStatus.IDLE
 
 
@@ -210,5 +213,13 @@ async def test_results_and_events_have_one_json_form(runtime: RuntimeAPI) -> Non
     }
     as_json = to_json(completed)
     assert as_json["type"] == "turn.completed"
-    assert as_json["data"] == dict(completed.data)
+    assert completed.data == TurnCompletedData(
+        result.turn_id, Usage(1, 1), result.finish_reason, result.truncated
+    )
+    assert as_json["data"] == {
+        "turn_id": result.turn_id,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+        "finish_reason": result.finish_reason,
+        "truncated": result.truncated,
+    }
     assert as_json["at"] == completed.at.isoformat()

@@ -15,11 +15,16 @@ from yoi_runtime import (
     InvalidInputError,
     RuntimeAPI,
     ScopeConflictError,
+    TurnCancelledData,
+    TurnFailedData,
     TurnStatus,
+    TurnTextDeltaData,
     WorkerBusyError,
     WorkerExistsError,
     WorkerNotFoundError,
     WorkerStatus,
+    WorkerStatusData,
+    WorkerStoppedData,
     WorkerStoppedError,
 )
 
@@ -148,20 +153,21 @@ async def test_cancel_mid_stream(runtime: RuntimeAPI) -> None:
         async with runtime.subscribe(worker.worker_id) as events:
             turn = await runtime.send_input(worker.worker_id, "go on")
             seen = await events_until(events, "turn.text_delta")
-            assert seen[-1].data == {"turn_id": turn.turn_id, "text": "partial "}
+            assert seen[-1].data == TurnTextDeltaData(turn.turn_id, "partial ")
             result = await runtime.cancel(worker.worker_id, reason="user pressed stop")
             assert result.outcome is CancelOutcome.CANCELLED
             assert result.worker_id == worker.worker_id
             assert result.turn_id == turn.turn_id
             cancelled = await events.receive()
             assert cancelled.type == "turn.cancelled"
-            assert cancelled.data == {
-                "turn_id": turn.turn_id,
-                "reason": "user pressed stop",
-            }
+            assert cancelled.data == TurnCancelledData(
+                turn.turn_id, "user pressed stop"
+            )
             idle = await events.receive()
             assert idle.type == "worker.status"
-            assert idle.data == {"status": "idle", "previous": "running"}
+            assert idle.data == WorkerStatusData(
+                WorkerStatus.IDLE, WorkerStatus.RUNNING
+            )
         detail = await runtime.get_worker(worker.worker_id)
         assert detail.status is WorkerStatus.IDLE
         assert detail.active_turn is None
@@ -197,8 +203,8 @@ async def test_stop_is_idempotent_and_refuses_input(runtime: RuntimeAPI) -> None
             assert stopped.status is WorkerStatus.STOPPED
             tail = [item async for item in events]
         assert [e.type for e in tail][-2:] == ["turn.cancelled", "worker.stopped"]
-        assert tail[-2].data == {"turn_id": turn.turn_id, "reason": "closing the tab"}
-        assert tail[-1].data == {"reason": "closing the tab"}
+        assert tail[-2].data == TurnCancelledData(turn.turn_id, "closing the tab")
+        assert tail[-1].data == WorkerStoppedData("closing the tab")
         again = await runtime.stop(worker.worker_id)
         assert again.status is WorkerStatus.STOPPED
         with pytest.raises(WorkerStoppedError) as caught:
@@ -215,12 +221,15 @@ async def test_failing_engine_fails_the_turn_only(runtime: RuntimeAPI) -> None:
             turn = await runtime.send_input(worker.worker_id, "hi")
             seen = await events_until(events, "turn.failed")
             idle = await events.receive()
-        assert seen[-2].data == {"turn_id": turn.turn_id, "text": "x"}
-        assert seen[-1].data["turn_id"] == turn.turn_id
-        assert seen[-1].data["error"]["code"] == "engine_http_error"
-        assert "503" in seen[-1].data["error"]["message"]
+        assert seen[-2].data == TurnTextDeltaData(turn.turn_id, "x")
+        failed = seen[-1].data
+        assert isinstance(failed, TurnFailedData)
+        assert failed.turn_id == turn.turn_id
+        assert failed.error.code == "engine_http_error"
+        assert "503" in failed.error.message
         assert idle.type == "worker.status"
-        assert idle.data["status"] == "idle"
+        assert isinstance(idle.data, WorkerStatusData)
+        assert idle.data.status == "idle"
         detail = await runtime.get_worker(worker.worker_id)
         assert detail.status is WorkerStatus.IDLE
         assert detail.last_turn is not None

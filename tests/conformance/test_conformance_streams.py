@@ -6,7 +6,19 @@ import pytest
 import trio
 from conformance.support import events_until, types
 
-from yoi_runtime import Event, Gap, RuntimeAPI
+from yoi_runtime import (
+    Event,
+    Gap,
+    RuntimeAPI,
+    TurnAcceptedData,
+    TurnCompletedData,
+    TurnStartedData,
+    TurnTextDeltaData,
+    Usage,
+    WorkerCreatedData,
+    WorkerStatus,
+    WorkerStatusData,
+)
 
 TURN = [
     "turn.accepted",
@@ -41,26 +53,14 @@ async def test_turn_events_in_order(runtime: RuntimeAPI) -> None:
     assert {e.runtime_id for e in seen} == {runtime.runtime_id}
     assert all(e.at.tzinfo is not None for e in seen)
     assert [e.cursor for e in seen] == sorted(e.cursor for e in seen)
-    assert seen[0].data == {
-        "display_name": "Ada",
-        "profile": "companion",
-        "engine": "echo",
-        "status": "idle",
-    }
-    assert seen[1].data == {
-        "turn_id": turn.turn_id,
-        "input": "hello there",
-        "input_id": None,
-    }
-    assert seen[2].data == {"status": "running", "previous": "idle"}
-    assert seen[3].data == {"turn_id": turn.turn_id, "history_omitted": 0}
-    assert seen[4].data == {"turn_id": turn.turn_id, "text": "echo: hello there"}
-    assert seen[5].data == {
-        "turn_id": turn.turn_id,
-        "usage": {"input_tokens": 2, "output_tokens": 1},
-        "finish_reason": "stop",
-        "truncated": False,
-    }
+    assert seen[0].data == WorkerCreatedData(
+        "Ada", "companion", "echo", WorkerStatus.IDLE
+    )
+    assert seen[1].data == TurnAcceptedData(turn.turn_id, "hello there", None)
+    assert seen[2].data == WorkerStatusData(WorkerStatus.RUNNING, WorkerStatus.IDLE)
+    assert seen[3].data == TurnStartedData(turn.turn_id, 0)
+    assert seen[4].data == TurnTextDeltaData(turn.turn_id, "echo: hello there")
+    assert seen[5].data == TurnCompletedData(turn.turn_id, Usage(2, 1), "stop", False)
 
 
 async def test_streamed_deltas_arrive_in_order(runtime: RuntimeAPI) -> None:
@@ -69,8 +69,10 @@ async def test_streamed_deltas_arrive_in_order(runtime: RuntimeAPI) -> None:
         async with runtime.subscribe(worker.worker_id) as events:
             await runtime.send_input(worker.worker_id, "spell", input_id="in-1")
             seen = await events_until(events, "turn.completed")
-    assert seen[0].data["input_id"] == "in-1"
-    deltas = [e.data["text"] for e in seen if e.type == "turn.text_delta"]
+    accepted = seen[0].data
+    assert isinstance(accepted, TurnAcceptedData)
+    assert accepted.input_id == "in-1"
+    deltas = [e.data.text for e in seen if isinstance(e.data, TurnTextDeltaData)]
     assert deltas == ["a ", "b ", "c "]
     assert [e.seq for e in seen] == list(range(2, 2 + len(seen)))
 
@@ -86,7 +88,8 @@ async def test_subscribe_from_now(runtime: RuntimeAPI) -> None:
     assert isinstance(first, Event)
     assert first.type == "turn.accepted"
     assert first.seq == 8
-    assert first.data["input"] == "after"
+    assert isinstance(first.data, TurnAcceptedData)
+    assert first.data.input == "after"
 
 
 async def test_replay_then_resume_from_a_cursor(runtime: RuntimeAPI) -> None:

@@ -29,7 +29,9 @@ from yoi_runtime import (
     RuntimeSummary,
     RuntimeUnavailableError,
     ScopeConflictError,
+    TurnCancelledData,
     TurnStatus,
+    TurnTextDeltaData,
     WorkerBusyError,
     WorkerNotFoundError,
     WorkerStoppedError,
@@ -250,7 +252,7 @@ async def test_create_input_events_and_stop(case: HandleCase) -> None:
             "turn.text_delta",
             "turn.completed",
         ]
-        assert [e.data["text"] for e in seen if e.type == "turn.text_delta"] == [
+        assert [e.data.text for e in seen if isinstance(e.data, TurnTextDeltaData)] == [
             "a ",
             "b ",
             "c ",
@@ -343,10 +345,7 @@ async def test_busy_and_cancel(case: HandleCase) -> None:
                 turn.turn_id,
             )
             seen = await events_until(events, "turn.cancelled")
-            assert seen[-1].data == {
-                "turn_id": turn.turn_id,
-                "reason": "user pressed stop",
-            }
+            assert seen[-1].data == TurnCancelledData(turn.turn_id, "user pressed stop")
         again = await handle.cancel(worker.worker_id)
         assert again.outcome is CancelOutcome.NO_ACTIVE_TURN
         idle = await handle.get_worker(worker.worker_id)

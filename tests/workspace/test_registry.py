@@ -35,6 +35,7 @@ from yoi_runtime import (
     OperationUnsupportedError,
     RuntimeUnavailableError,
     ScopeConflictError,
+    TurnCompletedData,
     WorkerBusyError,
     WorkerNotFoundError,
     open_runtime,
@@ -119,7 +120,8 @@ async def test_embedded_routing_goes_to_the_named_runtime() -> None:
                 turn = await registry.send_input(ADA, "rt-a", a.worker_id, "hi")
                 seen = await events_of(events, a.worker_id, "turn.completed")
             assert seen[0].type == "turn.accepted"
-            assert seen[-1].data["turn_id"] == turn.turn_id
+            assert isinstance(seen[-1].data, TurnCompletedData)
+            assert seen[-1].data.turn_id == turn.turn_id
             page = await registry.transcript(ADA, "rt-a", a.worker_id)
             assert [e.text for e in page.entries] == ["hi", "echo: hi"]
 

@@ -10,6 +10,7 @@ goes away and comes back on the same port.
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 from contextlib import AsyncExitStack
@@ -18,7 +19,12 @@ from pathlib import Path
 
 import pytest
 import trio
-from conformance.support import events_until, open_runtime_process, scripted_engines
+from conformance.support import (
+    api_operations,
+    events_until,
+    open_runtime_process,
+    scripted_engines,
+)
 from workspace.handle_support import (
     REMOTE_ID,
     assert_hidden,
@@ -29,6 +35,7 @@ from workspace.handle_support import (
 from yoi_runtime import (
     InternalError,
     InvalidInputError,
+    RuntimeAPI,
     RuntimeUnavailableError,
     UnauthorizedError,
     WorkerNotFoundError,
@@ -36,7 +43,12 @@ from yoi_runtime import (
     open_runtime,
 )
 from yoi_runtime._wire import converter
-from yoi_workspace._remote import RemoteRuntimeConfig, open_remote_handle
+from yoi_workspace import RuntimeAdapter
+from yoi_workspace._remote import (
+    ReconnectingRuntime,
+    RemoteRuntimeConfig,
+    open_remote_handle,
+)
 from yoi_workspace._secrets import SecretRef
 
 
@@ -416,3 +428,14 @@ async def test_a_refused_token_is_read_again_and_retried_once(
                 seen += [call.value, opening.value, view, handle]
     assert set(reads) == {"file"}
     assert_hidden([url, url.removeprefix("http://"), wrong, *tokens], *seen)
+
+
+def test_the_wrappers_have_the_api_signatures() -> None:
+    """The reconnecting client passes every operation on with the Runtime
+    API's own signature; the handle adapter with its parameters."""
+    for name in api_operations():
+        api = inspect.signature(getattr(RuntimeAPI, name))
+        assert inspect.signature(getattr(ReconnectingRuntime, name)) == api, name
+        if hasattr(RuntimeAdapter, name):
+            handle = inspect.signature(getattr(RuntimeAdapter, name))
+            assert list(handle.parameters) == list(api.parameters), name

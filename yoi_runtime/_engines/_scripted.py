@@ -21,8 +21,9 @@ class ScriptedReply:
     Attributes:
         deltas: Text deltas streamed in order.
         delay: Seconds slept before each delta (on Trio's clock, so a test's
-            virtual clock applies). 0 streams every delta at once, with a
-            cancel point before and a schedule point after.
+            virtual clock applies). 0 streams every delta at once, after a
+            cancel point and without yielding to other tasks (the Worker's
+            actor parks on its mailbox next, which is the schedule point).
         usage: Returned at the end; None counts one input token per input
             word and one output token per delta.
         error: Raised after the deltas instead of finishing (an
@@ -94,8 +95,9 @@ class ScriptedEngine:
         on_text = listener.on_text
         reply = self._reply(request)
         if not reply.delay:
-            # An instant reply, done like trio's own synchronous operations:
-            # a cancel point before the work, a schedule point after it.
+            # An instant reply: a cancel point before the work and no
+            # schedule point after it, as the actor parks on its mailbox
+            # right after the turn (one scheduler pass a turn less).
             await trio.lowlevel.checkpoint_if_cancelled()
             for delta in reply.deltas:
                 on_text(delta)
@@ -111,8 +113,6 @@ class ScriptedEngine:
             raise EngineStreamIncompleteError(
                 "the scripted stream ended without a finish reason"
             )
-        if not reply.delay:
-            await trio.lowlevel.cancel_shielded_checkpoint()
         usage = reply.usage
         if usage is None:
             usage = Usage(len(request.input.split()), len(reply.deltas))

@@ -50,7 +50,7 @@ class InvalidInputError(YoiRuntimeError):
     """A call's arguments are wrong: unknown profile or engine, bad limit, ...
 
     Attributes:
-        path: Where the bad value is (``"limit"``, ``"$.worker_id"``), or None.
+        path: Where the bad value is (``"limit"``, ``"worker_id"``), or None.
     """
 
     code = "invalid_input"

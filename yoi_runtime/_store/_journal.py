@@ -4,10 +4,11 @@ implementation of :class:`._base.Store`.
 Actors never wait for the disk. Each change they make (an event, and the
 Worker, turn and transcript entry it changed) is *noted* here, synchronously;
 one writer task commits everything noted so far in one transaction, in a
-thread, then publishes the batch's events to the logs, so a subscriber only
-ever sees committed events and a sequence number it saw is never reused after
-a crash. While a batch is being written the next one fills up, so the more
-Workers are busy, the more each commit carries.
+thread (never on the event loop: an fsync may stall), then publishes the
+batch's events to the logs, so a subscriber only ever sees committed events
+and a sequence number it saw is never reused after a crash. While a batch is
+being written the next one fills up, so the more Workers are busy, the more
+each commit carries.
 
 Commands that must not be acknowledged before they are durable (create,
 input, cancel, stop) call :meth:`Journal.wait_committed` after their change.
@@ -345,14 +346,20 @@ class Journal:
         Yields while a scheduler pass still adds changes, at most
         :data:`_MAX_GATHER_PASSES` passes: a Worker that is about to emit
         its next events (a turn starting, streaming, ending) joins this
-        commit instead of waiting for the next one.
+        commit instead of waiting for the next one. A pass that added
+        nothing and left no task ready to run ends it at once: nothing can
+        be noted before the next I/O or timer wakes a task.
         """
         quiet = 0
+        statistics = trio.lowlevel.current_statistics
         for _ in range(_MAX_GATHER_PASSES):
             before = self._noted
             await trio.lowlevel.cancel_shielded_checkpoint()
-            quiet = quiet + 1 if self._noted == before else 0
-            if quiet == _QUIET_PASSES:
+            if self._noted != before:
+                quiet = 0
+                continue
+            quiet += 1
+            if quiet == _QUIET_PASSES or not statistics().tasks_runnable:
                 return
 
     def _take(self) -> _Pending:
@@ -377,6 +384,14 @@ class Journal:
     async def _commit(self, pending: _Pending) -> bool:
         """Write one batch and publish it; False if the store failed."""
         generation, batch, events, closing = pending
+        size = (
+            len(batch.events)
+            + len(batch.workers)
+            + len(batch.turns)
+            + len(batch.transcript)
+            + len(batch.claims)
+            + len(batch.releases)
+        )
         started = time.perf_counter()
         try:
             problems = await trio.to_thread.run_sync(
@@ -389,6 +404,7 @@ class Journal:
             self._committed_lot.unpark_all()
             self.on_failure(self._failure)
             return True
+        seconds = time.perf_counter() - started
         if isinstance(problems, StoreWriteError):
             self._write_failed(problems)
             return False
@@ -419,15 +435,6 @@ class Journal:
                     f"({problem.error})",
                     problem.worker_id,
                 )
-        seconds = time.perf_counter() - started
-        size = (
-            len(batch.events)
-            + len(batch.workers)
-            + len(batch.turns)
-            + len(batch.transcript)
-            + len(batch.claims)
-            + len(batch.releases)
-        )
         self._commits += 1
         self._commit_seconds[bisect.bisect_left(COMMIT_SECONDS_BOUNDS, seconds)] += 1
         self._commit_seconds_sum += seconds

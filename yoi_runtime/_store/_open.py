@@ -15,17 +15,19 @@ from ._memory import MemoryStore
 from ._records import StoreSnapshot
 from ._sqlite import SQLiteStore
 
-__all__ = ["EMPTY_SNAPSHOT", "open_store"]
+__all__ = ["empty_snapshot", "open_store"]
 
-#: What a new store holds: nothing.
-EMPTY_SNAPSHOT = StoreSnapshot(
-    runtime_id=None,
-    runtime_events=[],
-    last_cursor=0,
-    workers=[],
-    allocations=[],
-    diagnostics=[],
-)
+
+def empty_snapshot() -> StoreSnapshot:
+    """What a new store holds: nothing (fresh lists: a Runtime takes them over)."""
+    return StoreSnapshot(
+        runtime_id=None,
+        runtime_events=[],
+        last_cursor=0,
+        workers=[],
+        allocations=[],
+        diagnostics=[],
+    )
 
 
 @asynccontextmanager
@@ -58,7 +60,7 @@ async def open_store(
     """
     if path is None:
         await trio.lowlevel.checkpoint()
-        yield MemoryStore(), EMPTY_SNAPSHOT
+        yield MemoryStore(), empty_snapshot()
         return
     sqlite = await trio.to_thread.run_sync(SQLiteStore.open, path)
     try:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from .._engines._base import Usage
 from .._events import Event, EventType
 from .._types import TranscriptEntry, TurnError, TurnStatus, TurnSummary
-from .._wire import converter
+from .._wire import converter, structure_event_data
 
 __all__ = [
     "ENTRY_COLUMNS",
@@ -130,14 +130,15 @@ def parse_event(runtime_id: str, row: Sequence[Any]) -> Event | None:
         parsed = json.loads(data)
         if not isinstance(parsed, dict):
             return None
+        kind = EventType(type)
         return Event(
             seq,
             cursor,
-            EventType(type),
+            kind,
             runtime_id,
             worker_id,
             datetime.datetime.fromisoformat(at),
-            parsed,
+            structure_event_data(kind, parsed),
         )
     except (TypeError, ValueError):
         return None

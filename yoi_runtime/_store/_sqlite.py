@@ -1,8 +1,9 @@
 """The durable store: one SQLite file in WAL mode (``--store sqlite:PATH``).
 
-Every method here blocks: the Runtime calls them through
-``trio.to_thread.run_sync`` with a capacity limiter of one, so one thread at a
-time uses the connection and the event loop never waits on the disk.
+Every method here blocks: the Runtime calls them one at a time, through
+``trio.to_thread.run_sync`` with a capacity limiter of one, except a small
+commit while commits are fast, which :class:`._journal.Journal` makes on the
+event loop's thread (a thread hop costs more than such a commit).
 
 One process at a time: :meth:`SQLiteStore.open` takes an exclusive
 ``flock`` on the database file itself and on ``PATH.lock`` (holding the pid)
@@ -43,7 +44,7 @@ from .._engines._base import Usage
 from .._errors import StoreError
 from .._events import Event
 from .._types import Diagnostic, TranscriptEntry
-from .._wire import converter
+from .._wire import converter, unstructure_event_data
 from ._faults import (
     DATA_ERRORS,
     RowProblem,
@@ -385,7 +386,7 @@ class SQLiteStore:
                         e.seq,
                         e.type.value,
                         e.at.isoformat(),
-                        dumps(e.data),
+                        dumps(unstructure_event_data(e.data)),
                     )
                     for e in batch.events
                 ],

@@ -2,8 +2,8 @@
 ``yoi-workspace``.
 
 ``yoi workers``, ``yoi create``, ``yoi chat WORKER``, ``yoi tail [WORKER]``
-and ``yoi transcript WORKER`` over the :class:`~._cli_workspace.Target`
-that :func:`~._cli_workspace.open_target` finds at the URL (``docs/cli.md``).
+and ``yoi transcript WORKER`` over the :class:`~._cli_target.Target`
+that :func:`~._cli_target.open_target` finds at the URL (``docs/cli.md``).
 Output is for people by default; ``--json`` prints one JSON object per line
 (:func:`yoi_runtime.to_json` forms, the same from either) for scripts.
 ``yoi chat`` lives in :mod:`._cli_chat`. The console script starts in
@@ -36,12 +36,27 @@ from .._errors import (
     WorkerStoppedError,
     YoiRuntimeError,
 )
-from .._events import Event, EventType, Gap
+from .._event_data import (
+    EventData,
+    TurnAcceptedData,
+    TurnCancelledData,
+    TurnCompletedData,
+    TurnFailedData,
+    TurnInterruptedData,
+    TurnRetryingData,
+    TurnStartedData,
+    TurnTextDeltaData,
+    WorkerCreatedData,
+    WorkerFailedData,
+    WorkerStatusData,
+    WorkerStoppedData,
+)
+from .._events import Event, Gap
 from .._json_form import to_json
 from .._types import TranscriptEntry, WorkerSummary
 from .._version import __version__
 from ._cli_chat import TRUNCATED, chat, emit, one_line, write
-from ._cli_workspace import Target, open_target
+from ._cli_target import Target, open_target
 
 __all__ = ["main"]
 
@@ -242,32 +257,45 @@ def _describe(item: Event | Gap, *, with_worker: bool) -> str:
             f"-- events {item.after + 1} to {item.resume_after} were dropped "
             f"before they could be shown ({item.reason}) --"
         )
-    data = item.data
-    error = data.get("error") or {}
-    turn = data.get("turn_id", "")
-    details = {
-        EventType.WORKER_CREATED: f"{data.get('display_name') or ''} "
-        f"profile={data.get('profile')} engine={data.get('engine')}",
-        EventType.WORKER_STATUS: f"{data.get('previous')} -> {data.get('status')}",
-        EventType.TURN_ACCEPTED: f"{turn} {json.dumps(_short(data.get('input', '')))}",
-        EventType.TURN_RETRYING: f"{turn} attempt {data.get('attempt')} in "
-        f"{data.get('delay')} s after {error.get('code')}",
-        EventType.TURN_TEXT_DELTA: f"{turn} {json.dumps(data.get('text', ''))}",
-        EventType.TURN_COMPLETED: f"{turn} finish_reason={data.get('finish_reason')}"
-        + (" truncated" if data.get("truncated") else ""),
-        EventType.TURN_FAILED: f"{turn} {error.get('code')}: "
-        f"{one_line(str(error.get('message')))}",
-        EventType.WORKER_FAILED: f"{error.get('code')}: "
-        f"{one_line(str(error.get('message')))}",
-    }.get(item.type)
-    if details is None:
-        reason = data.get("reason")
-        details = " ".join(
-            x for x in (turn, "" if reason is None else str(reason)) if x
-        )
+    details = _details(item.data)
     at = item.at.astimezone().strftime("%H:%M:%S")
     who = f"{item.worker_id}  " if with_worker else ""
     return f"{at}  {who}#{item.seq:<5} {item.type.value:<16} {details}".rstrip()
+
+
+def _details(data: EventData) -> str:
+    """The part of :func:`_describe`'s line that depends on the payload."""
+    match data:
+        case WorkerCreatedData():
+            return (
+                f"{data.display_name or ''} profile={data.profile} engine={data.engine}"
+            )
+        case WorkerStatusData():
+            return f"{data.previous} -> {data.status}"
+        case TurnAcceptedData():
+            return f"{data.turn_id} {json.dumps(_short(data.input))}"
+        case TurnRetryingData():
+            return (
+                f"{data.turn_id} attempt {data.attempt} in {data.delay} s "
+                f"after {data.error.code}"
+            )
+        case TurnTextDeltaData():
+            return f"{data.turn_id} {json.dumps(data.text)}"
+        case TurnCompletedData():
+            return f"{data.turn_id} finish_reason={data.finish_reason}" + (
+                " truncated" if data.truncated else ""
+            )
+        case TurnFailedData():
+            error = data.error
+            return f"{data.turn_id} {error.code}: {one_line(error.message)}"
+        case WorkerFailedData():
+            return f"{data.error.code}: {one_line(data.error.message)}"
+        case TurnStartedData():
+            return data.turn_id
+        case TurnCancelledData() | TurnInterruptedData():
+            return " ".join(x for x in (data.turn_id, data.reason) if x)
+        case WorkerStoppedData():
+            return data.reason or ""
 
 
 def _transcript_lines(entry: TranscriptEntry, name: str) -> Iterator[str]:

@@ -26,7 +26,8 @@ from .._errors import (
     WorkerBusyError,
     YoiRuntimeError,
 )
-from .._events import Event, EventType, Gap
+from .._event_data import TurnRetryingData
+from .._events import Event, Gap
 from .._json_form import to_json
 from .._types import CancelResult, TranscriptPage, TurnSummary, WorkerSummary
 from .._util import single_error
@@ -146,14 +147,16 @@ class _TurnView:
     answering: bool = False
 
     def on_item(self, item: Event | Gap) -> None:
-        if isinstance(item, Event) and item.data.get("turn_id") != self.turn_id:
+        if isinstance(item, Event) and getattr(item.data, "turn_id", None) != (
+            self.turn_id
+        ):
             return
         if self.as_json:
             emit(to_json(item))
-        elif isinstance(item, Event) and item.type is EventType.TURN_RETRYING:
-            code = (item.data.get("error") or {}).get("code")
+        elif isinstance(item, Event) and isinstance(item.data, TurnRetryingData):
+            retry = item.data
             self.progress(
-                f"retrying (attempt {item.data.get('attempt')}) after {code}…"
+                f"retrying (attempt {retry.attempt}) after {retry.error.code}…"
             )
 
     def progress(self, text: str, *, transient: bool = False) -> None:

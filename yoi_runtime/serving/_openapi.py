@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from .._event_data import event_schemas
+from .._events import Event
 from .._ids import ID_PATTERN
 from ._http import DISPLAY_TEXT_PATTERN
 
@@ -37,7 +39,12 @@ __all__ = [
 
 
 class Schemas:
-    """Collects JSON Schemas of attrs classes under ``components/schemas``."""
+    """Collects JSON Schemas of attrs classes under ``components/schemas``.
+
+    :class:`~yoi_runtime.Event` is described by
+    :func:`~yoi_runtime._event_data.event_schemas`: one object per event
+    type, with ``data`` typed by that type's payload class.
+    """
 
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
@@ -65,6 +72,10 @@ class Schemas:
                 return {"type": "object", "additionalProperties": self.of(args[1])}
             if issubclass(origin, Sequence):
                 return {"type": "array", "items": self.of(args[0])}
+        if hint is Event:
+            # One object per event type, its data typed by the type's class.
+            self.components.update(event_schemas())
+            return {"$ref": "#/components/schemas/Event"}
         if attrs.has(hint):
             return self._ref(hint)
         raise TypeError(f"no schema for {hint!r}")

@@ -18,14 +18,23 @@ from prometheus_client.core import (
     Metric,
 )
 
+from .._event_data import (
+    TurnAcceptedData,
+    TurnCancelledData,
+    TurnCompletedData,
+    TurnFailedData,
+    TurnInterruptedData,
+    TurnRetryingData,
+    TurnTextDeltaData,
+)
 from .._events import Event, EventType
 from .._runtime import Runtime
+from .._store._base import StoreStatistics
 from .._store._journal import (
     BATCH_SIZE_BOUNDS,
     COMMIT_SECONDS_BOUNDS,
-    JournalStatistics,
 )
-from .._types import RuntimeSummary, WorkerStatus
+from .._types import RuntimeSummary
 from ._prometheus import DURATION_BUCKETS, Collector, Histogram, cumulative
 from ._streams import MAX_BATCH
 
@@ -35,6 +44,8 @@ __all__ = ["RuntimeMetrics"]
 #: to a gap left ends unseen) the oldest are forgotten.
 _MAX_TRACKED_TURNS = 10_000
 
+#: The payloads of the events that end a turn.
+_ENDED = (TurnCompletedData, TurnFailedData, TurnCancelledData, TurnInterruptedData)
 
 _ENDS = {
     EventType.TURN_COMPLETED: "completed",
@@ -87,32 +98,30 @@ class RuntimeMetrics(Collector):
                         self._on_event(item)
 
     def _on_event(self, event: Event) -> None:
-        kind = event.type
-        if kind is EventType.TURN_TEXT_DELTA:
+        data = event.data
+        if isinstance(data, TurnTextDeltaData):
             if self._no_text:
-                turn_id = event.data["turn_id"]
+                turn_id = data.turn_id
                 accepted = self._accepted.get(turn_id)
                 if turn_id in self._no_text and accepted is not None:
                     self._no_text.discard(turn_id)
                     seconds = (event.at - accepted).total_seconds()
                     self._first_token.observe(seconds)
             return
-        if kind is EventType.TURN_ACCEPTED:
+        if isinstance(data, TurnAcceptedData):
             if len(self._accepted) >= _MAX_TRACKED_TURNS:
                 oldest = next(iter(self._accepted))
                 del self._accepted[oldest]
                 self._no_text.discard(oldest)
-            turn_id = event.data["turn_id"]
+            turn_id = data.turn_id
             self._accepted[turn_id] = event.at
             self._no_text.add(turn_id)
-        elif kind is EventType.TURN_RETRYING:
+        elif isinstance(data, TurnRetryingData):
             self._retries += 1
-        elif kind in _ENDS:
-            outcome = _ENDS[kind]
-            data = event.data
-            turn_id = data["turn_id"]
-            error = data.get("error")
-            code = error.get("code", "") if isinstance(error, dict) else ""
+        elif isinstance(data, _ENDED):
+            outcome = _ENDS[event.type]
+            turn_id = data.turn_id
+            code = data.error.code if isinstance(data, TurnFailedData) else ""
             key = (outcome, code)
             self._turns[key] = self._turns.get(key, 0) + 1
             accepted = self._accepted.pop(turn_id, None)
@@ -202,29 +211,17 @@ class RuntimeMetrics(Collector):
             "Turns waiting for a slot of an engine with max_concurrent.",
             labels=["engine", "kind"],
         )
-        # The Hub's limiters (one per engine with max_concurrent); an engine
-        # without one runs every turn at once: its Workers that are running.
-        hub = runtime._hub
-        running: dict[str, int] = {}
-        for worker in runtime._ordered:
-            if worker.status is WorkerStatus.RUNNING:
-                running[worker.engine_name] = running.get(worker.engine_name, 0) + 1
-        for engine in summary.capabilities.engines:
-            limiter = hub.limiters.get(engine.name)
-            if limiter is None:
-                busy, waiting = running.get(engine.name, 0), 0
-            else:
-                statistics = limiter.statistics()
-                busy, waiting = statistics.borrowed_tokens, statistics.tasks_waiting
-            in_flight.add_metric([engine.name, engine.kind], busy)
-            queued.add_metric([engine.name, engine.kind], waiting)
+        statistics = runtime.statistics()
+        for load in statistics.engines:
+            in_flight.add_metric([load.name, load.kind], load.running)
+            queued.add_metric([load.name, load.kind], load.queued)
         yield in_flight
         yield queued
-        if hub.journal is not None:
-            yield from _store_metrics(hub.journal.statistics())
+        if statistics.store is not None:
+            yield from _store_metrics(statistics.store)
 
 
-def _store_metrics(stats: JournalStatistics) -> Iterator[Metric]:
+def _store_metrics(stats: StoreStatistics) -> Iterator[Metric]:
     """The durable store's group commit: latency and batch size."""
     latency = HistogramMetricFamily(
         "yoi_store_commit_seconds",

@@ -19,9 +19,18 @@ failed or answered something the client does not understand).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+)
 
 from ._engines._base import Usage
 from ._events import Event, Gap
@@ -46,11 +55,45 @@ __all__ = [
     "RuntimeAPI",
     "TurnEvents",
     "TurnHost",
+    "WorkerOptions",
+    "forwarded",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Seconds allowed, by default, for the cancel sent when a caller stops
 #: following a turn (it waits until the turn ended).
 DEFAULT_CANCEL_TIMEOUT = 10.0
+
+
+class WorkerOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`RuntimeAPI.create_worker` after
+    ``profile``, declared once: every layer (the client, the workspace's
+    handles and registry) passes them on as ``**options``, so a field added
+    here reaches the Runtime or fails type checking.
+
+    Attributes:
+        display_name: A label for people; never used as identity. At most
+            ``Limits.max_display_name_chars`` characters, without control
+            characters.
+        engine: An engine name from :attr:`Capabilities.engines`; None picks
+            the Runtime's default engine.
+        system_prompt: Replaces the profile's system prompt; at most
+            ``Limits.max_system_prompt_chars`` characters.
+        worker_id: Your own id, for idempotent create: creating again with
+            the same id and settings returns the existing Worker.
+        scopes: Exclusive scopes to claim in the allocation registry (for
+            example ``"workdir:/srv/repo"``), held while the Worker is live
+            (not stopped or failed); at most 16, each 1-1024 characters
+            without control characters.
+    """
+
+    display_name: str | None
+    engine: str | None
+    system_prompt: str | None
+    worker_id: str | None
+    scopes: Sequence[str] | None
 
 
 class TurnEvents(Protocol):
@@ -228,14 +271,7 @@ class RuntimeAPI(TurnHost, Protocol):
     # -- commands -----------------------------------------------------------------
 
     async def create_worker(
-        self,
-        profile: str = "companion",
-        *,
-        display_name: str | None = None,
-        engine: str | None = None,
-        system_prompt: str | None = None,
-        worker_id: str | None = None,
-        scopes: Sequence[str] | None = None,
+        self, profile: str = "companion", **options: Unpack[WorkerOptions]
     ) -> WorkerSummary:
         """Create a Worker and start its actor.
 
@@ -243,19 +279,9 @@ class RuntimeAPI(TurnHost, Protocol):
 
         Args:
             profile: A profile name from :attr:`Capabilities.profiles`.
-            display_name: A label for people; never used as identity. At
-                most ``Limits.max_display_name_chars`` characters, without
-                control characters.
-            engine: An engine name from :attr:`Capabilities.engines`; None
-                picks the Runtime's default engine.
-            system_prompt: Replaces the profile's system prompt; at most
-                ``Limits.max_system_prompt_chars`` characters.
-            worker_id: Your own id, for idempotent create: creating again with
-                the same id and settings returns the existing Worker.
-            scopes: Exclusive scopes to claim in the allocation registry (for
-                example ``"workdir:/srv/repo"``), held while the Worker is
-                live (not stopped or failed); at most 16, each 1-1024
-                characters without control characters.
+            options: The keyword arguments of :class:`WorkerOptions`
+                (``display_name``, ``engine``, ``system_prompt``,
+                ``worker_id``, ``scopes``), each optional.
 
         Returns:
             The new (or existing) Worker, ``idle``.
@@ -437,3 +463,28 @@ if TYPE_CHECKING:
 
     def _subscription_is_stream(subscription: Subscription) -> EventStream:
         return subscription
+
+
+def forwarded(
+    operation: Callable[Concatenate[Any, P], R], attribute: str
+) -> Callable[Concatenate[Any, P], R]:
+    """A method that calls ``operation`` on the object in ``attribute``.
+
+    For wrappers that pass some operations on unchanged: the method has the
+    API's own signature (mypy checks every call against it), so a wrapper
+    never writes a copy of it.
+
+    Args:
+        operation: The API's operation, e.g. ``TurnHost.send_input``.
+        attribute: The name of the wrapper's attribute holding the object
+            that implements it.
+    """
+    name = operation.__name__
+
+    def forward(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = getattr(getattr(self, attribute), name)(*args, **kwargs)
+        return result
+
+    forward.__name__ = forward.__qualname__ = name
+    forward.__doc__ = f"See :meth:`RuntimeAPI.{name}`."
+    return forward

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 
 import attrs
 import trio
 
 from . import _ask
-from ._ask import DEFAULT_CANCEL_TIMEOUT, TurnResult, TurnStream
 from ._checks import (
     CONTROL_RE,
     MAX_REASON,
@@ -89,42 +87,7 @@ class Runtime(RuntimeViews):
         worker_id: str | None = None,
         scopes: Sequence[str] | None = None,
     ) -> WorkerSummary:
-        """Create a Worker and start its actor.
-
-        On a durable store the Worker is committed before this returns.
-
-        Args:
-            profile: A profile name from :attr:`Capabilities.profiles`.
-            display_name: A label for people; never used as identity. At
-                most ``Limits.max_display_name_chars`` characters, without
-                control characters.
-            engine: An engine name from :attr:`Capabilities.engines`; None
-                picks the Runtime's default engine.
-            system_prompt: Replaces the profile's system prompt; at most
-                ``Limits.max_system_prompt_chars`` characters.
-            worker_id: Your own id, for idempotent create: creating again with
-                the same id and settings returns the existing Worker.
-            scopes: Exclusive scopes to claim in the allocation registry (for
-                example ``"workdir:/srv/repo"``), held while the Worker is
-                live (not stopped or failed); at most 16, each 1-1024
-                characters without control characters.
-
-        Returns:
-            The new (or existing) Worker, ``idle``.
-
-        Raises:
-            InvalidInputError: Unknown profile or engine, a malformed id, a
-                display name or system prompt too long or with a lone
-                surrogate, a display name with a control character.
-            OperationUnsupportedError: A profile that needs tools (``coder``,
-                ``reviewer``) on a Runtime that offers none.
-            WorkerExistsError: ``worker_id`` exists with other settings.
-            ScopeConflictError: A live Worker holds one of ``scopes``; its
-                id is the error's ``worker_id``.
-            LimitExceededError: The Runtime holds ``Limits.max_workers``.
-            StoreWriteError: The durable store cannot be written now
-                (:class:`StorageFullError` for a full disk).
-        """
+        """See :meth:`RuntimeAPI.create_worker`."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
         limits = self._hub.limits
@@ -215,34 +178,7 @@ class Runtime(RuntimeViews):
     async def send_input(
         self, worker_id: str, text: str, *, input_id: str | None = None
     ) -> TurnSummary:
-        """Give a Worker input; it starts a turn, or is refused at once.
-
-        Returns as soon as the turn is accepted (on a durable store: and
-        committed); follow the Worker's events (:meth:`subscribe`) for the
-        answer.
-
-        Args:
-            worker_id: The Worker.
-            text: The user input (at most ``Limits.max_input_chars`` chars).
-            input_id: Your idempotency key for the input, recorded on the turn:
-                sending the same ``input_id`` and text again returns that
-                turn (as it is now) instead of starting another, also after
-                a restart on a durable store.
-
-        Returns:
-            The accepted turn.
-
-        Raises:
-            WorkerBusyError: A turn is already accepted or running; nothing
-                was queued.
-            WorkerStoppedError: The Worker is stopped or failed.
-            InvalidInputError: ``text`` is not a string, empty, too long or
-                has a lone surrogate.
-            IdempotencyConflictError: ``input_id`` was sent with other text.
-            StoreWriteError: The durable store cannot be written now
-                (:class:`StorageFullError` for a full disk); the input was
-                not acknowledged.
-        """
+        """See :meth:`RuntimeAPI.send_input`."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_serving()
         worker = self._worker(worker_id)
@@ -265,23 +201,7 @@ class Runtime(RuntimeViews):
     async def cancel(
         self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
     ) -> CancelResult:
-        """End a Worker's current turn and wait until it has ended.
-
-        The engine's work is cancelled (an HTTP stream is closed); the turn
-        becomes ``cancelled`` and the Worker ``idle``. Not an error on an idle
-        Worker.
-
-        Args:
-            worker_id: The Worker.
-            turn_id: The turn you mean to cancel. If it has already ended the
-                outcome says so; None means whatever turn is active.
-            reason: Recorded in the ``turn.cancelled`` event (at most 1,000
-                characters).
-
-        Returns:
-            ``cancelled``; ``no_active_turn``; or ``already_completed`` when
-            the turn ended (completed or failed) before the cancel took hold.
-        """
+        """See :meth:`RuntimeAPI.cancel`."""
         await trio.lowlevel.checkpoint()
         self._check_serving()
         worker = self._worker(worker_id)
@@ -300,19 +220,7 @@ class Runtime(RuntimeViews):
         return CancelResult(outcome, worker_id, turn.turn_id)
 
     async def stop(self, worker_id: str, *, reason: str | None = None) -> WorkerSummary:
-        """Stop a Worker: cancel its turn, end its actor, refuse later input.
-
-        Idempotent: stopping a stopped (or failed) Worker returns its summary.
-        Waits until the actor has ended.
-
-        Args:
-            worker_id: The Worker.
-            reason: Recorded in the ``turn.cancelled`` and ``worker.stopped``
-                events (at most 1,000 characters).
-
-        Returns:
-            The Worker, ``stopped`` (or ``failed`` if it had crashed).
-        """
+        """See :meth:`RuntimeAPI.stop`."""
         await trio.lowlevel.checkpoint()
         self._check_serving()
         worker = self._worker(worker_id)
@@ -322,72 +230,9 @@ class Runtime(RuntimeViews):
         await self._committed()
         return worker.summary()
 
-    async def ask(
-        self,
-        worker_id: str,
-        text: str,
-        *,
-        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
-    ) -> TurnResult:
-        """Give a Worker input and return its whole answer.
+    ask = _ask.ask
 
-        Subscribes, sends ``text`` and waits for the turn's end (see
-        ``docs/embedding.md``).
-
-        Args:
-            worker_id: The Worker.
-            text: The user input (at most ``Limits.max_input_chars`` chars).
-            cancel_timeout: Seconds allowed for cancelling the turn when this
-                call is cancelled.
-
-        Returns:
-            The completed turn's text, finish reason, usage and ids.
-
-        Raises:
-            TurnFailedError: The turn failed (``error.code`` says why).
-            TurnCancelledError: Someone cancelled the turn or stopped the
-                Worker, or the Runtime closed.
-            WorkerBusyError: A turn is already accepted or running.
-            WorkerStoppedError: The Worker is stopped or failed.
-            InvalidInputError: ``text`` is not a string, empty or too long.
-
-        Cancellation:
-            Cancelling the call cancels the turn.
-        """
-        return await _ask.ask(self, worker_id, text, cancel_timeout=cancel_timeout)
-
-    def open_turn(
-        self,
-        worker_id: str,
-        text: str,
-        *,
-        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
-    ) -> AbstractAsyncContextManager[TurnStream]:
-        """Give a Worker input and stream that turn's answer.
-
-        Use it as ``async with runtime.open_turn(worker_id, text) as turn:``,
-        iterate ``turn`` for the text deltas, then read ``turn.result``.
-
-        Args:
-            worker_id: The Worker.
-            text: The user input (at most ``Limits.max_input_chars`` chars).
-            cancel_timeout: Seconds allowed for cancelling the turn when the
-                block is left before the turn ended.
-
-        Returns:
-            An async context manager yielding a :class:`TurnStream`, whose
-            iteration raises the turn's :class:`TurnNotCompletedError` if it
-            did not complete.
-
-        Raises:
-            (on entering) WorkerBusyError, WorkerStoppedError,
-            InvalidInputError: As :meth:`send_input`.
-
-        Cancellation:
-            Leaving the block before the turn ended (``break``, an error, a
-            cancelled scope) cancels the turn.
-        """
-        return _ask.open_turn(self, worker_id, text, cancel_timeout=cancel_timeout)
+    open_turn = _ask.open_turn
 
     # -- closing ------------------------------------------------------------------
 

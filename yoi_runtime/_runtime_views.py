@@ -121,7 +121,7 @@ class RuntimeViews:
     # -- observation ------------------------------------------------------------
 
     async def get_worker(self, worker_id: str) -> WorkerSummary:
-        """Return one Worker's detail (never waits behind a running turn)."""
+        """See :meth:`RuntimeAPI.get_worker`."""
         await trio.lowlevel.checkpoint()
         return self._worker(worker_id).summary()
 
@@ -132,16 +132,7 @@ class RuntimeViews:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> WorkerPage:
-        """List Workers, oldest first, one page at a time.
-
-        Args:
-            status: Only Workers with this status.
-            limit: Page size, 1 to 500; None means 50.
-            cursor: ``next_cursor`` of the previous page; None starts over.
-
-        Raises:
-            InvalidInputError: Unknown status, bad limit or malformed cursor.
-        """
+        """See :meth:`RuntimeAPI.list_workers`."""
         await trio.lowlevel.checkpoint()
         limit = check_limit(limit)
         wanted = None
@@ -176,14 +167,7 @@ class RuntimeViews:
     async def transcript(
         self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
     ) -> TranscriptPage:
-        """Return a page of a Worker's transcript (input, answers, errors).
-
-        Args:
-            worker_id: The Worker.
-            limit: Entries per page, 1 to 500; None means 50.
-            cursor: ``next_cursor`` of the previous page; None starts at the
-                oldest retained entry.
-        """
+        """See :meth:`RuntimeAPI.transcript`."""
         await trio.lowlevel.checkpoint()
         worker = self._worker(worker_id)
         transcript, store = worker.transcript, self._hub.store
@@ -204,27 +188,12 @@ class RuntimeViews:
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
     ) -> Subscription:
-        """Follow one Worker's events, or every Worker's.
-
-        Args:
-            worker_id: The Worker; None for the Runtime-wide stream.
-            after: Resume after this cursor (an event's ``seq`` on a Worker
-                stream, its ``cursor`` on the Runtime stream); 0 replays all
-                that is retained; None starts with the next new event.
-
-        Returns:
-            A :class:`Subscription` (replay, then live, without gap or
-            duplicate; a :class:`Gap` where retention dropped events).
-
-        Raises:
-            WorkerNotFoundError: Unknown ``worker_id``.
-            InvalidInputError: ``after`` is negative or ahead of the stream.
-        """
+        """See :meth:`RuntimeAPI.subscribe`."""
         log = self._hub.log if worker_id is None else self._worker(worker_id).log
         return Subscription(log, log.check_cursor(after))
 
     async def summary(self) -> RuntimeSummary:
-        """Return the Runtime's status, Worker counts, usage and capabilities."""
+        """See :meth:`RuntimeAPI.summary`."""
         await trio.lowlevel.checkpoint()
         counts = dict.fromkeys((s.value for s in WorkerStatus), 0)
         for worker in self._ordered:
@@ -242,7 +211,7 @@ class RuntimeViews:
         )
 
     def capabilities(self) -> Capabilities:
-        """Return what this Runtime can do (fixed for its lifetime)."""
+        """See :meth:`RuntimeAPI.capabilities`."""
         tools = sorted({tool for p in self._profiles.values() for tool in p.tools})
         return Capabilities(
             placement=self._placement,
@@ -260,12 +229,12 @@ class RuntimeViews:
         )
 
     async def diagnostics(self) -> tuple[Diagnostic, ...]:
-        """Return what the Runtime noticed (crashed actors, ...), oldest first."""
+        """See :meth:`RuntimeAPI.diagnostics`."""
         await trio.lowlevel.checkpoint()
         return tuple(self._hub.diagnostics)
 
     async def usage(self) -> Usage:
-        """Return the tokens used by every turn of every Worker so far."""
+        """See :meth:`RuntimeAPI.usage`."""
         await trio.lowlevel.checkpoint()
         return self._hub.usage
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Sequence
 from functools import partial
-from typing import NoReturn
+from typing import NoReturn, Unpack
 
 import trio
 
@@ -35,6 +34,7 @@ from yoi_runtime import (
     OperationUnsupportedError,
     TranscriptPage,
     TurnSummary,
+    WorkerOptions,
     WorkerStatus,
 )
 from yoi_runtime.serving import parse_count
@@ -313,14 +313,7 @@ class LocalPodSource:
         )
 
     async def create_worker(
-        self,
-        profile: str = "companion",
-        *,
-        display_name: str | None = None,
-        engine: str | None = None,
-        system_prompt: str | None = None,
-        worker_id: str | None = None,
-        scopes: Sequence[str] | None = None,
+        self, profile: str = "companion", **options: Unpack[WorkerOptions]
     ) -> WorkerView:
         """Raises :class:`~yoi_runtime.OperationUnsupportedError`."""
         await trio.lowlevel.checkpoint()

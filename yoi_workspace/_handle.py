@@ -19,8 +19,8 @@ Errors are :mod:`yoi_runtime`'s: ``WorkerNotFoundError``, ``WorkerBusyError``
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack
 
 import trio
 
@@ -32,6 +32,7 @@ from yoi_runtime import (
     RuntimeSummary,
     TranscriptPage,
     TurnSummary,
+    WorkerOptions,
     WorkerSummary,
     YoiRuntimeError,
 )
@@ -90,14 +91,7 @@ class RuntimeHandle(Protocol):
     async def get_worker(self, worker_id: str) -> WorkerView: ...
 
     async def create_worker(
-        self,
-        profile: str = "companion",
-        *,
-        display_name: str | None = None,
-        engine: str | None = None,
-        system_prompt: str | None = None,
-        worker_id: str | None = None,
-        scopes: Sequence[str] | None = None,
+        self, profile: str = "companion", **options: Unpack[WorkerOptions]
     ) -> WorkerView:
         """Every argument reaches the Runtime; a handle that cannot pass one
         on refuses the create rather than drop it."""

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import datetime
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import attrs
 
@@ -31,6 +31,7 @@ from yoi_runtime import (
     ScopeConflictError,
     TranscriptPage,
     TurnSummary,
+    WorkerOptions,
     YoiRuntimeError,
 )
 
@@ -325,12 +326,8 @@ class RuntimeRegistry:
         runtime_id: str,
         profile: str = "companion",
         *,
-        display_name: str | None = None,
-        engine: str | None = None,
-        system_prompt: str | None = None,
-        worker_id: str | None = None,
-        scopes: Sequence[str] | None = None,
         request_id: str | None = None,
+        **options: Unpack[WorkerOptions],
     ) -> WorkerView:
         """Create a Worker in a Runtime (audited as ``create``).
 
@@ -339,9 +336,9 @@ class RuntimeRegistry:
         with ``OperationUnsupportedError``).
 
         Args:
-            scopes: Exclusive scopes the Worker claims in its Runtime's
-                allocation registry while it is live; None claims none.
             request_id: Recorded in the audit record.
+            options: :class:`yoi_runtime.WorkerOptions`, passed on as they
+                are.
 
         Raises:
             ScopeConflictError: A live Worker of that Runtime holds one of
@@ -352,14 +349,7 @@ class RuntimeRegistry:
 
         async def run(handle: RuntimeHandle) -> WorkerView:
             try:
-                return await handle.create_worker(
-                    profile,
-                    display_name=display_name,
-                    engine=engine,
-                    system_prompt=system_prompt,
-                    worker_id=worker_id,
-                    scopes=scopes,
-                )
+                return await handle.create_worker(profile, **options)
             except ScopeConflictError as exc:
                 if await self._may_see(caller, handle, exc.worker_id):
                     raise
@@ -373,7 +363,7 @@ class RuntimeRegistry:
             caller,
             Operation.CREATE,
             runtime_id,
-            worker_id,
+            options.get("worker_id"),
             run,
             profile=profile,
             request_id=request_id,

@@ -1,9 +1,7 @@
 """The durable store: one SQLite file in WAL mode (``--store sqlite:PATH``).
 
 Every method here blocks: the Runtime calls them one at a time, through
-``trio.to_thread.run_sync`` with a capacity limiter of one, except a small
-commit while commits are fast, which :class:`._journal.Journal` makes on the
-event loop's thread (a thread hop costs more than such a commit).
+``trio.to_thread.run_sync`` with a capacity limiter of one.
 
 One process at a time: :meth:`SQLiteStore.open` takes an exclusive
 ``flock`` on the database file itself and on ``PATH.lock`` (holding the pid)

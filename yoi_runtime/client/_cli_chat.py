@@ -19,6 +19,7 @@ import attrs
 import trio
 
 from .. import _ask
+from .._api import TurnHost, forwarded
 from .._errors import (
     InvalidInputError,
     TurnFailedError,
@@ -29,7 +30,7 @@ from .._errors import (
 from .._event_data import TurnRetryingData
 from .._events import Event, Gap
 from .._json_form import to_json
-from .._types import CancelResult, TranscriptPage, TurnSummary, WorkerSummary
+from .._types import WorkerSummary
 from .._util import single_error
 
 __all__ = ["CANCELLED", "TRUNCATED", "WAITING", "chat", "emit", "one_line", "write"]
@@ -112,23 +113,10 @@ class _WatchedHost:
             self.client.subscribe(worker_id, after=after), self.on_item
         )
 
-    async def send_input(
-        self, worker_id: str, text: str, *, input_id: str | None = None
-    ) -> TurnSummary:
-        return await self.client.send_input(worker_id, text, input_id=input_id)
-
-    async def cancel(
-        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
-    ) -> CancelResult:
-        return await self.client.cancel(worker_id, turn_id=turn_id, reason=reason)
-
-    async def get_worker(self, worker_id: str) -> WorkerSummary:
-        return await self.client.get_worker(worker_id)
-
-    async def transcript(
-        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> TranscriptPage:
-        return await self.client.transcript(worker_id, limit=limit, cursor=cursor)
+    send_input = forwarded(TurnHost.send_input, "client")
+    cancel = forwarded(TurnHost.cancel, "client")
+    get_worker = forwarded(TurnHost.get_worker, "client")
+    transcript = forwarded(TurnHost.transcript, "client")
 
 
 @attrs.define(eq=False)

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Protocol, Unpack
 
 import attrs
 import httpx
 
-from .._ask import TurnHost
+from .._api import TurnHost, WorkerOptions, forwarded
 from .._errors import InvalidInputError
-from .._types import CancelResult, TranscriptPage, TurnSummary, WorkerSummary
+from .._types import WorkerSummary
 from ._cli_workspace import CONNECT_TIMEOUT, PAGE, REQUEST_TIMEOUT, WorkspaceTarget
 from ._client import RuntimeClient, open_runtime_client
 from ._subscription import RemoteSubscription
@@ -68,10 +68,7 @@ class Target(TurnHost, Protocol):
         profile: str,
         *,
         runtime_id: str | None,
-        display_name: str | None,
-        engine: str | None,
-        system_prompt: str | None,
-        worker_id: str | None,
+        **options: Unpack[WorkerOptions],
     ) -> WorkerSummary:
         """Create a Worker in ``runtime_id`` (None: the only one there is)."""
         ...
@@ -134,10 +131,7 @@ class _RuntimeTarget:
         profile: str,
         *,
         runtime_id: str | None,
-        display_name: str | None,
-        engine: str | None,
-        system_prompt: str | None,
-        worker_id: str | None,
+        **options: Unpack[WorkerOptions],
     ) -> WorkerSummary:
         if runtime_id is not None and runtime_id != self.client.runtime_id:
             raise InvalidInputError(
@@ -145,36 +139,17 @@ class _RuntimeTarget:
                 f"not {runtime_id!r}",
                 path="runtime_id",
             )
-        return await self.client.create_worker(
-            profile,
-            display_name=display_name,
-            engine=engine,
-            system_prompt=system_prompt,
-            worker_id=worker_id,
-        )
+        return await self.client.create_worker(profile, **options)
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
     ) -> RemoteSubscription:
         return self.client.subscribe(worker_id, after=after)
 
-    async def send_input(
-        self, worker_id: str, text: str, *, input_id: str | None = None
-    ) -> TurnSummary:
-        return await self.client.send_input(worker_id, text, input_id=input_id)
-
-    async def cancel(
-        self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
-    ) -> CancelResult:
-        return await self.client.cancel(worker_id, turn_id=turn_id, reason=reason)
-
-    async def get_worker(self, worker_id: str) -> WorkerSummary:
-        return await self.client.get_worker(worker_id)
-
-    async def transcript(
-        self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> TranscriptPage:
-        return await self.client.transcript(worker_id, limit=limit, cursor=cursor)
+    send_input = forwarded(TurnHost.send_input, "client")
+    cancel = forwarded(TurnHost.cancel, "client")
+    get_worker = forwarded(TurnHost.get_worker, "client")
+    transcript = forwarded(TurnHost.transcript, "client")
 
 
 # -- which one ------------------------------------------------------------------

@@ -11,12 +11,13 @@ Runtime). The workspace's ``WorkerView`` is read as a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import attrs
 import httpx
 
+from .._api import WorkerOptions
 from .._errors import (
     InternalError,
     InvalidInputError,
@@ -150,10 +151,7 @@ class WorkspaceTarget:
         profile: str,
         *,
         runtime_id: str | None,
-        display_name: str | None,
-        engine: str | None,
-        system_prompt: str | None,
-        worker_id: str | None,
+        **options: Unpack[WorkerOptions],
     ) -> WorkerSummary:
         if runtime_id is None:
             runtimes = await self._runtimes()
@@ -167,13 +165,7 @@ class WorkspaceTarget:
                 )
             [runtime_id] = serving
         path = f"/api/runtimes/{quote(runtime_id, safe='')}/workers"
-        body = {
-            "profile": profile,
-            "display_name": display_name,
-            "engine": engine,
-            "system_prompt": system_prompt,
-            "worker_id": worker_id,
-        }
+        body = {"profile": profile, **options}
         value = await self._call("POST", path, body=body)
         worker = value.get("worker") if isinstance(value, dict) else None
         return _summary(worker, f"POST {path}")

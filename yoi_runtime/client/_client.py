@@ -93,13 +93,20 @@ def _route(
         key: The member of the answer holding the result; None: all of it.
     """
     signature = inspect.signature(operation)
+    extra = next(
+        (p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD),
+        None,
+    )
     in_path = [name for _, name, _, _ in string.Formatter().parse(path) if name]
 
     async def request(self: RuntimeClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
-        values = {name: _json(value) for name, value in bound.arguments.items()}
-        del values["self"]
+        arguments = dict(bound.arguments)
+        del arguments["self"]
+        if extra is not None:  # ``**options``: each key is an argument
+            arguments.update(arguments.pop(extra, {}))
+        values = {name: _json(value) for name, value in arguments.items()}
         where = path.format_map(
             {name: quote(str(values.pop(name)), safe="") for name in in_path}
         )

@@ -232,15 +232,18 @@ async def test_shutdown_ends_worker_streams_and_runtime_stream_gives_up(
 
 
 async def test_sigterm_exits_promptly_despite_an_idle_client(tmp_path: Path) -> None:
-    config = config_with(tmp_path, shutdown_timeout=2.0)
-    with trio.fail_after(20):
+    # The idle connection must not hold the process until the shutdown
+    # deadline: a deadline far beyond what a prompt exit takes, even on a
+    # loaded machine, tells the two apart.
+    config = config_with(tmp_path, shutdown_timeout=15.0)
+    with trio.fail_after(30):
         async with open_runtime_process(tmp_path, config=config) as server:
             async with open_runtime_client(server.url, token=server.token) as client:
                 await client.summary()  # leaves a keep-alive connection idle
                 started = trio.current_time()
                 server.process.send_signal(signal.SIGTERM)
                 await server.process.wait()
-                assert trio.current_time() - started < 1.0
+                assert trio.current_time() - started < 7.5
     assert server.process.returncode == 0
 
 

@@ -8,6 +8,7 @@ from ._api import EventStream as EventStream
 from ._api import RuntimeAPI as RuntimeAPI
 from ._api import TurnHost as TurnHost
 from ._api import WorkerOptions as WorkerOptions
+from ._api import forwarded as forwarded
 from ._ask import TurnResult as TurnResult
 from ._ask import TurnStream as TurnStream
 from ._ask import ask as ask

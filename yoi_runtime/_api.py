@@ -19,6 +19,7 @@ failed or answered something the client does not understand).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import (
@@ -470,9 +471,11 @@ def forwarded(
 ) -> Callable[Concatenate[Any, P], R]:
     """A method that calls ``operation`` on the object in ``attribute``.
 
-    For wrappers that pass some operations on unchanged: the method has the
-    API's own signature (mypy checks every call against it), so a wrapper
-    never writes a copy of it.
+    For wrappers that pass some operations on unchanged (the workspace's
+    :class:`~yoi_workspace.RuntimeAdapter`, the ``yoi`` command's targets):
+    the method has the API's own signature (mypy checks every call against
+    it), so a wrapper never writes a copy of it. An async operation's
+    coroutine is returned as it is, for the caller to await.
 
     Args:
         operation: The API's operation, e.g. ``TurnHost.send_input``.
@@ -485,6 +488,7 @@ def forwarded(
         result: R = getattr(getattr(self, attribute), name)(*args, **kwargs)
         return result
 
+    forward.__signature__ = inspect.signature(operation)  # type: ignore[attr-defined]
     forward.__name__ = forward.__qualname__ = name
     forward.__doc__ = f"See :meth:`RuntimeAPI.{name}`."
     return forward

@@ -35,6 +35,7 @@ from yoi_runtime import (
     WorkerOptions,
     WorkerSummary,
     YoiRuntimeError,
+    forwarded,
 )
 
 from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
@@ -122,26 +123,6 @@ class RuntimeHandle(Protocol):
     async def aclose(self) -> None:
         """Release what the handle holds (connections); idempotent."""
         ...
-
-
-def _passed_on(
-    operation: Callable[Concatenate[RuntimeAPI, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[RuntimeAdapter, P], Coroutine[Any, Any, R]]:
-    """An adapter method that calls ``operation`` on the Runtime as it is.
-
-    The signature is the API's (mypy checks every call), so an argument
-    added to :class:`~yoi_runtime.RuntimeAPI` reaches the Runtime.
-    """
-    name = operation.__name__
-
-    async def pass_on(self: RuntimeAdapter, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        result: R = await getattr(self.api, name)(*args, **kwargs)
-        return result
-
-    pass_on.__signature__ = inspect.signature(operation)  # type: ignore[attr-defined]
-    pass_on.__name__ = pass_on.__qualname__ = name
-    pass_on.__doc__ = f"See :meth:`yoi_runtime.RuntimeAPI.{name}`."
-    return pass_on
 
 
 def _projected(
@@ -254,13 +235,13 @@ class RuntimeAdapter:
             tuple(self.project(w) for w in page.workers), page.next_cursor
         )
 
-    diagnostics = _passed_on(RuntimeAPI.diagnostics)
+    diagnostics = forwarded(RuntimeAPI.diagnostics, "api")
     get_worker = _projected(RuntimeAPI.get_worker)
     create_worker = _projected(RuntimeAPI.create_worker)
-    send_input = _passed_on(RuntimeAPI.send_input)
-    cancel = _passed_on(RuntimeAPI.cancel)
+    send_input = forwarded(RuntimeAPI.send_input, "api")
+    cancel = forwarded(RuntimeAPI.cancel, "api")
     stop = _projected(RuntimeAPI.stop)
-    transcript = _passed_on(RuntimeAPI.transcript)
+    transcript = forwarded(RuntimeAPI.transcript, "api")
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None

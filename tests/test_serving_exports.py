@@ -31,6 +31,7 @@ configure_logging converter drain_logged environment_help error_response
 event_stream_response install_error_handlers install_metrics_route
 install_route_names is_loopback item_cursor item_from_json item_to_json json_response
 listen_failure load_config make_engines new_request_id parse_bind parse_count
+check_limit position_of
 parse_json parse_store_spec probe_engines query_int raise_open_file_limit read_body
 read_config_file ready_now ready_within refuse_control_characters request_bodies
 run_server run_server_command run_until_signal sane_request_id serve_app serve_observed
@@ -53,9 +54,11 @@ def test_public_names_exist_and_nothing_else() -> None:
 
 
 def test_core_helpers_are_re_exported_not_copied() -> None:
-    from yoi_runtime import _cli, _ids, _util, _wire
+    from yoi_runtime import _checks, _cli, _ids, _stream_protocol, _util, _wire
 
     assert serving.parse_count is _util.parse_count
+    assert serving.check_limit is _checks.check_limit
+    assert serving.position_of is _stream_protocol.position_of
     assert serving.single_error is _util.single_error
     assert serving.check_id is _ids.check_id
     assert serving.converter is _wire.converter

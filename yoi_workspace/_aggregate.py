@@ -33,7 +33,7 @@ from yoi_runtime import (
     InvalidInputError,
     WorkerNotFoundError,
 )
-from yoi_runtime.serving import item_to_json
+from yoi_runtime.serving import item_to_json, position_of
 
 from ._follow import (
     MAX_BATCH,
@@ -42,7 +42,6 @@ from ._follow import (
     Followed,
     Follower,
     Selector,
-    position_of,
 )
 from ._handle import RuntimeHandle
 from ._views import WorkerView

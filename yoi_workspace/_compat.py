@@ -37,7 +37,7 @@ from yoi_runtime import (
     WorkerOptions,
     WorkerStatus,
 )
-from yoi_runtime.serving import parse_count
+from yoi_runtime.serving import check_limit, parse_count
 
 from ._handle import EventStream
 from ._pods import LIVENESS, Pod, Scan, scan_pods
@@ -46,11 +46,6 @@ from ._views import RuntimeKind, RuntimeView, WorkerView, WorkerViewPage
 from ._yoi_home import YoiHome, resolve_yoi_home
 
 __all__ = ["LocalPodSource"]
-
-#: Page size of listings and transcripts when the caller gives none, and the
-#: largest (the Runtime's).
-_DEFAULT_LIMIT = 50
-_MAX_LIMIT = 500
 
 #: What a compat source can do: nothing.
 _CAPABILITIES = Capabilities(
@@ -64,18 +59,6 @@ _CAPABILITIES = Capabilities(
     profiles=(),
     tools=(),
 )
-
-
-def _check_limit(limit: int | None) -> int:
-    if limit is None:
-        return _DEFAULT_LIMIT
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidInputError("limit must be an integer", path="limit")
-    if not 1 <= limit <= _MAX_LIMIT:
-        raise InvalidInputError(
-            f"limit must be between 1 and {_MAX_LIMIT}", path="limit"
-        )
-    return limit
 
 
 def _check_cursor(cursor: str | None, what: str) -> int:
@@ -233,7 +216,7 @@ class LocalPodSource:
         Raises:
             InvalidInputError: Unknown status, bad limit or malformed cursor.
         """
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         known = (*(s.value for s in WorkerStatus), *LIVENESS)
         if status is not None and status not in known:
             raise InvalidInputError(f"unknown status {status!r}", path="status")
@@ -282,7 +265,7 @@ class LocalPodSource:
         """
         scan = await self.scan()
         pod = scan.find(worker_id, self._runtime_id)
-        limit = _check_limit(limit)
+        limit = check_limit(limit)
         after = max(_check_cursor(cursor, "transcript cursor"), 0)
         read = await trio.to_thread.run_sync(
             partial(read_session, pod.log, live=pod.liveness == "live")

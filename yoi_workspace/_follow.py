@@ -30,7 +30,7 @@ from yoi_runtime import (
     RuntimeUnavailableError,
     YoiRuntimeError,
 )
-from yoi_runtime.serving import single_error
+from yoi_runtime.serving import position_of, single_error
 
 from ._handle import EventStream, RuntimeHandle
 from ._views import RuntimeKind
@@ -178,13 +178,6 @@ class Follower:
         at = self.position if position is None else position
         assert at is not None
         return Batch(self.handle.runtime_id, tuple(items), at, reset)
-
-
-def position_of(item: Event | Gap, *, worker_stream: bool) -> int:
-    """The position a stream is at after ``item``."""
-    if isinstance(item, Gap):
-        return item.resume_after
-    return item.seq if worker_stream else item.cursor
 
 
 #: The channel between follower tasks and their reader.

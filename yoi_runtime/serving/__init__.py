@@ -19,6 +19,7 @@ core helpers here without the ``server`` extra.
 import importlib
 import typing
 
+from .._checks import check_limit as check_limit
 from .._cli import run_server_command as run_server_command
 from .._config import ConfigError as ConfigError
 from .._config import EngineConfig as EngineConfig
@@ -32,6 +33,7 @@ from .._ids import ID_PATTERN as ID_PATTERN
 from .._ids import check_id as check_id
 from .._profiles import TOOL_PROFILES as TOOL_PROFILES
 from .._store._records import parse_store_spec as parse_store_spec
+from .._stream_protocol import position_of as position_of
 from .._util import parse_count as parse_count
 from .._util import single_error as single_error
 from .._wire import converter as converter

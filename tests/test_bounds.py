@@ -54,7 +54,7 @@ async def test_max_workers_is_a_typed_error_and_idempotent_create_still_works() 
     assert caught.value.code == "limit_exceeded"
     assert caught.value.details() == {"limit": "max_workers", "value": 3}
     assert again.worker_id == "w1"
-    assert [w.worker_id for w in page.workers] == ["w0", "w1", "w2"]
+    assert [w.worker_id for w in page.items] == ["w0", "w1", "w2"]
 
 
 @pytest.mark.parametrize(
@@ -126,7 +126,7 @@ async def test_a_workers_events_in_memory_stay_within_their_byte_budget(
             last = (await runtime.get_worker(worker_id)).last_seq
             async with runtime.subscribe(worker_id, after=0) as replay:
                 items = ready(replay)
-            entries = (await runtime.transcript(worker_id)).entries
+            entries = (await runtime.transcript(worker_id)).items
     gap, *rest = items
     assert isinstance(gap, Gap)
     assert (gap.after, gap.resume_after + len(rest)) == (0, last)

@@ -160,7 +160,7 @@ async def test_sigkill_while_streaming(
     assert restored.last_turn is not None
     assert restored.last_turn.turn_id == turn.turn_id
     assert restored.last_turn.status is TurnStatus.INTERRUPTED
-    user, answer = page.entries
+    user, answer = page.items
     assert (user.text, answer.kind, answer.status) == (
         "Tell me a story.",
         "assistant",

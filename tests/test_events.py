@@ -117,7 +117,7 @@ async def test_expired_cursor_gets_an_explicit_gap() -> None:
         assert gap.missed == gap.resume_after - 1
         assert 8 <= len(seqs) <= 10
         # The transcript stays complete although events were dropped.
-        entries = (await runtime.transcript(worker_id)).entries
+        entries = (await runtime.transcript(worker_id)).items
         assert entries[-1].text == "".join(WORDS)
 
 
@@ -180,13 +180,13 @@ async def test_transcript_pages_and_truncation() -> None:
                 if isinstance(item, Event) and item.type == "turn.completed":
                     break
         page = await runtime.transcript(worker_id, limit=3)
-        assert [e.index for e in page.entries] == [1, 2, 3]
+        assert [e.index for e in page.items] == [1, 2, 3]
         assert not page.truncated
         assert page.next_cursor == "3"
         tail = await runtime.transcript(worker_id, cursor=page.next_cursor)
-        assert [(e.index, e.text) for e in tail.entries] == [(4, "echo: q1")]
+        assert [(e.index, e.text) for e in tail.items] == [(4, "echo: q1")]
         assert tail.next_cursor is None
-        assert (await runtime.transcript(worker_id)).entries[0].index == 1
+        assert (await runtime.transcript(worker_id)).items[0].index == 1
         for i in range(2, 5):
             await runtime.send_input(worker_id, f"q{i}")
             async for item in sub:
@@ -194,9 +194,9 @@ async def test_transcript_pages_and_truncation() -> None:
                     break
         trimmed = await runtime.transcript(worker_id, limit=500)
         assert trimmed.truncated
-        indexes = [e.index for e in trimmed.entries]
+        indexes = [e.index for e in trimmed.items]
         assert indexes == list(range(indexes[0], 11))
-        assert trimmed.entries[-1].text == "echo: q4"
+        assert trimmed.items[-1].text == "echo: q4"
 
 
 async def test_a_cancelled_receive_loses_nothing() -> None:

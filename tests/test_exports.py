@@ -27,7 +27,7 @@ RuntimeAPI EventStream TurnHost WorkerOptions ask open_turn forwarded
 EventData EventError TurnAcceptedData TurnCancelledData TurnCompletedData
 TurnFailedData TurnInterruptedData TurnRetryingData TurnStartedData
 TurnTextDeltaData WorkerCreatedData WorkerFailedData WorkerStatusData
-WorkerStoppedData
+WorkerStoppedData Page
 """.split()
 
 

@@ -64,7 +64,7 @@ async def test_companion_answers_on_the_real_model(runtime: Runtime) -> None:
     usage = completed.usage
     assert usage.input_tokens >= 0
     assert usage.output_tokens >= 0
-    entries = (await runtime.transcript(companion.worker_id)).entries
+    entries = (await runtime.transcript(companion.worker_id)).items
     assert [(e.kind, e.turn_id) for e in entries] == [
         ("user", turn.turn_id),
         ("assistant", turn.turn_id),

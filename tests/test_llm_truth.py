@@ -66,7 +66,7 @@ async def test_two_companions_at_once_both_answer() -> None:
                     done = events[-1].data
                     assert isinstance(done, TurnCompletedData)
                     assert done.finish_reason in ("stop", "length")
-                    entries = (await runtime.transcript(worker_id)).entries
+                    entries = (await runtime.transcript(worker_id)).items
                     assert entries[-1].kind == "assistant"
                     assert entries[-1].text == text
 
@@ -97,4 +97,4 @@ async def test_thirty_long_turns_on_a_small_context_all_complete() -> None:
                 assert detail.last_turn.status is TurnStatus.COMPLETED
                 # The transcript keeps every turn.
                 page = await runtime.transcript(worker_id, limit=100)
-                assert len(page.entries) == 60
+                assert len(page.items) == 60

@@ -599,7 +599,7 @@ async def test_runtime_reports_an_interrupted_stream_as_failed(
                 await runtime.ask(worker_id, "hello")
             assert failed.value.error.code == "engine_stream_incomplete"
             assert failed.value.text == "Hal"
-            entries = (await runtime.transcript(worker_id)).entries
+            entries = (await runtime.transcript(worker_id)).items
     assert [(e.kind, e.text, e.status.value) for e in entries[1:]] == [
         ("assistant", "Hal", "failed"),
         ("error", str(failed.value.error.message), "failed"),

@@ -146,7 +146,7 @@ async def test_cancel_mid_stream_then_accepts_input(autojump_clock: object) -> N
         await runtime.send_input(worker_id, "again")
         await events_until(sub, "turn.completed")
         page = await runtime.transcript(worker_id)
-        assert [(e.kind, e.text, e.status) for e in page.entries] == [
+        assert [(e.kind, e.text, e.status) for e in page.items] == [
             ("user", "go", TurnStatus.ACCEPTED),
             ("assistant", "partial ", TurnStatus.CANCELLED),
             ("user", "again", TurnStatus.ACCEPTED),
@@ -247,7 +247,7 @@ async def test_engine_error_fails_turn_and_worker_stays_idle(
         assert detail.last_turn.error.code == code
         await runtime.send_input(worker_id, "again")
         await events_until(sub, "turn.completed")
-        entries = (await runtime.transcript(worker_id)).entries
+        entries = (await runtime.transcript(worker_id)).items
         assert [e.kind for e in entries] == [
             "user",
             "assistant",
@@ -363,18 +363,18 @@ async def test_list_workers_pages_and_filters() -> None:
         seen, cursor = [], None
         while True:
             page = await runtime.list_workers(limit=3, cursor=cursor)
-            seen += [w.worker_id for w in page.workers]
+            seen += [w.worker_id for w in page.items]
             cursor = page.next_cursor
             if cursor is None:
                 break
         assert seen == ids
         stopped = await runtime.list_workers(status="stopped", limit=1)
-        assert [w.worker_id for w in stopped.workers] == [ids[2]]
+        assert [w.worker_id for w in stopped.items] == [ids[2]]
         rest = await runtime.list_workers(status="stopped", cursor=stopped.next_cursor)
-        assert [w.worker_id for w in rest.workers] == [ids[5]]
+        assert [w.worker_id for w in rest.items] == [ids[5]]
         assert rest.next_cursor is None
         idle = await runtime.list_workers(status=WorkerStatus.IDLE)
-        assert len(idle.workers) == 5
+        assert len(idle.items) == 5
 
 
 @pytest.mark.parametrize(

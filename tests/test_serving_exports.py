@@ -36,7 +36,7 @@ parse_json parse_store_spec probe_engines query_int raise_open_file_limit read_b
 read_config_file ready_now ready_within refuse_control_characters request_bodies
 run_server run_server_command run_until_signal sane_request_id serve_app serve_observed
 serve_event_stream single_error sse_resume sse_resume_count startup_error
-structure_config
+structure_config PageForm page_form register_page
 """.split()
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +63,7 @@ def test_core_helpers_are_re_exported_not_copied() -> None:
     assert serving.check_id is _ids.check_id
     assert serving.converter is _wire.converter
     assert serving.item_to_json is _wire.item_to_json
+    assert serving.register_page is _wire.register_page
     assert serving.run_server_command is _cli.run_server_command
 
 

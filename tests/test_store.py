@@ -83,7 +83,7 @@ async def test_workers_turns_and_ids_survive_a_restart(tmp_path: Path) -> None:
         assert stopped.status is WorkerStatus.STOPPED
         assert (await runtime.summary()).last_cursor == last_cursor
         page = await runtime.transcript("w-idle")
-        assert [(e.kind, e.text) for e in page.entries] == [
+        assert [(e.kind, e.text) for e in page.items] == [
             ("user", "hello"),
             ("assistant", "echo: hello"),
         ]
@@ -142,7 +142,7 @@ async def test_a_graceful_close_cancels_turns_and_keeps_workers(
         assert "worker.stopped" not in replay
         assert replay[-2:] == ["turn.cancelled", "worker.status"]
         (answer,) = [
-            e for e in (await runtime.transcript("w")).entries if e.kind == "assistant"
+            e for e in (await runtime.transcript("w")).items if e.kind == "assistant"
         ]
         assert (answer.text, answer.status) == ("partial ", TurnStatus.CANCELLED)
 
@@ -274,7 +274,7 @@ async def test_damaged_rows_become_diagnostics(tmp_path: Path) -> None:
             ("store_row_invalid", "bad-event"),
             ("store_row_invalid", "good"),
         }
-        listed = [w.worker_id for w in (await runtime.list_workers()).workers]
+        listed = [w.worker_id for w in (await runtime.list_workers()).items]
         assert listed == ["good", "bad-event"]
         # The damaged event is gone: a reader from the start gets a gap.
         async with runtime.subscribe("bad-event", after=0) as events:
@@ -284,9 +284,9 @@ async def test_damaged_rows_become_diagnostics(tmp_path: Path) -> None:
         await complete_turn(runtime, "bad-event", "still there?")
         # The damaged transcript entry is left out, the page goes on.
         page = await runtime.transcript("good", limit=1)
-        assert (page.entries, page.next_cursor) == ((), "1")
+        assert (page.items, page.next_cursor) == ((), "1")
         page = await runtime.transcript("good", cursor="1")
-        assert [e.text for e in page.entries] == ["echo: hi"]
+        assert [e.text for e in page.items] == ["echo: hi"]
 
 
 async def test_event_retention_reports_a_gap_and_the_transcript_stays_whole(
@@ -313,7 +313,7 @@ async def test_event_retention_reports_a_gap_and_the_transcript_stays_whole(
         while True:
             page = await runtime.transcript("w", limit=3, cursor=cursor)
             assert page.truncated is False
-            texts += [entry.text for entry in page.entries]
+            texts += [entry.text for entry in page.items]
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor

@@ -154,10 +154,10 @@ async def test_model_output_with_split_or_lone_surrogates_is_stored(
         ) as runtime:
             page = await runtime.transcript("odd")
             fine = await runtime.transcript("fine")
-    assert [e.text for e in page.entries if e.kind == "assistant"] == [
+    assert [e.text for e in page.items if e.kind == "assistant"] == [
         "smile \U0001f600 and \ufffd"
     ] * 2
-    assert [e.text for e in fine.entries] == ["hi", "echo: hi"]
+    assert [e.text for e in fine.items] == ["hi", "echo: hi"]
 
 
 def _turn(worker_id: str, number: int, text: str, input_id: Any) -> TurnSummary:
@@ -450,7 +450,7 @@ async def test_an_embedded_runtime_is_degraded_then_recovers_by_itself(
             kept = {
                 worker_id: [
                     e.text
-                    for e in (await runtime.transcript(worker_id)).entries
+                    for e in (await runtime.transcript(worker_id)).items
                     if e.kind == "user"
                 ]
                 for worker_id in [*acknowledged, refused]
@@ -458,7 +458,7 @@ async def test_an_embedded_runtime_is_degraded_then_recovers_by_itself(
     assert error.code == "storage_full"
     assert "file size limit" in error.message
     assert (summary.status, reason) == ("degraded", error.message)
-    assert len(listed.workers) == 20
+    assert len(listed.items) == 20
     assert retried.turn_id == "t-1"
     assert codes == ["storage_full", "store_recovered"]
     assert kept == {worker_id: [big] for worker_id in [*acknowledged, refused]}
@@ -567,7 +567,7 @@ async def test_a_link_works_once_the_file_is_free(tmp_path: Path) -> None:
     link.symlink_to(db)
     async with open_durable(link) as runtime:
         page = await runtime.list_workers()
-    assert [w.worker_id for w in page.workers] == ["w"]
+    assert [w.worker_id for w in page.items] == ["w"]
     assert not (tmp_path / "link.db.lock").exists()
 
 
@@ -588,4 +588,4 @@ async def test_a_second_runtime_in_one_process_is_refused_through_a_hard_link(
             await events_until(events, "turn.completed")
     async with open_durable(hardlink) as runtime:
         page = await runtime.transcript("w")
-    assert [e.text for e in page.entries] == ["hi", "echo: hi"]
+    assert [e.text for e in page.items] == ["hi", "echo: hi"]

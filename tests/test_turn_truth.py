@@ -58,14 +58,14 @@ async def test_completed_turn_carries_the_finish_reason() -> None:
             True,
         )
         page = await runtime.transcript(worker_id)
-        answer = page.entries[-1]
+        answer = page.items[-1]
         assert (answer.kind, answer.text, answer.status) == (
             "assistant",
             "cut off",
             TurnStatus.COMPLETED,
         )
         assert (answer.finish_reason, answer.truncated) == ("length", True)
-        user = page.entries[0]
+        user = page.items[0]
         assert (user.finish_reason, user.truncated) == (None, False)
 
 
@@ -90,7 +90,7 @@ async def test_stream_without_finish_reason_fails_and_keeps_partial_text() -> No
         assert detail.last_turn.finish_reason is None
         assert detail.last_turn.error is not None
         assert detail.last_turn.error.code == "engine_stream_incomplete"
-        entries = (await runtime.transcript(worker_id)).entries
+        entries = (await runtime.transcript(worker_id)).items
         assert [(e.kind, e.status, e.finish_reason) for e in entries] == [
             ("user", TurnStatus.ACCEPTED, None),
             ("assistant", TurnStatus.FAILED, None),
@@ -119,7 +119,7 @@ async def test_durable_store_keeps_finish_reasons(tmp_path: Path) -> None:
             "length",
             True,
         )
-        answer = (await runtime.transcript(worker_id)).entries[-1]
+        answer = (await runtime.transcript(worker_id)).items[-1]
         assert (answer.finish_reason, answer.truncated) == ("length", True)
 
 
@@ -164,7 +164,7 @@ async def test_history_is_trimmed_to_the_newest_whole_turns_that_fit() -> None:
         assert detail.last_turn is not None
         assert detail.last_turn.history_omitted == omitted[-1]
         # The transcript keeps everything.
-        assert len((await runtime.transcript(worker_id, limit=500)).entries) == 60
+        assert len((await runtime.transcript(worker_id, limit=500)).items) == 60
 
 
 async def test_input_larger_than_the_context_fails_typed_then_next_turn_works() -> None:

@@ -82,6 +82,7 @@ from ._types import CancelOutcome as CancelOutcome
 from ._types import CancelResult as CancelResult
 from ._types import Capabilities as Capabilities
 from ._types import Diagnostic as Diagnostic
+from ._types import Page as Page
 from ._types import RuntimeSummary as RuntimeSummary
 from ._types import TranscriptEntry as TranscriptEntry
 from ._types import TranscriptPage as TranscriptPage

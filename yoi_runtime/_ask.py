@@ -312,7 +312,7 @@ class TurnStream:
             page = await self._host.transcript(
                 self.worker_id, limit=_TRANSCRIPT_PAGE, cursor=cursor
             )
-            for entry in page.entries:
+            for entry in page.items:
                 if entry.kind == "assistant" and entry.turn_id == self.turn_id:
                     return entry
             if page.next_cursor is None:

@@ -27,15 +27,18 @@ def to_json(value: object) -> dict[str, Any]:
             "resume_after", "reason"}``), any frozen value the library returns
             (:class:`~yoi_runtime.TurnResult` is ``{"turn_id", "worker_id",
             "text", "finish_reason", "truncated", "usage": {"input_tokens",
-            "output_tokens"}}``; summaries, pages, ...: their fields), or a
-            :class:`~yoi_runtime.YoiRuntimeError` (``{"code", "message",
-            "details"}``, the ``error`` of the process's error envelope).
+            "output_tokens"}}``; summaries, transcript entries, ...: their
+            fields), or a :class:`~yoi_runtime.YoiRuntimeError` (``{"code",
+            "message", "details"}``, the ``error`` of the process's error
+            envelope).
 
     Returns:
         A dict of JSON values.
 
     Raises:
-        TypeError: ``value`` is none of these.
+        TypeError: ``value`` is none of these, or is a
+            :class:`~yoi_runtime.Page`: a page does not know its item type,
+            so pass its ``items`` one by one.
     """
     if isinstance(value, Event | Gap):
         return item_to_json(value)

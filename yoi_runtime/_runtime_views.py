@@ -21,6 +21,7 @@ from ._transcript import DEFAULT_PAGE
 from ._types import (
     Capabilities,
     Diagnostic,
+    Page,
     RuntimeSummary,
     TranscriptPage,
     WorkerPage,
@@ -162,7 +163,7 @@ class RuntimeViews:
             if index < len(ordered)
             else False
         )
-        return WorkerPage(tuple(page), str(index - 1) if more else None)
+        return Page(tuple(page), str(index - 1) if more else None)
 
     async def transcript(
         self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
@@ -183,7 +184,7 @@ class RuntimeViews:
         )
         stored = await store.read_transcript(worker_id, after, upto)
         next_cursor = str(upto) if upto < transcript.last else None
-        return TranscriptPage(tuple(stored), next_cursor, truncated=False)
+        return Page(tuple(stored), next_cursor, truncated=False)
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None

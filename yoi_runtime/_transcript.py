@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 
 from ._errors import InvalidInputError
-from ._types import TranscriptEntry, TranscriptPage, TurnStatus
+from ._types import Page, TranscriptEntry, TranscriptPage, TurnStatus
 from ._util import parse_count
 
 __all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Transcript"]
@@ -133,8 +133,8 @@ class Transcript:
         next_cursor = None
         if chunk and chunk[-1].index < last:
             next_cursor = str(chunk[-1].index)
-        return TranscriptPage(
-            entries=tuple(entry.snapshot() for entry in chunk),
+        return Page(
+            items=tuple(entry.snapshot() for entry in chunk),
             next_cursor=next_cursor,
             truncated=self._first > 1,
         )

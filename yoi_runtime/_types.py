@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import enum
 from collections.abc import Mapping
+from typing import Generic, TypeAlias, TypeVar
 
 import attrs
 
@@ -19,6 +20,7 @@ __all__ = [
     "CancelResult",
     "Capabilities",
     "Diagnostic",
+    "Page",
     "RuntimeSummary",
     "TranscriptEntry",
     "TranscriptPage",
@@ -171,19 +173,6 @@ class WorkerSummary:
 
 
 @attrs.frozen
-class WorkerPage:
-    """One page of a Worker listing.
-
-    Attributes:
-        workers: Up to ``limit`` Workers, oldest first.
-        next_cursor: Pass as ``cursor`` for the next page; None on the last.
-    """
-
-    workers: tuple[WorkerSummary, ...]
-    next_cursor: str | None
-
-
-@attrs.frozen
 class CancelResult:
     """What a cancel did.
 
@@ -228,20 +217,37 @@ class TranscriptEntry:
     truncated: bool = False
 
 
+#: The type of the items of a :class:`Page`.
+T = TypeVar("T")
+
+
 @attrs.frozen
-class TranscriptPage:
-    """One page of a transcript.
+class Page(Generic[T]):
+    """One page of a listing: Workers, transcript entries, ...
+
+    Every paged call returns one (:meth:`RuntimeAPI.list_workers` a
+    :data:`WorkerPage`, :meth:`RuntimeAPI.transcript` a
+    :data:`TranscriptPage`); read on by passing ``next_cursor`` back as the
+    call's ``cursor`` until it is None.
+
+    A page does not know its item type at run time, so its JSON form is
+    that of its alias (``converter.unstructure(page,
+    unstructure_as=WorkerPage)``): the items go under ``"workers"`` or
+    ``"entries"`` as in ``docs/protocol.md``.
 
     Attributes:
-        entries: Up to ``limit`` entries in order.
-        next_cursor: Pass as ``cursor`` to read on; None when nothing follows.
-        truncated: True when older entries were dropped by retention, so the
-            transcript no longer starts at index 1.
+        items: Up to ``limit`` items, oldest first (Workers in creation
+            order, transcript entries by index).
+        next_cursor: An opaque string to pass as ``cursor`` for the next
+            page; None on the last page (nothing follows yet).
+        truncated: True when older items were dropped by retention, so the
+            listing no longer starts at its first item (a transcript that
+            no longer starts at index 1). Always False for Workers.
     """
 
-    entries: tuple[TranscriptEntry, ...]
+    items: tuple[T, ...]
     next_cursor: str | None
-    truncated: bool
+    truncated: bool = False
 
 
 @attrs.frozen
@@ -316,3 +322,12 @@ class RuntimeSummary:
     usage: Usage
     capabilities: Capabilities
     last_cursor: int
+
+
+#: A page of Workers (:meth:`RuntimeAPI.list_workers`). JSON:
+#: ``{"workers": [...], "next_cursor"}``.
+WorkerPage: TypeAlias = Page[WorkerSummary]
+
+#: A page of a transcript (:meth:`RuntimeAPI.transcript`). JSON:
+#: ``{"entries": [...], "next_cursor", "truncated"}``.
+TranscriptPage: TypeAlias = Page[TranscriptEntry]

@@ -7,21 +7,26 @@ embedded library and the network agree on every field name.
 from __future__ import annotations
 
 import datetime
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import JsonConverter, make_converter
 
 from ._event_data import EVENT_DATA, EventData, EventError, omits_none
 from ._events import Event, EventType, Gap
+from ._types import Page, TranscriptPage, WorkerPage
 
 __all__ = [
+    "PageForm",
     "converter",
     "item_from_json",
     "item_to_json",
+    "page_form",
+    "register_page",
     "strict_converter",
     "structure_event_data",
     "unstructure_event_data",
@@ -70,6 +75,93 @@ def _omitting(
 #: converter's dispatch, on the path of every stored or sent event).
 _UNSTRUCTURE: dict[type, Callable[[Any], dict[str, Any]]] = {}
 _register_event_data(converter)
+
+
+@attrs.frozen
+class PageForm:
+    """How one concrete :class:`~yoi_runtime.Page` alias goes on the wire.
+
+    Attributes:
+        name: The alias's name, also its OpenAPI schema's (``"WorkerPage"``).
+        key: The JSON key of the items (``"workers"``, ``"entries"``).
+        truncated: Whether the JSON object carries ``"truncated"``.
+    """
+
+    name: str
+    key: str
+    truncated: bool
+
+
+#: The registered page aliases (``Page[WorkerSummary]``, ...) by alias.
+_PAGE_FORMS: dict[object, PageForm] = {}
+
+
+def _is_page(hint: object) -> bool:
+    return hint is Page or typing.get_origin(hint) is Page
+
+
+def _unknown_page(hint: object) -> typing.NoReturn:
+    if hint is Page:
+        problem = "a bare Page does not know its item type"
+    else:
+        problem = f"{hint!r} is not a registered page alias"
+    raise TypeError(
+        f"{problem}: pass its alias, as in converter.unstructure(page, "
+        "unstructure_as=WorkerPage), or register the alias with register_page"
+    )
+
+
+def page_form(alias: object) -> PageForm:
+    """Return the wire form registered for a page alias.
+
+    Args:
+        alias: A parametrised page such as ``Page[WorkerSummary]``.
+
+    Raises:
+        TypeError: ``alias`` was not registered with :func:`register_page`
+            (a bare :class:`~yoi_runtime.Page` never is).
+    """
+    form = _PAGE_FORMS.get(alias)
+    return _unknown_page(alias) if form is None else form
+
+
+def register_page(alias: Any, name: str, key: str, *, truncated: bool) -> None:
+    """Give a page alias its JSON shape in :data:`converter`, both ways.
+
+    The JSON object is ``{key: [...], "next_cursor": ...}``, with
+    ``"truncated"`` after them when ``truncated`` is true (when false, the
+    key is left out and structuring sets ``truncated`` to False). The
+    OpenAPI documents read the same form (:func:`page_form`).
+
+    Args:
+        alias: A parametrised page such as ``Page[WorkerSummary]``; a page
+            is unstructured with ``unstructure_as=alias``.
+        name: The alias's name, used as its OpenAPI schema's name.
+        key: The JSON key of the items.
+        truncated: Whether the JSON object carries ``"truncated"``.
+    """
+    items, flag = override(rename=key), override(omit=not truncated)
+    unstructure: Callable[[Any], dict[str, Any]]
+    unstructure = make_dict_unstructure_fn(
+        alias, converter, items=items, truncated=flag
+    )
+    structure: Callable[[Any, Any], Any]
+    structure = make_dict_structure_fn(alias, converter, items=items, truncated=flag)
+    converter.register_unstructure_hook_func(lambda hint: hint == alias, unstructure)
+    converter.register_structure_hook_func(lambda hint: hint == alias, structure)
+    _PAGE_FORMS[alias] = PageForm(name, key, truncated)
+
+
+# A page without a registered alias is a programming error, not a guess at
+# its key (hooks registered later, by register_page, come first).
+converter.register_unstructure_hook_factory(
+    _is_page, lambda hint: lambda _: _unknown_page(hint)
+)
+converter.register_structure_hook_func(
+    _is_page, lambda value, hint: _unknown_page(hint)
+)
+register_page(WorkerPage, "WorkerPage", "workers", truncated=False)
+register_page(TranscriptPage, "TranscriptPage", "entries", truncated=True)
 
 
 def structure_event_data(type: EventType, data: Mapping[str, Any]) -> EventData:

@@ -32,6 +32,7 @@ from yoi_runtime import (
     Gap,
     InvalidInputError,
     OperationUnsupportedError,
+    Page,
     TranscriptPage,
     TurnSummary,
     WorkerOptions,
@@ -230,7 +231,7 @@ class LocalPodSource:
             index += 1
         more = any(status is None or pod.liveness == status for pod in pods[index:])
         views = [await self._view(pod) for pod in page]
-        return WorkerViewPage(tuple(views), str(index - 1) if more else None)
+        return Page(tuple(views), str(index - 1) if more else None)
 
     async def get_worker(self, worker_id: str) -> WorkerView:
         """Return one Pod's Worker (with its active segment's turns and
@@ -283,11 +284,7 @@ class LocalPodSource:
         entries = read.entries
         chunk = entries[after : after + limit]
         more = bool(chunk) and chunk[-1].index < len(entries)
-        return TranscriptPage(
-            entries=tuple(chunk),
-            next_cursor=str(chunk[-1].index) if more else None,
-            truncated=False,
-        )
+        return Page(tuple(chunk), str(chunk[-1].index) if more else None)
 
     def _unsupported(self, operation: str) -> NoReturn:
         raise OperationUnsupportedError(

@@ -28,6 +28,7 @@ from yoi_runtime import (
     CancelResult,
     Diagnostic,
     EventStream,
+    Page,
     RuntimeAPI,
     RuntimeSummary,
     TranscriptPage,
@@ -231,9 +232,7 @@ class RuntimeAdapter:
     ) -> WorkerViewPage:
         """See :meth:`yoi_runtime.RuntimeAPI.list_workers`; projected."""
         page = await self.api.list_workers(status=status, limit=limit, cursor=cursor)
-        return WorkerViewPage(
-            tuple(self.project(w) for w in page.workers), page.next_cursor
-        )
+        return Page(tuple(self.project(w) for w in page.items), page.next_cursor)
 
     diagnostics = forwarded(RuntimeAPI.diagnostics, "api")
     get_worker = _projected(RuntimeAPI.get_worker)

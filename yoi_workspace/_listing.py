@@ -76,7 +76,7 @@ async def list_every_page(
                 page = await handle.list_workers(
                     status=status, limit=PAGE_LIMIT, cursor=cursor
                 )
-                workers += filter(sees, page.workers)
+                workers += filter(sees, page.items)
                 if (cursor := page.next_cursor) is None:
                     return workers
         except YoiRuntimeError:

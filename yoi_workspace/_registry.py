@@ -28,6 +28,7 @@ import attrs
 from yoi_runtime import (
     CancelResult,
     Diagnostic,
+    Page,
     ScopeConflictError,
     TranscriptPage,
     TurnSummary,
@@ -218,8 +219,8 @@ class RuntimeRegistry:
         page = await self.get(runtime_id).list_workers(
             status=status, limit=limit, cursor=cursor
         )
-        workers = tuple(w for w in page.workers if self._sees(caller, w))
-        return WorkerViewPage(workers, page.next_cursor)
+        workers = tuple(w for w in page.items if self._sees(caller, w))
+        return Page(workers, page.next_cursor)
 
     def _sees(self, caller: Caller, worker: WorkerView) -> bool:
         return self._visibility.why_hidden(caller, worker) is None

@@ -166,7 +166,7 @@ def _its_worker(connector: Connector, worker: WorkerSummary) -> None:
 
 
 def _its_workers(connector: Connector, page: WorkerPage) -> None:
-    for worker in page.workers:
+    for worker in page.items:
         connector.check_runtime(worker.runtime_id)
 
 

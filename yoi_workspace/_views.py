@@ -10,18 +10,21 @@ from __future__ import annotations
 import datetime
 import enum
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import attrs
 
 from yoi_runtime import (
     Capabilities,
     EngineInfo,
+    Page,
     RuntimeSummary,
     TurnError,
     TurnSummary,
     Usage,
     WorkerSummary,
 )
+from yoi_runtime.serving import register_page
 
 __all__ = ["RuntimeKind", "RuntimeView", "WorkerView", "WorkerViewPage"]
 
@@ -181,14 +184,9 @@ class WorkerView:
         )
 
 
-@attrs.frozen
-class WorkerViewPage:
-    """One page of a Worker listing from one handle.
+#: One page of a Worker listing from one handle (up to ``limit`` Workers,
+#: oldest first; see :class:`yoi_runtime.Page`). JSON: ``{"workers": [...],
+#: "next_cursor"}``.
+WorkerViewPage: TypeAlias = Page[WorkerView]
 
-    Attributes:
-        workers: Up to ``limit`` Workers, oldest first.
-        next_cursor: Pass as ``cursor`` for the next page; None on the last.
-    """
-
-    workers: tuple[WorkerView, ...]
-    next_cursor: str | None
+register_page(WorkerViewPage, "WorkerViewPage", "workers", truncated=False)

@@ -48,24 +48,24 @@ async def test_create_get_and_list_with_paging_and_status(runtime: RuntimeAPI) -
         ids = [worker.worker_id for worker in created]
 
         everything = await runtime.list_workers()
-        assert [w.worker_id for w in everything.workers] == ids
+        assert [w.worker_id for w in everything.items] == ids
         assert everything.next_cursor is None
 
         first = await runtime.list_workers(limit=2)
-        assert [w.worker_id for w in first.workers] == ids[:2]
+        assert [w.worker_id for w in first.items] == ids[:2]
         assert first.next_cursor is not None
         rest = await runtime.list_workers(limit=2, cursor=first.next_cursor)
-        assert [w.worker_id for w in rest.workers] == ids[2:]
+        assert [w.worker_id for w in rest.items] == ids[2:]
         assert rest.next_cursor is None
 
         await runtime.stop(ids[1])
         stopped = await runtime.list_workers(status="stopped")
-        assert [w.worker_id for w in stopped.workers] == [ids[1]]
+        assert [w.worker_id for w in stopped.items] == [ids[1]]
         idle = await runtime.list_workers(status=WorkerStatus.IDLE, limit=1)
-        assert [w.worker_id for w in idle.workers] == [ids[0]]
+        assert [w.worker_id for w in idle.items] == [ids[0]]
         assert idle.next_cursor is not None
         idle = await runtime.list_workers(status="idle", cursor=idle.next_cursor)
-        assert [w.worker_id for w in idle.workers] == [ids[2]]
+        assert [w.worker_id for w in idle.items] == [ids[2]]
         assert idle.next_cursor is None
 
 
@@ -86,7 +86,7 @@ async def test_idempotent_create_with_worker_id(runtime: RuntimeAPI) -> None:
         again = await runtime.create_worker(worker_id="tab-7:ada", display_name="Ada")
         assert again.worker_id == first.worker_id
         assert again.created_at == first.created_at
-        assert len((await runtime.list_workers()).workers) == 1
+        assert len((await runtime.list_workers()).items) == 1
         with pytest.raises(WorkerExistsError) as caught:
             await runtime.create_worker(worker_id="tab-7:ada", display_name="Bo")
         assert caught.value.code == "idempotency_conflict"
@@ -247,13 +247,13 @@ async def test_transcript_paging(runtime: RuntimeAPI) -> None:
                 await events_until(events, "turn.completed")
                 await events.receive()  # worker.status idle
         page = await runtime.transcript(worker.worker_id, limit=4)
-        assert [e.index for e in page.entries] == [1, 2, 3, 4]
+        assert [e.index for e in page.items] == [1, 2, 3, 4]
         assert page.next_cursor is not None
         assert page.truncated is False
         rest = await runtime.transcript(worker.worker_id, cursor=page.next_cursor)
-        assert [e.index for e in rest.entries] == [5, 6]
+        assert [e.index for e in rest.items] == [5, 6]
         assert rest.next_cursor is None
-        entries = page.entries + rest.entries
+        entries = page.items + rest.items
         assert [e.kind for e in entries] == ["user", "assistant"] * 3
         assert [e.text for e in entries] == [
             "one", "echo: one", "two", "echo: two", "three", "echo: three",
@@ -261,7 +261,7 @@ async def test_transcript_paging(runtime: RuntimeAPI) -> None:
         assistant = {e.status for e in entries if e.kind == "assistant"}
         assert assistant == {TurnStatus.COMPLETED}
         whole = await runtime.transcript(worker.worker_id)
-        assert whole.entries == entries
+        assert whole.items == entries
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,10 @@ def test_the_yoi_home_is_found_as_yoi_finds_it() -> None:
 async def test_the_sample_home_reads_as_expected(home: Path) -> None:
     source = LocalPodSource("local-pod-runtime", home, workspace_root=ROOT)
     with trio.fail_after(10):
-        listed = (await source.list_workers()).workers
+        listed = (await source.list_workers()).items
         diagnostics = await source.diagnostics()
         transcripts = {
-            w.worker_id: (await source.transcript(w.worker_id, limit=500)).entries
+            w.worker_id: (await source.transcript(w.worker_id, limit=500)).items
             for w in listed
         }
     workers = [
@@ -146,14 +146,14 @@ async def test_beta_is_compacted_and_gamma_crashed_mid_turn(home: Path) -> None:
         gamma = await source.transcript(PODS["gamma"]["worker_id"])
         alpha = await source.get_worker(PODS["alpha"]["worker_id"])
     # The seed of a compacted segment comes first, as completed history.
-    assert [e.turn_id for e in beta.entries[:4]] == ["seed"] * 4
-    assert beta.entries[0].text.startswith("[Compacted context summary]")
-    assert {e.status for e in beta.entries[4:]} == {
+    assert [e.turn_id for e in beta.items[:4]] == ["seed"] * 4
+    assert beta.items[0].text.startswith("[Compacted context summary]")
+    assert {e.status for e in beta.items[4:]} == {
         TurnStatus.ACCEPTED,
         TurnStatus.COMPLETED,
     }
     # The crashed turn (no run_completed) is interrupted, the one before not.
-    assert [e.status for e in gamma.entries] == [
+    assert [e.status for e in gamma.items] == [
         TurnStatus.ACCEPTED,
         TurnStatus.COMPLETED,
         TurnStatus.ACCEPTED,
@@ -168,7 +168,7 @@ async def test_beta_is_compacted_and_gamma_crashed_mid_turn(home: Path) -> None:
 async def test_without_a_workspace_root_every_pod_is_listed(home: Path) -> None:
     source = LocalPodSource("pods", home)
     with trio.fail_after(10):
-        listed = (await source.list_workers()).workers
+        listed = (await source.list_workers()).items
     theta = PODS["theta"]
     assert theta["worker_id"] in [w.worker_id for w in listed]
     assert len(listed) == 6  # all but the torn epsilon
@@ -186,7 +186,7 @@ async def test_a_live_pod_goes_stale_when_its_process_dies(home: Path) -> None:
             set_pid(home, "alpha", child.pid)
             assert (await source.get_worker(alpha)).status == "live"
             live = await source.list_workers(status="live")
-            assert alpha in [w.worker_id for w in live.workers]
+            assert alpha in [w.worker_id for w in live.items]
         finally:
             child.kill()
             await child.wait()
@@ -215,9 +215,9 @@ async def test_no_data_dir_lists_nothing(tmp_path: Path) -> None:
     source = LocalPodSource("pods", YoiHome(None, None))
     missing = LocalPodSource("missing", tmp_path / "nowhere")
     with trio.fail_after(10):
-        assert (await source.list_workers()).workers == ()
+        assert (await source.list_workers()).items == ()
         assert (await source.describe()).error == "no yoi data directory is configured"
-        assert (await missing.list_workers()).workers == ()
+        assert (await missing.list_workers()).items == ()
         (diagnostic,) = await missing.diagnostics()
     assert diagnostic.code == "compat_pods_dir_unreadable"
     assert str(tmp_path) not in diagnostic.message
@@ -276,7 +276,7 @@ async def test_a_segment_log_with_bad_lines_skips_them(home: Path) -> None:
     with trio.fail_after(10):
         page = await source.transcript(alpha)
         diagnostics = await source.diagnostics()
-    assert len(page.entries) == len(PODS["alpha"]["transcript_active_segment"])
+    assert len(page.items) == len(PODS["alpha"]["transcript_active_segment"])
     (note,) = [d for d in diagnostics if d.code == "compat_session_invalid"]
     assert note.worker_id == alpha
     assert "2 unusable line(s)" in note.message

@@ -105,10 +105,10 @@ async def test_list_get_paging_and_status_filter(case: HandleCase) -> None:
         assert len(set(ids)) == 3
 
         everything = await handle.list_workers()
-        assert [w.worker_id for w in everything.workers] == ids
-        assert [w.display_name for w in everything.workers] == ["Ada", "Bo", "Cy"]
+        assert [w.worker_id for w in everything.items] == ids
+        assert [w.display_name for w in everything.items] == ["Ada", "Bo", "Cy"]
         assert everything.next_cursor is None
-        for worker in everything.workers:
+        for worker in everything.items:
             assert worker.kind is case.kind
             assert worker.runtime_id == handle.runtime_id
             assert (worker.status, worker.stale) == (case.idle, False)
@@ -118,21 +118,21 @@ async def test_list_get_paging_and_status_filter(case: HandleCase) -> None:
             assert await handle.get_worker(worker.worker_id) == worker
 
         first = await handle.list_workers(limit=2)
-        assert [w.worker_id for w in first.workers] == ids[:2]
+        assert [w.worker_id for w in first.items] == ids[:2]
         assert first.next_cursor is not None
         rest = await handle.list_workers(limit=2, cursor=first.next_cursor)
-        assert [w.worker_id for w in rest.workers] == ids[2:]
+        assert [w.worker_id for w in rest.items] == ids[2:]
         assert rest.next_cursor is None
 
         await case.mark_stopped(seeded[1])
         stopped = await handle.list_workers(status="stopped")
-        assert [w.worker_id for w in stopped.workers] == [ids[1]]
-        assert stopped.workers[0].status == "stopped"
+        assert [w.worker_id for w in stopped.items] == [ids[1]]
+        assert stopped.items[0].status == "stopped"
         idle = await handle.list_workers(status=case.idle, limit=1)
-        assert [w.worker_id for w in idle.workers] == [ids[0]]
+        assert [w.worker_id for w in idle.items] == [ids[0]]
         assert idle.next_cursor is not None
         idle = await handle.list_workers(status=case.idle, cursor=idle.next_cursor)
-        assert [w.worker_id for w in idle.workers] == [ids[2]]
+        assert [w.worker_id for w in idle.items] == [ids[2]]
         assert idle.next_cursor is None
 
         for bad, path in [
@@ -158,7 +158,7 @@ async def test_transcript_pages(case: HandleCase) -> None:
             with pytest.raises(InvalidInputError) as caught:
                 await handle.transcript(worker.worker_id, **bad)  # type: ignore[arg-type]
             assert caught.value.path == path, bad
-    entries = page.entries
+    entries = page.items
     assert [e.kind for e in entries] == ["user", "assistant", "user", "assistant"]
     assert [e.text for e in entries] == ["hello", "echo: hello", "again", "echo: again"]
     assert [e.index for e in entries] == [1, 2, 3, 4]
@@ -172,8 +172,8 @@ async def test_transcript_pages(case: HandleCase) -> None:
     assert entries[2].turn_id == entries[3].turn_id
     assert all(e.at.tzinfo is not None for e in entries)
     assert (page.next_cursor, page.truncated) == (None, False)
-    assert first.entries == entries[:3]
-    assert (rest.entries, rest.next_cursor) == (entries[3:], None)
+    assert first.items == entries[:3]
+    assert (rest.items, rest.next_cursor) == (entries[3:], None)
 
 
 async def test_unknown_worker(case: HandleCase) -> None:
@@ -304,7 +304,7 @@ async def test_scopes_are_claimed_in_the_runtime(case: HandleCase) -> None:
         again = await handle.create_worker(scopes=[scope])
         assert unscoped.scopes == ()
         listed = await handle.list_workers()
-        assert [w.worker_id for w in listed.workers] == [
+        assert [w.worker_id for w in listed.items] == [
             holder.worker_id,
             unscoped.worker_id,
             again.worker_id,

@@ -112,7 +112,7 @@ async def test_embedded_routing_goes_to_the_named_runtime() -> None:
             b = await registry.create_worker(ADA, "rt-b", engine="hang")
             assert (a.runtime_id, a.kind) == ("rt-a", RuntimeKind.EMBEDDED)
             only_a = await registry.list_workers(ADA, "rt-a")
-            assert [w.worker_id for w in only_a.workers] == [a.worker_id]
+            assert [w.worker_id for w in only_a.items] == [a.worker_id]
             with pytest.raises(WorkerNotFoundError):
                 await registry.get_worker(ADA, "rt-a", b.worker_id)
 
@@ -123,7 +123,7 @@ async def test_embedded_routing_goes_to_the_named_runtime() -> None:
             assert isinstance(seen[-1].data, TurnCompletedData)
             assert seen[-1].data.turn_id == turn.turn_id
             page = await registry.transcript(ADA, "rt-a", a.worker_id)
-            assert [e.text for e in page.entries] == ["hi", "echo: hi"]
+            assert [e.text for e in page.items] == ["hi", "echo: hi"]
 
             running = await registry.send_input(ADA, "rt-b", b.worker_id, "go")
             with pytest.raises(WorkerBusyError) as busy:
@@ -178,7 +178,7 @@ async def test_hidden_workers_read_as_not_found_and_the_reason_is_recorded(
             assert hidden.value.worker_id == b.worker_id
             assert "rt-b" in hidden.value.reason
             assert (await registry.get_worker(ADMIN, "rt-b", b.worker_id)) == b
-            assert (await registry.list_workers(ADA, "rt-b")).workers == ()
+            assert (await registry.list_workers(ADA, "rt-b")).items == ()
             every = await registry.list_all_workers(ADA)
             assert [w.display_name for w in every.workers] == [None, "old-chat"]
             assert every.workers[0].worker_id == a.worker_id
@@ -201,7 +201,7 @@ async def test_hidden_workers_read_as_not_found_and_the_reason_is_recorded(
             with pytest.raises(CommandRefusedError) as refused:
                 await registry.create_worker(ADA, "rt-b")
             assert refused.value.details() == {"operation": "create"}
-            assert (await registry.list_workers(ADMIN, "rt-b")).workers == (b,)
+            assert (await registry.list_workers(ADMIN, "rt-b")).items == (b,)
 
     hidden_notes = [d for d in registry.diagnostics() if d.code == "worker_hidden"]
     assert len(hidden_notes) == 4
@@ -327,7 +327,7 @@ async def test_compat_source_reads_and_refuses_commands(tmp_path: Path) -> None:
                 "read-only",
                 False,
             )
-            (pod,) = (await registry.list_workers(ANONYMOUS, "pods")).workers
+            (pod,) = (await registry.list_workers(ANONYMOUS, "pods")).items
             assert (pod.worker_id, pod.display_name, pod.status) == (
                 worker_id,
                 "old",
@@ -335,7 +335,7 @@ async def test_compat_source_reads_and_refuses_commands(tmp_path: Path) -> None:
             )
             assert pod.kind is RuntimeKind.COMPAT_LOCAL_POD
             page = await registry.transcript(ANONYMOUS, "pods", pod.worker_id)
-            assert [(e.kind, e.text) for e in page.entries] == [
+            assert [(e.kind, e.text) for e in page.items] == [
                 ("user", "hey"),
                 ("assistant", "echo: hey"),
             ]
@@ -383,7 +383,7 @@ async def test_remote_routing_against_a_real_process(tmp_path: Path) -> None:
                     "turn.accepted",
                 ]
                 page = await registry.transcript(ADA, REMOTE_ID, worker.worker_id)
-                assert [e.text for e in page.entries] == ["hi", "echo: hi"]
+                assert [e.text for e in page.items] == ["hi", "echo: hi"]
                 slow = await registry.create_worker(ADA, REMOTE_ID, engine="hang")
                 await registry.send_input(ADA, REMOTE_ID, slow.worker_id, "go")
                 with pytest.raises(WorkerBusyError) as busy:

@@ -343,7 +343,7 @@ async def test_recovers_when_the_process_comes_back(tmp_path: Path) -> None:
                 with pytest.raises(WorkerNotFoundError):
                     await handle.get_worker(worker.worker_id)
                 created = await handle.create_worker(display_name="Bo")
-                assert (await handle.list_workers()).workers == (created,)
+                assert (await handle.list_workers()).items == (created,)
                 seen += [back, handle]
     assert second.process.returncode == 0
     assert_hidden([url, url.removeprefix("http://"), first.token, second.token], *seen)
@@ -378,7 +378,7 @@ async def test_a_refused_token_is_read_again_and_retried_once(
                     REMOTE_ID, url, token=SecretRef(file=str(token_file))
                 )
                 handle = await stack.enter_async_context(open_remote_handle(config))
-                assert (await handle.list_workers()).workers == ()
+                assert (await handle.list_workers()).items == ()
                 assert len(reads) == 1
             # Each restart (same port) writes a new token to the same file;
             # the handle still holds a client sending the old one.
@@ -423,7 +423,7 @@ async def test_a_refused_token_is_read_again_and_retried_once(
                 assert (view.status, view.error) == ("unavailable", refused)
                 # Put right, the file is read at the next call.
                 token_file.write_text(fourth.token + "\n")
-                assert (await handle.list_workers()).workers == ()
+                assert (await handle.list_workers()).items == ()
                 assert len(reads) == 9
                 seen += [call.value, opening.value, view, handle]
     assert set(reads) == {"file"}

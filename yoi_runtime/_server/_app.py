@@ -23,6 +23,7 @@ from quart_trio import QuartTrio
 
 from .._errors import IdempotencyConflictError, UnauthorizedError
 from .._runtime import Runtime
+from .._types import TranscriptPage, WorkerPage
 from .._wire import converter, item_to_json
 from ..serving._bodies import CancelBody, CreateWorkerBody, InputBody, StopBody
 from ..serving._http import (
@@ -152,7 +153,7 @@ def create_app(state: ServerState) -> QuartTrio:
             limit=query_int("limit"),
             cursor=request.args.get("cursor"),
         )
-        return json_response(converter.unstructure(page))
+        return json_response(converter.unstructure(page, unstructure_as=WorkerPage))
 
     @app.post("/v1/workers")
     async def create_worker() -> Response:
@@ -208,7 +209,7 @@ def create_app(state: ServerState) -> QuartTrio:
         page = await runtime.transcript(
             worker_id, limit=query_int("limit"), cursor=request.args.get("cursor")
         )
-        return json_response(converter.unstructure(page))
+        return json_response(converter.unstructure(page, unstructure_as=TranscriptPage))
 
     @app.websocket("/v1/events")
     async def runtime_events() -> Response | None:

@@ -345,7 +345,7 @@ async def _transcript(target: Target, worker_id: str, as_json: bool) -> int:
         if first and page.truncated and not as_json:
             write(sys.stdout, "(older entries were dropped)\n")
         first = False
-        for entry in page.entries:
+        for entry in page.items:
             if as_json:
                 emit(to_json(entry))
             else:

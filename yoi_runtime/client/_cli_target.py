@@ -121,7 +121,7 @@ class _RuntimeTarget:
             page = await self.client.list_workers(
                 status=status, limit=PAGE, cursor=cursor
             )
-            workers.extend(page.workers)
+            workers.extend(page.items)
             if page.next_cursor is None:
                 return workers
             cursor = page.next_cursor

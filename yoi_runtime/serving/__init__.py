@@ -36,9 +36,12 @@ from .._store._records import parse_store_spec as parse_store_spec
 from .._stream_protocol import position_of as position_of
 from .._util import parse_count as parse_count
 from .._util import single_error as single_error
+from .._wire import PageForm as PageForm
 from .._wire import converter as converter
 from .._wire import item_from_json as item_from_json
 from .._wire import item_to_json as item_to_json
+from .._wire import page_form as page_form
+from .._wire import register_page as register_page
 from ._bodies import CancelBody as CancelBody
 from ._bodies import CreateWorkerBody as CreateWorkerBody
 from ._bodies import InputBody as InputBody

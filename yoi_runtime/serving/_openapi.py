@@ -21,6 +21,8 @@ import attrs
 from .._event_data import event_schemas
 from .._events import Event
 from .._ids import ID_PATTERN
+from .._types import Page
+from .._wire import page_form
 from ._http import DISPLAY_TEXT_PATTERN
 
 __all__ = [
@@ -43,7 +45,10 @@ class Schemas:
 
     :class:`~yoi_runtime.Event` is described by
     :func:`~yoi_runtime._event_data.event_schemas`: one object per event
-    type, with ``data`` typed by that type's payload class.
+    type, with ``data`` typed by that type's payload class. A page alias
+    (``Page[WorkerSummary]``) is described in its wire form
+    (:func:`~yoi_runtime.serving.page_form`: its name, items key and
+    whether it carries ``truncated``).
     """
 
     def __init__(self) -> None:
@@ -72,6 +77,8 @@ class Schemas:
                 return {"type": "object", "additionalProperties": self.of(args[1])}
             if issubclass(origin, Sequence):
                 return {"type": "array", "items": self.of(args[0])}
+        if origin is Page or hint is Page:
+            return self._page(hint)
         if hint is Event:
             # One object per event type, its data typed by the type's class.
             self.components.update(event_schemas())
@@ -92,6 +99,27 @@ class Schemas:
                 "required": [f.name for f in fields],
             }
         return {"$ref": f"#/components/schemas/{name}"}
+
+    def _page(self, alias: Any) -> dict[str, Any]:
+        """A page alias's schema: the fields of :class:`Page` under their
+        JSON names, the items typed by the alias's argument."""
+        form = page_form(alias)  # TypeError for a bare or unknown page
+        if form.name not in self.components:
+            self.components[form.name] = {}  # placeholder, as in _ref
+            (item,) = typing.get_args(alias)
+            hints = {
+                **typing.get_type_hints(Page),
+                "items": tuple[item, ...],  # type: ignore[valid-type]
+            }
+            names = {"items": form.key, "next_cursor": "next_cursor"}
+            if form.truncated:
+                names["truncated"] = "truncated"
+            self.components[form.name] = {
+                "type": "object",
+                "properties": {key: self.of(hints[f]) for f, key in names.items()},
+                "required": list(names.values()),
+            }
+        return {"$ref": f"#/components/schemas/{form.name}"}
 
 
 def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from yoi_runtime import (
     InternalError,
     InvalidInputError,
     RuntimeUnavailableError,
+    TranscriptPage,
     UnauthorizedError,
     WorkerNotFoundError,
     WorkerStatus,
@@ -63,7 +64,7 @@ from .._auth import Authenticator
 from .._identity import WorkspaceIdentity
 from .._policy import Caller
 from .._registry import RuntimeRegistry
-from .._views import RuntimeView
+from .._views import RuntimeView, WorkerViewPage
 from ._console import install_console
 from ._legacy import install_legacy_routes
 from ._openapi import install_openapi
@@ -274,7 +275,7 @@ def create_app(state: WorkspaceState) -> QuartTrio:
             limit=query_int("limit"),
             cursor=request.args.get("cursor"),
         )
-        return json_response(converter.unstructure(page))
+        return json_response(converter.unstructure(page, unstructure_as=WorkerViewPage))
 
     @app.post("/api/runtimes/<runtime_id>/workers")
     async def create_worker(runtime_id: str) -> Response:
@@ -341,7 +342,7 @@ def create_app(state: WorkspaceState) -> QuartTrio:
             limit=query_int("limit"),
             cursor=request.args.get("cursor"),
         )
-        return json_response(converter.unstructure(page))
+        return json_response(converter.unstructure(page, unstructure_as=TranscriptPage))
 
     @app.websocket("/api/runtimes/<runtime_id>/workers/<worker_id>/events")
     async def worker_events(runtime_id: str, worker_id: str) -> None:

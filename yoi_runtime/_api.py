@@ -243,6 +243,11 @@ class TurnHost(Protocol):
             cursor: ``next_cursor`` of the previous page; None starts at the
                 oldest retained entry.
 
+        Returns:
+            A :class:`~yoi_runtime.Page` of entries (``items``, by index),
+            its ``next_cursor``, and ``truncated`` when retention dropped
+            older entries.
+
         Raises:
             InvalidInputError: Bad limit or malformed cursor.
         """
@@ -404,6 +409,10 @@ class RuntimeAPI(TurnHost, Protocol):
             status: Only Workers with this status.
             limit: Page size, 1 to 500; None means 50.
             cursor: ``next_cursor`` of the previous page; None starts over.
+
+        Returns:
+            A :class:`~yoi_runtime.Page` of Worker summaries (``items``, in
+            creation order) and its ``next_cursor``.
 
         Raises:
             InvalidInputError: Unknown status, bad limit or malformed cursor.

@@ -106,8 +106,9 @@ def _unknown_page(hint: object) -> typing.NoReturn:
     else:
         problem = f"{hint!r} is not a registered page alias"
     raise TypeError(
-        f"{problem}: pass its alias, as in converter.unstructure(page, "
-        "unstructure_as=WorkerPage), or register the alias with register_page"
+        f"{problem}: name a registered alias, as in converter.unstructure(page, "
+        "unstructure_as=WorkerPage) or converter.structure(value, WorkerPage), "
+        "or register the alias with register_page"
     )
 
 
@@ -116,6 +117,9 @@ def page_form(alias: object) -> PageForm:
 
     Args:
         alias: A parametrised page such as ``Page[WorkerSummary]``.
+
+    Returns:
+        Its name, items key and whether it carries ``truncated``.
 
     Raises:
         TypeError: ``alias`` was not registered with :func:`register_page`
@@ -139,6 +143,10 @@ def register_page(alias: Any, name: str, key: str, *, truncated: bool) -> None:
         name: The alias's name, used as its OpenAPI schema's name.
         key: The JSON key of the items.
         truncated: Whether the JSON object carries ``"truncated"``.
+
+    Call it once per alias, when the module defining the alias is imported
+    (as ``yoi_runtime`` does for its two and ``yoi_workspace`` for
+    ``WorkerViewPage``): the converter is shared.
     """
     items, flag = override(rename=key), override(omit=not truncated)
     unstructure: Callable[[Any], dict[str, Any]]

@@ -151,6 +151,21 @@ def test_a_page_without_its_alias_is_a_type_error() -> None:
         page_form(Page[int])
 
 
+def test_to_json_gives_a_page_the_form_its_alias_names() -> None:
+    empty: Page[Any] = Page((), None)
+    assert yoi_runtime.to_json(empty, as_type=WorkerPage) == {
+        "workers": [],
+        "next_cursor": None,
+    }
+    assert yoi_runtime.to_json(empty, as_type=TranscriptPage) == {
+        "entries": [],
+        "next_cursor": None,
+        "truncated": False,
+    }
+    with pytest.raises(TypeError, match="not a registered page alias"):
+        yoi_runtime.to_json(empty, as_type=Page[int])
+
+
 def test_the_forms_name_the_openapi_schemas() -> None:
     assert page_form(WorkerPage).name == "WorkerPage"
     assert page_form(TranscriptPage).key == "entries"

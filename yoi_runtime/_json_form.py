@@ -8,12 +8,13 @@ import attrs
 
 from ._errors import YoiRuntimeError
 from ._events import Event, Gap
+from ._types import Page
 from ._wire import converter, item_to_json
 
 __all__ = ["to_json"]
 
 
-def to_json(value: object) -> dict[str, Any]:
+def to_json(value: object, *, as_type: object = None) -> dict[str, Any]:
     """Return the JSON form of an event, a result or an error.
 
     The same shapes the runtime process sends (``docs/events.md``,
@@ -31,14 +32,20 @@ def to_json(value: object) -> dict[str, Any]:
             fields), or a :class:`~yoi_runtime.YoiRuntimeError` (``{"code",
             "message", "details"}``, the ``error`` of the process's error
             envelope).
+        as_type: For a :class:`~yoi_runtime.Page`, its alias
+            (:data:`~yoi_runtime.WorkerPage`,
+            :data:`~yoi_runtime.TranscriptPage`, or one registered with
+            :func:`yoi_runtime.serving.register_page`): a page does not know
+            its item type, and the alias picks its JSON form
+            (``{"workers": [...], "next_cursor"}``, ...). Ignored for
+            anything else.
 
     Returns:
         A dict of JSON values.
 
     Raises:
         TypeError: ``value`` is none of these, or is a
-            :class:`~yoi_runtime.Page`: a page does not know its item type,
-            so pass its ``items`` one by one.
+            :class:`~yoi_runtime.Page` without a registered ``as_type``.
     """
     if isinstance(value, Event | Gap):
         return item_to_json(value)
@@ -49,7 +56,8 @@ def to_json(value: object) -> dict[str, Any]:
             "details": value.details(),
         }
     if attrs.has(type(value)):
-        unstructured = converter.unstructure(value)
+        hint = as_type if isinstance(value, Page) else None
+        unstructured = converter.unstructure(value, unstructure_as=hint)
         assert isinstance(unstructured, dict)
         return unstructured
     raise TypeError(f"no JSON form for {type(value).__name__}")

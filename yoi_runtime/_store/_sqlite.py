@@ -1,7 +1,7 @@
 """The durable store: one SQLite file in WAL mode (``--store sqlite:PATH``).
 
-Every method here blocks: the Runtime calls them one at a time, through
-``trio.to_thread.run_sync`` with a capacity limiter of one.
+Every method here blocks: the Runtime calls them one at a time, in the
+store's own thread (:class:`._thread.StoreThread`).
 
 One process at a time: :meth:`SQLiteStore.open` takes an exclusive
 ``flock`` on the database file itself and on ``PATH.lock`` (holding the pid)

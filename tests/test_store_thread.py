@@ -139,3 +139,13 @@ async def test_a_runtime_on_sqlite_leaves_no_thread(tmp_path: Path) -> None:
         if t.ident not in before and t.name == "yoi-store-writer"
     ]
     assert left == []
+
+
+async def test_one_block_at_a_time() -> None:
+    thread = StoreThread("yoi-store-test")
+    async with thread.open():
+        with pytest.raises(RuntimeError, match="already running"):
+            async with thread.open():
+                pass  # pragma: no cover
+        assert await thread.run_sync(lambda: 1) == 1
+    assert _store_threads() == []

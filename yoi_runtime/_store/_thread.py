@@ -81,7 +81,12 @@ class StoreThread:
         The thread is always joined on exit, however the block ends
         (cancelled, ``KeyboardInterrupt``): a call still running in it is
         waited for, shielded, without blocking the Trio thread.
+
+        Raises:
+            RuntimeError: The thread is already running (one block at a time).
         """
+        if self._thread is not None:
+            raise RuntimeError(f"{self._name} is already running")
         thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
         thread.start()
         self._thread = thread

@@ -1,7 +1,9 @@
 """Rows of the store file, to and from the records (:mod:`._records`).
 
 A row that cannot be read parses to None; :func:`contiguous` keeps the
-gap-free newest run of a table's rows.
+gap-free newest run of a table's rows. Rows are written with a few
+multi-row statements (:func:`insert_rows`), built once a batch with each
+timestamp formatted once (:func:`timestamps`).
 """
 
 from __future__ import annotations

@@ -363,7 +363,8 @@ class SQLiteStore:
         return []
 
     def _write(self, batch: Batch, problems: list[RowProblem] | None) -> None:
-        """Write ``batch``: fast (``executemany``) when ``problems`` is None,
+        """Write ``batch``: fast (multi-row statements,
+        :func:`._rows.insert_rows`) when ``problems`` is None,
         else one row at a time, noting each row that needed help there."""
         db = self._db
         _rollback(db)

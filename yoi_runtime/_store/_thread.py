@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import attrs
 import trio
 
 __all__ = ["StoreThread"]
@@ -28,24 +29,16 @@ __all__ = ["StoreThread"]
 T = TypeVar("T")
 
 
+@attrs.define(eq=False)
 class _Call:
     """One call handed to the thread, and what it gave back."""
 
-    __slots__ = ("args", "error", "function", "result", "task", "token")
-
-    def __init__(
-        self,
-        function: Callable[..., Any],
-        args: tuple[Any, ...],
-        task: trio.lowlevel.Task,
-        token: trio.lowlevel.TrioToken,
-    ) -> None:
-        self.function = function
-        self.args = args
-        self.task = task
-        self.token = token
-        self.result: Any = None
-        self.error: BaseException | None = None
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
+    task: trio.lowlevel.Task
+    token: trio.lowlevel.TrioToken
+    result: Any = None
+    error: BaseException | None = None
 
 
 def _refuse_abort(raise_cancel: Any) -> trio.lowlevel.Abort:
@@ -148,7 +141,6 @@ class StoreThread:
                     call.result = call.function(*call.args)
             except BaseException as exc:  # handed back to the caller
                 call.error = exc
-            call.function = call.args = None  # type: ignore[assignment]
             try:
                 call.token.run_sync_soon(reschedule, call.task)
             except trio.RunFinishedError:  # pragma: no cover - cannot happen

@@ -49,6 +49,7 @@ from ._base import Diagnose, EntrySource, StoreStatistics, TurnSource, WorkerSou
 from ._faults import RowProblem, write_error
 from ._records import Batch
 from ._sqlite import SQLiteStore
+from ._thread import StoreThread
 
 __all__ = [
     "BATCH_SIZE_BOUNDS",
@@ -96,7 +97,8 @@ class Journal:
     in batches (see the module docstring).
 
     Args:
-        store: The open store; every call to it runs in a thread, one at a time.
+        store: The open store; every call to it runs in the store's own
+            thread (:class:`._thread.StoreThread`), one at a time.
         runtime_log: The Runtime-wide log, appended to on commit (or given
             later to :meth:`bind`).
         diagnose: Records a diagnostic (a write failing and recovering, a row
@@ -127,7 +129,7 @@ class Journal:
         #: Per Worker, the last generation in which a row of it was left out.
         self._rejected: dict[str, tuple[int, str]] = {}
         self._retry_wake = trio.lowlevel.ParkingLot()
-        self._limiter = trio.CapacityLimiter(1)
+        self._thread = StoreThread("yoi-store-writer")
         self._events: list[tuple[Event, EventLog]] = []
         self._closing: list[EventLog] = []
         self._workers: dict[str, WorkerSource] = {}
@@ -281,8 +283,8 @@ class Journal:
     ) -> list[TranscriptEntry]:
         """Read the committed transcript entries with an index in
         ``(after, upto]`` (in a thread); unreadable ones are left out."""
-        return await trio.to_thread.run_sync(
-            self._store.read_transcript, worker_id, after, upto, limiter=self._limiter
+        return await self._thread.run_sync(
+            self._store.read_transcript, worker_id, after, upto
         )
 
     # -- the writer -----------------------------------------------------------
@@ -294,13 +296,14 @@ class Journal:
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[None]:
-        with single_error():
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.run, name="yoi-store-writer")
-                try:
-                    yield
-                finally:
-                    self.close()
+        async with self._thread.open():
+            with single_error():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.run, name="yoi-store-writer")
+                    try:
+                        yield
+                    finally:
+                        self.close()
 
     def close(self) -> None:
         """Let :meth:`run` return once what is noted is committed (or, while
@@ -394,9 +397,7 @@ class Journal:
         )
         started = time.perf_counter()
         try:
-            problems = await trio.to_thread.run_sync(
-                self._write, batch, limiter=self._limiter
-            )
+            problems = await self._thread.run_sync(self._write, batch)
         except Exception as exc:
             self._failure = f"the runtime's store writer failed: {exc!r}"
             for log in closing:

@@ -1,30 +1,40 @@
 """Rows of the store file, to and from the records (:mod:`._records`).
 
 A row that cannot be read parses to None; :func:`contiguous` keeps the
-gap-free newest run of a table's rows.
+gap-free newest run of a table's rows. Rows are written with a few
+multi-row statements (:func:`insert_rows`), built once a batch with each
+timestamp formatted once (:func:`timestamps`).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .._engines._base import Usage
 from .._events import Event, EventType
 from .._types import TranscriptEntry, TurnError, TurnStatus, TurnSummary
-from .._wire import converter, structure_event_data
+from .._wire import converter, structure_event_data, unstructure_event_data
 
 __all__ = [
+    "CHUNKS",
     "ENTRY_COLUMNS",
     "EVENT_COLUMNS",
     "TURN_COLUMNS",
     "contiguous",
+    "entry_rows",
+    "event_rows",
+    "insert_rows",
+    "multi_row",
     "parse",
     "parse_entry",
     "parse_event",
     "parse_turn",
+    "timestamps",
     "turn_row",
 ]
 
@@ -46,20 +56,84 @@ TURN_COLUMNS = (
 )
 
 
-def _iso(value: datetime.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def timestamps() -> Callable[[datetime.datetime], str]:
+    """Return a ``datetime.isoformat`` that formats each object once.
+
+    A turn's events, its row and its transcript entries share a few
+    timestamp objects (one per synchronous step of the actor), so a batch
+    formats far fewer than it writes. Objects are known by ``id``: use the
+    function for one batch only, while the batch holds every value it got.
+    """
+    cache: dict[int, str] = {}
+
+    def iso(value: datetime.datetime) -> str:
+        text = cache.get(id(value))
+        if text is None:
+            text = cache[id(value)] = value.isoformat()
+        return text
+
+    return iso
 
 
-def turn_row(turn: TurnSummary) -> tuple[Any, ...]:
-    error = turn.error
+#: ``json.dumps`` with its defaults, without the check for circular
+#: references (event data are trees) and without building a new encoder per
+#: call: the same text, sooner.
+_dumps = json.JSONEncoder(check_circular=False).encode
+#: Each event type's value (faster than the enum's ``.value``).
+_TYPE_VALUES = {kind: kind.value for kind in EventType}
+
+
+def event_rows(
+    events: Sequence[Event], iso: Callable[[datetime.datetime], str]
+) -> list[tuple[Any, ...]]:
+    """The ``events`` rows of ``events``; ``iso`` from :func:`timestamps`."""
+    dumps, unstructure, types = _dumps, unstructure_event_data, _TYPE_VALUES
+    return [
+        (
+            e.cursor,
+            e.worker_id,
+            e.seq,
+            types[e.type],
+            iso(e.at),
+            dumps(unstructure(e.data)),
+        )
+        for e in events
+    ]
+
+
+def entry_rows(
+    entries: Sequence[tuple[str, TranscriptEntry]],
+    iso: Callable[[datetime.datetime], str],
+) -> list[tuple[Any, ...]]:
+    """The ``transcript`` rows of ``(worker_id, entry)`` pairs."""
+    return [
+        (
+            w,
+            e.index,
+            e.kind,
+            e.turn_id,
+            e.text,
+            e.status.value,
+            iso(e.at),
+            e.finish_reason,
+        )
+        for w, e in entries
+    ]
+
+
+def turn_row(
+    turn: TurnSummary, iso: Callable[[datetime.datetime], str]
+) -> tuple[Any, ...]:
+    """The ``turns`` row of ``turn``; ``iso`` from :func:`timestamps`."""
+    error, started, ended = turn.error, turn.started_at, turn.ended_at
     return (
         turn.worker_id,
         int(turn.turn_id[2:]),
         turn.status.value,
         turn.input,
-        turn.accepted_at.isoformat(),
-        _iso(turn.started_at),
-        _iso(turn.ended_at),
+        iso(turn.accepted_at),
+        None if started is None else iso(started),
+        None if ended is None else iso(ended),
         turn.usage.input_tokens,
         turn.usage.output_tokens,
         None if error is None else error.code,
@@ -69,6 +143,44 @@ def turn_row(turn: TurnSummary) -> tuple[Any, ...]:
         turn.finish_reason,
         turn.history_omitted,
     )
+
+
+#: The row counts of the multi-row statements the store writes with,
+#: largest first: any count is a sum of them, and SQLite's statement cache
+#: holds a bounded set of shapes (at most 4 a table).
+CHUNKS = (64, 16, 4, 1)
+
+
+@functools.cache
+def multi_row(sql: str, rows: int) -> str:
+    """``sql`` (an ``INSERT ... VALUES (?, ...)``) for ``rows`` rows at once."""
+    values = sql[sql.rindex("(") :]
+    return sql + f", {values}" * (rows - 1)
+
+
+def insert_rows(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run ``sql`` for each of ``rows``, with a few multi-row statements
+    when it is an ``INSERT ... VALUES (...)``.
+
+    SQLite runs a statement in one step, and the store's thread gives up and
+    takes back the GIL around each step: once a statement instead of once a
+    row (as ``executemany`` would) when the Trio thread is busy.
+    """
+    count = len(rows)
+    if count == 1:
+        db.execute(sql, rows[0])
+    elif count and not sql.endswith(")"):  # not an INSERT ... VALUES (...)
+        db.executemany(sql, rows)
+    elif count:
+        start = 0
+        for size in CHUNKS:
+            while count - start >= size:
+                end = start + size
+                db.execute(
+                    multi_row(sql, size),
+                    [value for row in rows[start:end] for value in row],
+                )
+                start = end
 
 
 def _time(value: Any) -> datetime.datetime | None:

@@ -1,7 +1,7 @@
 """The durable store: one SQLite file in WAL mode (``--store sqlite:PATH``).
 
-Every method here blocks: the Runtime calls them one at a time, through
-``trio.to_thread.run_sync`` with a capacity limiter of one.
+Every method here blocks: the Runtime calls them one at a time, in the
+store's own thread (:class:`._thread.StoreThread`).
 
 One process at a time: :meth:`SQLiteStore.open` takes an exclusive
 ``flock`` on the database file itself and on ``PATH.lock`` (holding the pid)
@@ -30,7 +30,6 @@ transcript restarts after the last row that could not be read.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -42,7 +41,7 @@ from .._engines._base import Usage
 from .._errors import StoreError
 from .._events import Event
 from .._types import Diagnostic, TranscriptEntry
-from .._wire import converter, unstructure_event_data
+from .._wire import converter
 from ._faults import (
     DATA_ERRORS,
     RowProblem,
@@ -57,10 +56,14 @@ from ._rows import (
     EVENT_COLUMNS,
     TURN_COLUMNS,
     contiguous,
+    entry_rows,
+    event_rows,
+    insert_rows,
     parse,
     parse_entry,
     parse_event,
     parse_turn,
+    timestamps,
     turn_row,
 )
 from ._schema import MIGRATIONS, SCHEMA_VERSION, migrate
@@ -360,7 +363,8 @@ class SQLiteStore:
         return []
 
     def _write(self, batch: Batch, problems: list[RowProblem] | None) -> None:
-        """Write ``batch``: fast (``executemany``) when ``problems`` is None,
+        """Write ``batch``: fast (multi-row statements,
+        :func:`._rows.insert_rows`) when ``problems`` is None,
         else one row at a time, noting each row that needed help there."""
         db = self._db
         _rollback(db)
@@ -373,21 +377,11 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO meta VALUES ('runtime_id', ?)",
                     [(batch.runtime_id,)],
                 )
-            dumps = json.dumps
+            iso = timestamps()
             put(
                 "events",
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.cursor,
-                        e.worker_id,
-                        e.seq,
-                        e.type.value,
-                        e.at.isoformat(),
-                        dumps(unstructure_event_data(e.data)),
-                    )
-                    for e in batch.events
-                ],
+                event_rows(batch.events, iso),
                 1,
             )
             put(
@@ -399,36 +393,25 @@ class SQLiteStore:
                 "turns",
                 "INSERT OR REPLACE INTO turns VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [turn_row(turn) for turn in batch.turns],
+                [turn_row(turn, iso) for turn in batch.turns],
             )
             put(
                 "transcript",
                 "INSERT OR REPLACE INTO transcript VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        w,
-                        e.index,
-                        e.kind,
-                        e.turn_id,
-                        e.text,
-                        e.status.value,
-                        e.at.isoformat(),
-                        e.finish_reason,
-                    )
-                    for w, e in batch.transcript
-                ],
+                entry_rows(batch.transcript, iso),
             )
             put(
                 "allocations",
                 "DELETE FROM allocations WHERE scope = ?",
                 [(scope,) for scope in batch.releases],
             )
-            now = _now().isoformat()
-            put(
-                "allocations",
-                "INSERT INTO allocations VALUES (?, ?, ?, ?)",
-                [(s, w, self._owner, now) for s, w in batch.claims],
-            )
+            if batch.claims:
+                now = _now().isoformat()
+                put(
+                    "allocations",
+                    "INSERT INTO allocations VALUES (?, ?, ?, ?)",
+                    [(s, w, self._owner, now) for s, w in batch.claims],
+                )
             trimmed = self._trim(batch.events)
             db.execute("COMMIT")
         except BaseException:
@@ -439,8 +422,7 @@ class SQLiteStore:
     def _many(
         self, table: str, sql: str, rows: list[tuple[Any, ...]], owner: int = 0
     ) -> None:
-        if rows:
-            self._db.executemany(sql, rows)
+        insert_rows(self._db, sql, rows)
 
     def _each(
         self,

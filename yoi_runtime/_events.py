@@ -226,9 +226,12 @@ class EventLog:
         budget = self._max_bytes
         if budget is not None and self._bytes - freed > budget:
             target = budget - (budget >> 2)
-            while drop < len(events) - 1 and self._bytes - freed > target:
-                freed += sizes[drop]
+            excess = self._bytes - freed - target  # still to free
+            last = len(events) - 1
+            while drop < last and excess > 0:
+                excess -= sizes[drop]
                 drop += 1
+            freed = self._bytes - target - excess
         if drop:
             del events[:drop]
             del sizes[:drop]
@@ -336,6 +339,20 @@ class Subscription:
         self.position = resume_after + len(batch) - 1
         return batch
 
+    def _take_more(self, batch: list[Event | Gap], max_items: int) -> None:
+        """Extend ``batch`` in place with the events that follow it, up to
+        ``max_items`` in all; none when the log trimmed past the cursor
+        meanwhile (the next call reports that :class:`Gap`)."""
+        if self._closed:
+            return
+        log, after = self._log, self.position
+        start = after - log._first + 1
+        if start >= 0:
+            more = log._events[start : start + max_items - len(batch)]
+            if more:
+                self.position = after + len(more)
+                batch += more
+
     async def receive_batch(self, max_items: int = DEFAULT_BATCH) -> list[Event | Gap]:
         """Wait for at least one item and return every ready one, up to a limit.
 
@@ -364,6 +381,11 @@ class Subscription:
             raise
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
+            # Events appended while this call yielded (say, by the task it
+            # woke) are ready too: take them now rather than after one more
+            # scheduler pass. Nothing was consumed before the cancel point.
+            if len(batch) < max_items:
+                self._take_more(batch, max_items)
             return batch
         # Nothing ready: parking is this call's schedule point (as in Trio's
         # own channels), so items read right after waking are returned

@@ -115,7 +115,9 @@ class Worker(WorkerState):
             self._end_turn(turn, TurnStatus.CANCELLED)
             return
         engine = self.engine
-        limiter = self.hub.limiter(self.engine_name, engine)
+        limiter = None
+        if engine.max_concurrent is not None:
+            limiter = self.hub.limiter(self.engine_name, engine)
         details: dict[str, Any] | None = None
         try:
             turn.scope = scope
@@ -199,7 +201,7 @@ class Worker(WorkerState):
                 "assistant", turn.turn_id, text, TurnStatus.RUNNING, now
             )
         else:
-            answer.parts.append(text)
+            answer.add_text(text)
         self._emit(
             EventType.TURN_TEXT_DELTA,
             TurnTextDeltaData(turn.turn_id, text),
@@ -235,7 +237,7 @@ class Worker(WorkerState):
                 turn_id, usage, finish_reason, finish_reason == "length"
             )
             self._emit(EventType.TURN_COMPLETED, data, now, turn, turn.answer)
-            answer = "" if turn.answer is None else "".join(turn.answer.parts)
+            answer = "" if turn.answer is None else turn.answer.text
             self._history = remember(
                 self._history, turn.input, answer, self.hub.limits.history_turns
             )

@@ -54,6 +54,15 @@ _LIFECYCLE = frozenset(
 )
 _now = now
 
+#: The payload of every ``worker.status`` event, by (status, previous): the
+#: payloads are frozen, so the events share them (no new object to build
+#: and for the garbage collector to track, twice a turn).
+_STATUS_DATA = {
+    (status, previous): WorkerStatusData(status, previous)
+    for status in WorkerStatus
+    for previous in WorkerStatus
+}
+
 
 @attrs.define(eq=False)
 class WorkerState:
@@ -208,11 +217,7 @@ class WorkerState:
 
     def _set_status(self, status: WorkerStatus, at: datetime.datetime) -> None:
         previous, self.status = self.status, status
-        self._emit(
-            EventType.WORKER_STATUS,
-            WorkerStatusData(status, previous),
-            at,
-        )
+        self._emit(EventType.WORKER_STATUS, _STATUS_DATA[status, previous], at)
 
     @property
     def transcript(self) -> Transcript:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -23,7 +25,7 @@ from yoi_runtime import (
     TurnTextDeltaData,
     open_runtime,
 )
-from yoi_runtime._events import EVENT_OVERHEAD, EventLog, event_bytes
+from yoi_runtime._events import EVENT_OVERHEAD, EventLog, event_bytes, new_event
 
 WORDS = tuple(f"w{i} " for i in range(20))
 
@@ -227,6 +229,21 @@ def _delta(seq: int, text: str) -> Event:
         datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
         TurnTextDeltaData("t-1", text),
     )
+
+
+def test_new_event_builds_the_same_frozen_event_as_event() -> None:
+    # new_event takes every field of Event, in order, and nothing else.
+    names = [field.name for field in attrs.fields(Event)]
+    assert list(inspect.signature(new_event).parameters) == names
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    values = (7, 70, EventType.TURN_TEXT_DELTA, "rt", "w", at, _delta(1, "x").data)
+    event = new_event(*values)
+    assert type(event) is Event
+    assert event == Event(*values)
+    assert [getattr(event, name) for name in names] == list(values)
+    assert hash(event) == hash(Event(*values))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.seq = 8  # type: ignore[misc]
 
 
 def test_event_bytes_counts_the_text_an_event_carries() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+from collections.abc import Callable
 from typing import Literal, cast
 
 import attrs
@@ -56,6 +57,51 @@ class Event:
     worker_id: str
     at: datetime.datetime
     data: EventData
+
+
+def _slot_setter(name: str) -> Callable[[Event, object], None]:
+    """The descriptor's own setter of ``Event``'s slot ``name``."""
+    setter: Callable[[Event, object], None] = Event.__dict__[name].__set__
+    return setter
+
+
+_set_seq = _slot_setter("seq")
+_set_cursor = _slot_setter("cursor")
+_set_type = _slot_setter("type")
+_set_runtime_id = _slot_setter("runtime_id")
+_set_worker_id = _slot_setter("worker_id")
+_set_at = _slot_setter("at")
+_set_data = _slot_setter("data")
+_new_object = object.__new__
+
+
+def new_event(
+    seq: int,
+    cursor: int,
+    type: EventType,
+    runtime_id: str,
+    worker_id: str,
+    at: datetime.datetime,
+    data: EventData,
+) -> Event:
+    """Return ``Event(seq, cursor, type, runtime_id, worker_id, at, data)``
+    at about half the cost, for the Worker's turn path (six a turn).
+
+    The same frozen instance: each slot is set through its own descriptor
+    instead of attrs' ``__init__``, which sets every field through a bound
+    ``object.__setattr__`` that looks the name up again. ``Event`` has no
+    defaults, validators or converters to apply; ``tests/test_events.py``
+    checks that the two agree field for field.
+    """
+    event = _new_object(Event)
+    _set_seq(event, seq)
+    _set_cursor(event, cursor)
+    _set_type(event, type)
+    _set_runtime_id(event, runtime_id)
+    _set_worker_id(event, worker_id)
+    _set_at(event, at)
+    _set_data(event, data)
+    return event
 
 
 @attrs.frozen

@@ -406,8 +406,9 @@ class Subscription:
             max_items: The most items to return (at least 1).
 
         Returns:
-            A non-empty list of items in stream order; :attr:`position` is then
-            the cursor of the last one.
+            A non-empty list of items in stream order (with those appended
+            while the call passed its schedule point); :attr:`position` is
+            then the cursor of the last one.
 
         Raises:
             trio.EndOfChannel: The stream ended and everything was received.

@@ -219,6 +219,34 @@ async def test_a_cancelled_receive_loses_nothing() -> None:
             await sub.receive()
 
 
+async def test_a_batch_takes_what_arrived_during_its_schedule_point() -> None:
+    # After send_input the actor and the caller are both runnable, in an
+    # order Trio picks at random. Either way, the caller's next batch holds
+    # the whole instant turn: events the actor appends while the receive
+    # passes its schedule point are taken too (one scheduler pass less).
+    expected = [
+        "turn.accepted",
+        "worker.status",
+        "turn.started",
+        "turn.text_delta",
+        "turn.completed",
+        "worker.status",
+    ]
+    with trio.fail_after(5):
+        async with open_runtime({"s": ScriptedEngine()}) as runtime:
+            worker_id = (await runtime.create_worker()).worker_id
+            async with runtime.subscribe(worker_id) as sub:
+                for _ in range(30):
+                    await runtime.send_input(worker_id, "ping")
+                    batch = await sub.receive_batch()
+                    assert [item.type for item in batch] == expected  # type: ignore[union-attr]
+                    assert sub.position == batch[-1].seq  # type: ignore[union-attr]
+                # A limit still holds: the top-up stops at max_items.
+                await runtime.send_input(worker_id, "ping")
+                assert len(await sub.receive_batch(4)) == 4
+                assert len(await sub.receive_batch()) == 2
+
+
 def _delta(seq: int, text: str) -> Event:
     return Event(
         seq,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -23,7 +25,7 @@ from yoi_runtime import (
     TurnTextDeltaData,
     open_runtime,
 )
-from yoi_runtime._events import EVENT_OVERHEAD, EventLog, event_bytes
+from yoi_runtime._events import EVENT_OVERHEAD, EventLog, event_bytes, new_event
 
 WORDS = tuple(f"w{i} " for i in range(20))
 
@@ -217,6 +219,34 @@ async def test_a_cancelled_receive_loses_nothing() -> None:
             await sub.receive()
 
 
+async def test_a_batch_takes_what_arrived_during_its_schedule_point() -> None:
+    # After send_input the actor and the caller are both runnable, in an
+    # order Trio picks at random. Either way, the caller's next batch holds
+    # the whole instant turn: events the actor appends while the receive
+    # passes its schedule point are taken too (one scheduler pass less).
+    expected = [
+        "turn.accepted",
+        "worker.status",
+        "turn.started",
+        "turn.text_delta",
+        "turn.completed",
+        "worker.status",
+    ]
+    with trio.fail_after(5):
+        async with open_runtime({"s": ScriptedEngine()}) as runtime:
+            worker_id = (await runtime.create_worker()).worker_id
+            async with runtime.subscribe(worker_id) as sub:
+                for _ in range(30):
+                    await runtime.send_input(worker_id, "ping")
+                    batch = await sub.receive_batch()
+                    assert [item.type for item in batch] == expected  # type: ignore[union-attr]
+                    assert sub.position == batch[-1].seq  # type: ignore[union-attr]
+                # A limit still holds: the top-up stops at max_items.
+                await runtime.send_input(worker_id, "ping")
+                assert len(await sub.receive_batch(4)) == 4
+                assert len(await sub.receive_batch()) == 2
+
+
 def _delta(seq: int, text: str) -> Event:
     return Event(
         seq,
@@ -227,6 +257,21 @@ def _delta(seq: int, text: str) -> Event:
         datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
         TurnTextDeltaData("t-1", text),
     )
+
+
+def test_new_event_builds_the_same_frozen_event_as_event() -> None:
+    # new_event takes every field of Event, in order, and nothing else.
+    names = [field.name for field in attrs.fields(Event)]
+    assert list(inspect.signature(new_event).parameters) == names
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    values = (7, 70, EventType.TURN_TEXT_DELTA, "rt", "w", at, _delta(1, "x").data)
+    event = new_event(*values)
+    assert type(event) is Event
+    assert event == Event(*values)
+    assert [getattr(event, name) for name in names] == list(values)
+    assert hash(event) == hash(Event(*values))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.seq = 8  # type: ignore[misc]
 
 
 def test_event_bytes_counts_the_text_an_event_carries() -> None:

@@ -20,9 +20,23 @@ MAX_PAGE = 500
 
 
 class _Entry:
-    """A mutable transcript entry; an assistant entry grows while streaming."""
+    """A mutable transcript entry; an assistant entry grows while streaming.
 
-    __slots__ = ("at", "finish_reason", "index", "kind", "parts", "status", "turn_id")
+    Its first text is kept as is and later pieces in a list made on the
+    second, joined when the text is read (so a long stream stays linear,
+    and a one-piece entry holds no list).
+    """
+
+    __slots__ = (
+        "_more",
+        "_text",
+        "at",
+        "finish_reason",
+        "index",
+        "kind",
+        "status",
+        "turn_id",
+    )
 
     def __init__(
         self,
@@ -36,19 +50,38 @@ class _Entry:
         self.index = index
         self.kind = kind
         self.turn_id = turn_id
-        self.parts = [text]
+        self._text = text
+        self._more: list[str] | None = None
         self.status = status
         self.at = at
         self.finish_reason: str | None = None
 
+    def add_text(self, text: str) -> None:
+        """Append ``text`` (a streamed piece) to the entry's text."""
+        if self._more is None:
+            self._more = [text]
+        else:
+            self._more.append(text)
+
+    @property
+    def text(self) -> str:
+        """The entry's whole text so far."""
+        if self._more is not None:
+            self._text += "".join(self._more)
+            self._more = None
+        return self._text
+
+    @property
+    def parts(self) -> list[str]:
+        """The text as a list of pieces (one, once read)."""
+        return [self.text]
+
     def snapshot(self) -> TranscriptEntry:
-        if len(self.parts) > 1:
-            self.parts = ["".join(self.parts)]
         return TranscriptEntry(
             index=self.index,
             kind=self.kind,
             turn_id=self.turn_id,
-            text=self.parts[0],
+            text=self.text,
             status=self.status,
             at=self.at,
             finish_reason=self.finish_reason,

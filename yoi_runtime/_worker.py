@@ -56,6 +56,15 @@ _turn_log = logging.getLogger("yoi_runtime.turns")
 _NO_USAGE = Usage()
 _now = now
 
+# Enum members read on every turn, bound once (see ``_worker_state``).
+_IDLE = WorkerStatus.IDLE
+_RUNNING = WorkerStatus.RUNNING
+_TURN_RUNNING = TurnStatus.RUNNING
+_COMPLETED = TurnStatus.COMPLETED
+_TURN_STARTED = EventType.TURN_STARTED
+_TURN_TEXT_DELTA = EventType.TURN_TEXT_DELTA
+_TURN_COMPLETED = EventType.TURN_COMPLETED
+
 
 @attrs.define(eq=False)
 class Worker(WorkerState):
@@ -115,7 +124,9 @@ class Worker(WorkerState):
             self._end_turn(turn, TurnStatus.CANCELLED)
             return
         engine = self.engine
-        limiter = self.hub.limiter(self.engine_name, engine)
+        limiter = None
+        if engine.max_concurrent is not None:
+            limiter = self.hub.limiter(self.engine_name, engine)
         details: dict[str, Any] | None = None
         try:
             turn.scope = scope
@@ -149,7 +160,7 @@ class Worker(WorkerState):
             else:
                 self._end_turn(
                     turn,
-                    TurnStatus.COMPLETED,
+                    _COMPLETED,
                     usage=completion.usage,
                     finish_reason=completion.finish_reason,
                 )
@@ -171,10 +182,10 @@ class Worker(WorkerState):
             ContextLengthExceededError: ``fits`` is false: the input alone
                 does not fit.
         """
-        turn.status = TurnStatus.RUNNING
+        turn.status = _TURN_RUNNING
         turn.started_at = now = _now()
         self._emit(
-            EventType.TURN_STARTED,
+            _TURN_STARTED,
             TurnStartedData(turn.turn_id, turn.history_omitted),
             now,
         )
@@ -196,12 +207,12 @@ class Worker(WorkerState):
         answer = turn.answer
         if answer is None:
             answer = turn.answer = self.transcript.add(
-                "assistant", turn.turn_id, text, TurnStatus.RUNNING, now
+                "assistant", turn.turn_id, text, _TURN_RUNNING, now
             )
         else:
-            answer.parts.append(text)
+            answer.add_text(text)
         self._emit(
-            EventType.TURN_TEXT_DELTA,
+            _TURN_TEXT_DELTA,
             TurnTextDeltaData(turn.turn_id, text),
             now,
             None,
@@ -230,12 +241,12 @@ class Worker(WorkerState):
         if turn.answer is not None:
             turn.answer.status = status
             turn.answer.finish_reason = finish_reason
-        if status is TurnStatus.COMPLETED:
+        if status is _COMPLETED:
             data = TurnCompletedData(
                 turn_id, usage, finish_reason, finish_reason == "length"
             )
-            self._emit(EventType.TURN_COMPLETED, data, now, turn, turn.answer)
-            answer = "" if turn.answer is None else "".join(turn.answer.parts)
+            self._emit(_TURN_COMPLETED, data, now, turn, turn.answer)
+            answer = "" if turn.answer is None else turn.answer.text
             self._history = remember(
                 self._history, turn.input, answer, self.hub.limits.history_turns
             )
@@ -261,8 +272,8 @@ class Worker(WorkerState):
             )
         self._active = None
         self._last = turn
-        if self.status is WorkerStatus.RUNNING:
-            self._set_status(WorkerStatus.IDLE, now)
+        if self.status is _RUNNING:
+            self._set_status(_IDLE, now)
         turn.set_done()
 
     def _log_failed(self, turn_id: str, code: str) -> None:

@@ -32,7 +32,7 @@ from ._event_data import (
     WorkerCreatedData,
     WorkerStatusData,
 )
-from ._events import Event, EventLog, EventType
+from ._events import EventLog, EventType, new_event
 from ._hub import Hub, now
 from ._store._records import WorkerRecord
 from ._transcript import Transcript, _Entry
@@ -53,6 +53,24 @@ _LIFECYCLE = frozenset(
     {EventType.WORKER_CREATED, EventType.WORKER_STOPPED, EventType.WORKER_FAILED}
 )
 _now = now
+
+# Enum members read on every turn, bound once: on CPython 3.11 each read of
+# an attribute of an enum class goes through ``EnumType.__getattr__``'s slow
+# hook (~0.1 us; a dozen a turn).
+_ACCEPTED = TurnStatus.ACCEPTED
+_RUNNING = WorkerStatus.RUNNING
+_ENDED = (WorkerStatus.STOPPED, WorkerStatus.FAILED)
+_TURN_ACCEPTED = EventType.TURN_ACCEPTED
+_WORKER_STATUS = EventType.WORKER_STATUS
+
+#: The payload of every ``worker.status`` event, by (status, previous): the
+#: payloads are frozen, so the events share them (no new object to build
+#: and for the garbage collector to track, twice a turn).
+_STATUS_DATA = {
+    (status, previous): WorkerStatusData(status, previous)
+    for status in WorkerStatus
+    for previous in WorkerStatus
+}
 
 
 @attrs.define(eq=False)
@@ -203,16 +221,12 @@ class WorkerState:
         log.next_position = seq + 1
         cursor = hub_log.next_position
         hub_log.next_position = cursor + 1
-        event = Event(seq, cursor, type, hub.runtime_id, self.worker_id, at, data)
+        event = new_event(seq, cursor, type, hub.runtime_id, self.worker_id, at, data)
         hub.store.note(event, log, self if type in _LIFECYCLE else None, turn, entry)
 
     def _set_status(self, status: WorkerStatus, at: datetime.datetime) -> None:
         previous, self.status = self.status, status
-        self._emit(
-            EventType.WORKER_STATUS,
-            WorkerStatusData(status, previous),
-            at,
-        )
+        self._emit(_WORKER_STATUS, _STATUS_DATA[status, previous], at)
 
     @property
     def transcript(self) -> Transcript:
@@ -259,17 +273,15 @@ class WorkerState:
         self._active = turn
         if input_id is not None:
             self._remember_input(turn)
-        entry = self.transcript.add(
-            "user", turn.turn_id, text, TurnStatus.ACCEPTED, now
-        )
+        entry = self.transcript.add("user", turn.turn_id, text, _ACCEPTED, now)
         self._emit(
-            EventType.TURN_ACCEPTED,
+            _TURN_ACCEPTED,
             TurnAcceptedData(turn.turn_id, text, input_id),
             now,
             turn,
             entry,
         )
-        self._set_status(WorkerStatus.RUNNING, now)
+        self._set_status(_RUNNING, now)
         self._next = turn
         self._wake()
         return turn.summary(self.worker_id)
@@ -290,7 +302,7 @@ class WorkerState:
 
     def check_live(self) -> None:
         """Raise :class:`WorkerStoppedError` unless the Worker takes input."""
-        if self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+        if self.status in _ENDED:
             raise WorkerStoppedError(
                 f"worker {self.worker_id} is {self.status.value}",
                 worker_id=self.worker_id,

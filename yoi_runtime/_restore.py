@@ -155,8 +155,8 @@ def restore_worker(hub: Hub, stored: StoredWorker, engine: Engine) -> Worker:
             and answer.status is TurnStatus.COMPLETED
         ):
             history += (
-                Message("user", "".join(user.parts)),
-                Message("assistant", "".join(answer.parts)),
+                Message("user", user.text),
+                Message("assistant", answer.text),
             )
     worker.resume(record.stop_reason, log, transcript, history, turns, entries)
     return worker

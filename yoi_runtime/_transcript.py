@@ -71,11 +71,6 @@ class _Entry:
             self._more = None
         return self._text
 
-    @property
-    def parts(self) -> list[str]:
-        """The text as a list of pieces (one, once read)."""
-        return [self.text]
-
     def snapshot(self) -> TranscriptEntry:
         return TranscriptEntry(
             index=self.index,

@@ -1,20 +1,20 @@
 """The Runtime API, written once: :class:`RuntimeAPI` and :class:`EventStream`.
 
 Every way of reaching a Runtime implements these Protocols: the embedded
-:class:`~yoi_runtime.Runtime`, the network client
-:class:`~yoi_runtime.client.RuntimeClient`, and the workspace's reconnecting
-wrapper around that client. mypy checks each against them (a field added to
-the API reaches every layer or fails type checking), the conformance suite
-(``tests/conformance/``) runs against each, and the documentation of every
-operation lives here; the implementations say only what is their own.
+:class:`~yoi_runtime.Runtime`, the client
+:class:`~yoi_runtime.client.RuntimeClient` and the workspace's reconnecting
+wrapper of it. mypy checks each against them (a field added to the API
+reaches every layer or fails type checking), the conformance suite
+(``tests/conformance/``) runs against each, and every operation is
+documented here; the implementations say only what is their own.
 
-Errors (see :mod:`yoi_runtime._errors` for the tree): every operation may
-raise :class:`~yoi_runtime.RuntimeUnavailableError` (the Runtime is closing,
-or its process cannot be reached); the ones taking a ``worker_id`` raise
-:class:`~yoi_runtime.WorkerNotFoundError` for an unknown one. Through the
-network they may also raise :class:`~yoi_runtime.UnauthorizedError` (the
-token was refused) and :class:`~yoi_runtime.InternalError` (the process
-failed or answered something the client does not understand).
+Errors (the tree: :mod:`yoi_runtime._errors`): every operation may raise
+:class:`~yoi_runtime.RuntimeUnavailableError` (the Runtime is closing, or
+its process is out of reach), those taking a ``worker_id``
+:class:`~yoi_runtime.WorkerNotFoundError` for an unknown one; through the
+network also :class:`~yoi_runtime.UnauthorizedError` (token refused) and
+:class:`~yoi_runtime.InternalError` (the process failed or answered what
+the client does not understand).
 """
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ class EventStream(TurnEvents, Protocol):
         """The cursor of the last item received: an event's ``seq`` on a
         Worker stream, its ``cursor`` on the Runtime-wide stream. Pass it as
         ``after`` to resume without gap or duplicate."""
-        ...
 
     async def __aenter__(self) -> EventStream: ...
 
@@ -143,7 +142,6 @@ class EventStream(TurnEvents, Protocol):
             RuntimeUnavailableError: (remote) The connection broke and could
                 not be restored in time.
         """
-        ...
 
     async def receive_batch(self, max_items: int = ...) -> list[Event | Gap]:
         """Wait for at least one item; return every ready one, up to
@@ -152,11 +150,9 @@ class EventStream(TurnEvents, Protocol):
         Raises:
             As :meth:`receive`.
         """
-        ...
 
     async def aclose(self) -> None:
         """Stop following the stream; idempotent."""
-        ...
 
 
 class TurnHost(Protocol):
@@ -200,7 +196,6 @@ class TurnHost(Protocol):
                 (:class:`StorageFullError` for a full disk); the input was
                 not acknowledged.
         """
-        ...
 
     async def cancel(
         self, worker_id: str, *, turn_id: str | None = None, reason: str | None = None
@@ -222,7 +217,6 @@ class TurnHost(Protocol):
             ``cancelled``; ``no_active_turn``; or ``already_completed`` when
             the turn ended (completed or failed) before the cancel took hold.
         """
-        ...
 
     async def get_worker(self, worker_id: str) -> WorkerSummary:
         """Return one Worker's detail (never waits behind a running turn).
@@ -230,7 +224,6 @@ class TurnHost(Protocol):
         Raises:
             WorkerNotFoundError: Unknown ``worker_id``.
         """
-        ...
 
     async def transcript(
         self, worker_id: str, *, limit: int | None = None, cursor: str | None = None
@@ -244,20 +237,17 @@ class TurnHost(Protocol):
                 oldest retained entry.
 
         Returns:
-            A :class:`~yoi_runtime.Page` of entries (``items``, by index),
-            its ``next_cursor``, and ``truncated`` when retention dropped
-            older entries.
+            A :class:`~yoi_runtime.Page` of entries (``items`` by index;
+            ``truncated`` when retention dropped older ones).
 
         Raises:
             InvalidInputError: Bad limit or malformed cursor.
         """
-        ...
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
     ) -> TurnEvents:
         """See :meth:`RuntimeAPI.subscribe`."""
-        ...
 
 
 class RuntimeAPI(TurnHost, Protocol):
@@ -272,7 +262,6 @@ class RuntimeAPI(TurnHost, Protocol):
     def runtime_id(self) -> str:
         """The Runtime's id: given to ``open_runtime`` (or generated), read
         from the process when a client opens."""
-        ...
 
     # -- commands -----------------------------------------------------------------
 
@@ -305,7 +294,6 @@ class RuntimeAPI(TurnHost, Protocol):
             StoreWriteError: The durable store cannot be written now
                 (:class:`StorageFullError` for a full disk).
         """
-        ...
 
     async def stop(self, worker_id: str, *, reason: str | None = None) -> WorkerSummary:
         """Stop a Worker: cancel its turn, end its actor, refuse later input.
@@ -321,7 +309,6 @@ class RuntimeAPI(TurnHost, Protocol):
         Returns:
             The Worker, ``stopped`` (or ``failed`` if it had crashed).
         """
-        ...
 
     async def ask(
         self,
@@ -358,7 +345,6 @@ class RuntimeAPI(TurnHost, Protocol):
         Cancellation:
             Cancelling the call cancels the turn.
         """
-        ...
 
     def open_turn(
         self,
@@ -392,7 +378,6 @@ class RuntimeAPI(TurnHost, Protocol):
             Leaving the block before the turn ended (``break``, an error, a
             cancelled scope) cancels the turn.
         """
-        ...
 
     # -- observation ------------------------------------------------------------
 
@@ -411,13 +396,11 @@ class RuntimeAPI(TurnHost, Protocol):
             cursor: ``next_cursor`` of the previous page; None starts over.
 
         Returns:
-            A :class:`~yoi_runtime.Page` of Worker summaries (``items``, in
-            creation order) and its ``next_cursor``.
+            A :class:`~yoi_runtime.Page` of Worker summaries, oldest first.
 
         Raises:
             InvalidInputError: Unknown status, bad limit or malformed cursor.
         """
-        ...
 
     def subscribe(
         self, worker_id: str | None = None, *, after: int | None = None
@@ -440,11 +423,9 @@ class RuntimeAPI(TurnHost, Protocol):
             InvalidInputError: ``after`` is negative or ahead of the stream
                 (a client: when the stream is entered).
         """
-        ...
 
     async def summary(self) -> RuntimeSummary:
         """Return the Runtime's status, Worker counts, usage and capabilities."""
-        ...
 
     def capabilities(self) -> Capabilities:
         """Return what this Runtime can do (fixed for its lifetime).
@@ -452,15 +433,12 @@ class RuntimeAPI(TurnHost, Protocol):
         Never blocks: a client returns what the process reported when it
         was opened.
         """
-        ...
 
     async def diagnostics(self) -> tuple[Diagnostic, ...]:
         """Return what the Runtime noticed (crashed actors, ...), oldest first."""
-        ...
 
     async def usage(self) -> Usage:
         """Return the tokens used by every turn of every Worker so far."""
-        ...
 
 
 if TYPE_CHECKING:

@@ -368,36 +368,32 @@ class Subscription:
         """
         if self._closed:
             raise trio.ClosedResourceError("the subscription is closed")
-        log, after = self._log, self.position
-        start = after - log._first + 1
-        if start >= 0:  # no gap: the common case, read in place
-            events = log._events[start : start + max_items]
+        events = self._take(max_items)
+        if events is not None:  # no gap: the common case
             if events:
-                self.position = after + len(events)
                 return cast("list[Event | Gap]", events)
-            if log._closed:
+            if self._log._closed:
                 raise trio.EndOfChannel
             raise trio.WouldBlock
         # Behind what the log retains: a gap, then the oldest retained events.
+        log, after = self._log, self.position
         resume_after = log._first - 1
         batch: list[Event | Gap] = [Gap(after=after, resume_after=resume_after)]
         batch += log._events[: max_items - 1]
         self.position = resume_after + len(batch) - 1
         return batch
 
-    def _take_more(self, batch: list[Event | Gap], max_items: int) -> None:
-        """Extend ``batch`` in place with the events that follow it, up to
-        ``max_items`` in all; none when the log trimmed past the cursor
-        meanwhile (the next call reports that :class:`Gap`)."""
-        if self._closed:
-            return
+    def _take(self, limit: int) -> list[Event] | None:
+        """Take up to ``limit`` of the events after :attr:`position`, read in
+        place (possibly none); None when the log trimmed past the cursor
+        (a :class:`Gap` is due)."""
         log, after = self._log, self.position
         start = after - log._first + 1
-        if start >= 0:
-            more = log._events[start : start + max_items - len(batch)]
-            if more:
-                self.position = after + len(more)
-                batch += more
+        if start < 0:
+            return None
+        events = log._events[start : start + limit]
+        self.position = after + len(events)
+        return events
 
     async def receive_batch(self, max_items: int = DEFAULT_BATCH) -> list[Event | Gap]:
         """Wait for at least one item and return every ready one, up to a limit.
@@ -431,8 +427,9 @@ class Subscription:
             # Events appended while this call yielded (say, by the task it
             # woke) are ready too: take them now rather than after one more
             # scheduler pass. Nothing was consumed before the cancel point.
-            if len(batch) < max_items:
-                self._take_more(batch, max_items)
+            if len(batch) < max_items and not self._closed:
+                # None (trimmed past meanwhile): the next call reports the Gap.
+                batch += self._take(max_items - len(batch)) or []
             return batch
         # Nothing ready: parking is this call's schedule point (as in Trio's
         # own channels), so items read right after waking are returned
